@@ -1,0 +1,114 @@
+"""Encoder, decoder and critic modules, and builders for the MLP layout.
+
+The modules fix the interfaces the training engine relies on:
+
+- ``Encoder(x) -> (z_mean, z_log_var, c)``: Gaussian posterior over the
+  KL-regularised codes z plus deterministic "info" codes c (the Keras design).
+- ``decoder(codes) -> x parameters`` with ``codes = [z, c]``, flat output.
+- ``Critic``: T(x, codes) = head(relu(embed_x(x) + embed_codes(codes))).
+  Splitting the first layer into an x part and a code part is the same
+  function class as an MLP over the concatenation ``[x, codes]``, but the x
+  part is computed once per batch and reused for every pairing of x with
+  codes (joint, shifted, or all B x B pairs for InfoNCE).
+"""
+
+import torch
+from torch import nn
+
+__all__ = ["Critic", "Encoder", "build_mlp", "build_mlp_networks"]
+
+# Bounds on the encoder's log-variance: exp() of it stays finite in float32
+# and the posterior cannot shrink to a point mass.
+_LOG_VAR_MIN, _LOG_VAR_MAX = -20.0, 20.0
+
+
+def build_mlp(sizes, activate_last=False):
+    """A ReLU MLP through ``sizes`` (input size first, output size last)."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if activate_last or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """Posterior network: a feature body followed by one linear head.
+
+    Parameters
+    ----------
+    body : nn.Module
+        Maps a batch of flat inputs to ``(B, n_body_out)`` features.
+    n_body_out : int
+        Width of the body's output.
+    n_components, n_info_components : int
+        Sizes of z (Gaussian, in the KL term) and c (deterministic).
+    """
+
+    def __init__(self, body, n_body_out, n_components, n_info_components):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(n_body_out, 2 * n_components + n_info_components)
+        self.split_sizes = (n_components, n_components, n_info_components)
+
+    def forward(self, x):
+        mean, log_var, c = self.head(self.body(x)).split(self.split_sizes, dim=1)
+        return mean, log_var.clamp(_LOG_VAR_MIN, _LOG_VAR_MAX), c
+
+
+class Critic(nn.Module):
+    """Critic T(x, codes) for the mutual-information bounds.
+
+    Parameters
+    ----------
+    embed_x : nn.Module
+        Maps flat inputs to ``(B, width)``; includes the first layer's bias.
+    n_codes : int
+        Size of ``[z, c]``.
+    head_sizes : sequence of int
+        Widths after the first (joint) layer, ending before the scalar output.
+    width : int
+        Width of the first joint layer.
+    """
+
+    def __init__(self, embed_x, n_codes, width, head_sizes=()):
+        super().__init__()
+        self.embed_x = embed_x
+        self.embed_codes = nn.Linear(n_codes, width, bias=False)
+        self.head = nn.Sequential(nn.ReLU(), build_mlp([width, *head_sizes, 1]))
+
+    def forward(self, x, codes):
+        """Scores of the aligned pairs ``(x_i, codes_i)``, shape ``(B,)``."""
+        return self.head(self.embed_x(x) + self.embed_codes(codes)).squeeze(-1)
+
+    def joint_and_shifted(self, x, codes, shift):
+        """Scores of ``(x_i, codes_i)`` and of ``(x_i, codes_{i+shift})``.
+
+        One pass of the head over both sets of pairs, with x embedded once.
+        """
+        hx, hc = self.embed_x(x), self.embed_codes(codes)
+        pairs = torch.cat([hx + hc, hx + hc.roll(-shift, dims=0)])
+        return self.head(pairs).squeeze(-1).chunk(2)
+
+    def score_matrix(self, x, codes):
+        """All pairs: ``scores[i, j] = T(x_i, codes_j)``, shape ``(B, B)``."""
+        hx, hc = self.embed_x(x), self.embed_codes(codes)
+        return self.head(hx[:, None, :] + hc[None, :, :]).squeeze(-1)
+
+
+def build_mlp_networks(
+    n_features, n_components, n_info_components, hidden_layer_sizes, critic_hidden_layer_sizes
+):
+    """Encoder, decoder and critic for flat (tabular) data.
+
+    The decoder mirrors the encoder's hidden layers. The critic's first size
+    is its joint (x, codes) layer; the remaining sizes form its head.
+    """
+    hidden = list(hidden_layer_sizes)
+    n_codes = n_components + n_info_components
+    body = build_mlp([n_features, *hidden], activate_last=True)
+    encoder = Encoder(body, hidden[-1] if hidden else n_features, n_components, n_info_components)
+    decoder = build_mlp([n_codes, *reversed(hidden), n_features])
+    width, *head_sizes = critic_hidden_layer_sizes
+    critic = Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
+    return encoder, decoder, critic

@@ -1,0 +1,154 @@
+"""Likelihoods, the KL term and the mutual-information lower bounds.
+
+Pure functions of tensors: no modules, no optimisers, no sklearn. Every
+function returns a per-sample or per-batch quantity in nats so the training
+engine and the tests can combine and check them directly.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "BernoulliLikelihood",
+    "GaussianLikelihood",
+    "CRITIC_BOUND",
+    "MI_BOUNDS",
+    "bernoulli_nll",
+    "derangement_shift",
+    "dv_bound",
+    "gaussian_kl",
+    "gaussian_nll",
+    "infonce_bound",
+    "nwj_bound",
+    "soft_clip",
+]
+
+# Critic outputs are softly capped below CRITIC_BOUND. Any function T(x, z)
+# gives a valid lower bound, so the cap costs no validity, but it keeps
+# exp(T - 1) finite in float32 (overflow starts near T = 89) and, unlike a hard
+# clamp, keeps a gradient above the cap. Below CRITIC_BOUND - 20 it is exactly
+# the identity (softplus is linear there in float32).
+CRITIC_BOUND = 50.0
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def soft_clip(t, bound=CRITIC_BOUND):
+    """Smooth upper cap: ``bound - softplus(bound - t)``, below ``bound``."""
+    return bound - F.softplus(bound - t)
+
+
+def gaussian_nll(x, mean, log_var):
+    """Negative Gaussian log-likelihood, summed over features.
+
+    ``log_var`` broadcasts against ``x`` (one variance per feature).
+    Returns a tensor of shape ``(n_samples,)``.
+    """
+    sq = (x - mean).square() * torch.exp(-log_var)
+    return 0.5 * (sq + log_var + _LOG_2PI).flatten(1).sum(dim=1)
+
+
+def bernoulli_nll(x, logits):
+    """Negative Bernoulli log-likelihood from logits, summed over features.
+
+    ``x`` may hold probabilities in [0, 1] (the continuous relaxation used for
+    grey-level images). Returns a tensor of shape ``(n_samples,)``.
+    """
+    nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return nll.flatten(1).sum(dim=1)
+
+
+def gaussian_kl(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over dimensions."""
+    return 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
+
+
+def derangement_shift(batch_size, generator=None):
+    """A roll offset in ``[1, batch_size - 1]``.
+
+    Rolling the latent codes by this offset pairs every x with another
+    sample's z: a derangement, so no pair stays joint. A uniform random
+    permutation would leave about one fixed point per batch, biasing the
+    marginal term by ~1/B.
+    """
+    if batch_size < 2:
+        raise ValueError(f"MI bounds need at least 2 samples per batch, got {batch_size}.")
+    return int(torch.randint(1, batch_size, (1,), generator=generator))
+
+
+def _log_mean_exp(t):
+    return torch.logsumexp(t, dim=0) - math.log(t.shape[0])
+
+
+def nwj_bound(t_joint, t_marginal):
+    """Nguyen-Wainwright-Jordan (f-divergence) bound.
+
+    ``mean T(x, z) - mean exp(T(x, z') - 1)``; unbiased per batch, so batch
+    averages of it are unbiased too. Inputs are critic outputs, shape ``(B,)``.
+    """
+    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    return t_joint.mean() - torch.exp(_log_mean_exp(t_marginal) - 1.0)
+
+
+def dv_bound(t_joint, t_marginal):
+    """Donsker-Varadhan bound: ``mean T(x, z) - log mean exp T(x, z')``.
+
+    Tighter than NWJ for the same critic but biased for finite batches.
+    """
+    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    return t_joint.mean() - _log_mean_exp(t_marginal)
+
+
+def infonce_bound(scores):
+    """InfoNCE bound from the ``(B, B)`` score matrix ``scores[i, j] = T(x_i, z_j)``.
+
+    ``mean_i [T(x_i, z_i) - log mean_j exp T(x_i, z_j)]``. It never exceeds
+    ``log B``: low variance, but saturates once the true MI nears log B.
+    """
+    scores = soft_clip(scores)
+    log_norm = torch.logsumexp(scores, dim=1) - math.log(scores.shape[1])
+    return (scores.diagonal() - log_norm).mean()
+
+
+# Bounds that need only the joint scores and one shifted set of scores.
+MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
+
+
+class GaussianLikelihood(torch.nn.Module):
+    """p(x | z) = N(decoder output, diag(sigma^2)), one learned variance per feature.
+
+    A fixed unit variance would tie the balance between reconstruction and KL
+    to the data's units (min-max scaled data would drown in the KL term and
+    collapse); a learned variance makes the objective a proper likelihood in
+    any units. The variance is kept above ``min_variance`` so that constant
+    features cannot drive the likelihood to infinity.
+    """
+
+    def __init__(self, feature_variance, min_variance):
+        super().__init__()
+        variance = torch.as_tensor(feature_variance, dtype=torch.float32)
+        self.register_buffer("log_min_variance", torch.tensor(math.log(min_variance)))
+        # softplus^-1 of the initial gap above the floor: start at the data's variance.
+        gap = (torch.log(variance + min_variance) - self.log_min_variance).clamp_min(1e-4)
+        self.raw_log_var = torch.nn.Parameter(gap + torch.log(-torch.expm1(-gap)))
+
+    def log_var(self):
+        return self.log_min_variance + F.softplus(self.raw_log_var)
+
+    def nll(self, x, output):
+        return gaussian_nll(x, output, self.log_var())
+
+    def mean(self, output):
+        return output
+
+
+class BernoulliLikelihood(torch.nn.Module):
+    """p(x | z) = Bernoulli(sigmoid(decoder output)); data must lie in [0, 1]."""
+
+    def nll(self, x, output):
+        return bernoulli_nll(x, output)
+
+    def mean(self, output):
+        return torch.sigmoid(output)

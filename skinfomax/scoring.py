@@ -1,0 +1,43 @@
+"""Scorers for ``GridSearchCV(scoring=...)``: greater is better for each.
+
+Each takes ``(estimator, X, y=None)`` where ``estimator`` is a fitted
+:class:`~skinfomax.InfoMaxVAETransformer` or a ``Pipeline`` ending in one; a
+pipeline's earlier steps transform X first. Pass several as a dict for
+multi-metric search::
+
+    GridSearchCV(vae, grid, scoring={"mi": mi_scorer, "recon": reconstruction_scorer},
+                 refit="recon")
+
+The MI score rises with ``alpha`` and ``n_components`` by construction; to
+choose those, score reconstruction, the ELBO, or a downstream classifier.
+"""
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+__all__ = ["elbo_scorer", "mi_scorer", "reconstruction_scorer"]
+
+
+def _final_step(estimator, X):
+    if isinstance(estimator, Pipeline):
+        return estimator[-1], estimator[:-1].transform(X)
+    return estimator, X
+
+
+def mi_scorer(estimator, X, y=None):
+    """Held-out lower bound on I(x; z) in nats (the transformer's ``score``)."""
+    vae, Xt = _final_step(estimator, X)
+    return vae.score(Xt)
+
+
+def reconstruction_scorer(estimator, X, y=None):
+    """Negative mean squared error of ``inverse_transform(transform(X))``."""
+    vae, Xt = _final_step(estimator, X)
+    Xt = np.asarray(Xt, dtype=float)
+    return -float(np.mean((Xt - vae.inverse_transform(vae.transform(Xt))) ** 2))
+
+
+def elbo_scorer(estimator, X, y=None):
+    """Mean evidence lower bound per sample in nats."""
+    vae, Xt = _final_step(estimator, X)
+    return vae.elbo(Xt)

@@ -1,0 +1,489 @@
+"""The scikit-learn face of the InfoMax VAE: parameters, validation, glue.
+
+All tensor work lives in :mod:`skinfomax.training` (the engine),
+:mod:`skinfomax.networks` and :mod:`skinfomax.objectives`; this module turns
+estimator parameters into an engine, validates every input before anything
+is changed, and converts results back to numpy.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
+
+from .networks import build_mlp_networks
+from .objectives import BernoulliLikelihood, GaussianLikelihood
+from .serialization import dump_torch_state, load_torch_state
+from .training import Engine, TrainingConfig, resolve_device, seeded, torch_threads
+
+__all__ = ["InfoMaxVAETransformer"]
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+# Fitted attributes that hold torch objects; pickled together (see __getstate__).
+_TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
+# Gaussian variance floor, relative to the data's mean feature variance.
+_RELATIVE_MIN_VARIANCE = 1e-3
+
+
+def _check_layer_sizes(sizes, name, allow_empty):
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of positive integers, got {sizes!r}.") from None
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
+        raise ValueError(f"{name} must hold positive integers only, got {sizes!r}.")
+    if not sizes and not allow_empty:
+        raise ValueError(f"{name} needs at least one layer size, got {sizes!r}.")
+    return tuple(int(s) for s in sizes)
+
+
+class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
+    """Dimensionality reduction with an InfoMax variational autoencoder.
+
+    A VAE whose loss adds ``-alpha * I(x; z)``, the mutual information between
+    inputs and codes, estimated by a variational lower bound with a separate
+    critic network T(x, z) trained by its own optimiser to maximise it
+    (Rezaabad & Vishwanath, ISIT 2020). The per-batch objective is::
+
+        recon(x, decoder(z)) + beta * KL(q(z|x) || N(0, I)) - alpha * I_hat(x; [z, c])
+
+    where ``recon`` is a negative log-likelihood summed over features, ``z``
+    is the reparameterised posterior sample and ``c`` are optional
+    deterministic "info" codes that the KL term leaves out.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of the KL-regularised latent code z.
+    n_info_components : int, default=0
+        Extra deterministic codes c, left out of the KL term and shaped only
+        by reconstruction and the MI term. :meth:`transform` returns
+        ``[z_mean, c]``.
+    alpha : float, default=1.0
+        Weight of the mutual-information term (0 gives a plain VAE; the critic
+        is still trained so :meth:`score` means the same for every alpha).
+    beta : float, default=1.0
+        Weight of the KL term.
+    hidden_layer_sizes : tuple of int, default=(256, 128)
+        Hidden layers of the encoder; the decoder mirrors them.
+    critic_hidden_layer_sizes : tuple of int, default=(256, 256)
+        Hidden layers of the critic; the first is a joint layer over
+        ``[x, z, c]``.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        Decoder distribution. "gaussian" learns one variance per feature
+        (floored at 1e-3 times the mean feature variance), so the balance of
+        reconstruction and KL does not depend on the data's units.
+        "bernoulli" requires data in [0, 1].
+    mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
+        Lower bound on I(x; z): NWJ (as both reference designs),
+        Donsker-Varadhan, or InfoNCE (capped at log(batch_size)).
+    batch_size : int or "auto", default="auto"
+        Minibatch size; "auto" is ``min(128, n_samples)``. Must be at least 2
+        (the MI bound pairs each sample with another one's code) and no larger
+        than the number of training samples.
+    max_iter : int, default=100
+        Number of epochs.
+    learning_rate : float, default=1e-3
+        Adam learning rate of the encoder, decoder and likelihood.
+    critic_learning_rate : float, default=1e-3
+        Adam learning rate of the critic.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when the validation
+        loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        keep the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        Share of the data held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss, in nats per sample.
+    device : str, default="auto"
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    n_threads : int or None, default=None
+        Torch CPU threads during fit and transform; the caller's setting is
+        restored afterwards. None keeps the current setting.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch order and sampling. An int makes
+        CPU fits repeatable bit for bit; torch's global generator is not
+        touched.
+    verbose : int, default=0
+        Show a progress bar with the running loss when > 0.
+    warm_start : bool, default=False
+        Continue training the fitted networks (and optimiser states) on the
+        next call to :meth:`fit` instead of starting afresh.
+
+    Attributes
+    ----------
+    encoder_, decoder_, critic_, likelihood_ : torch.nn.Module
+        The fitted networks.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss``, ``reconstruction``,
+        ``kl``, ``mi`` (per-sample means in nats), and their ``valid_``
+        counterparts with early stopping.
+    n_iter_ : int
+        Number of epochs trained in total.
+    batch_size_ : int
+        The batch size used.
+    device_ : torch.device
+        Where the networks live.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : Linear dimensionality reduction.
+
+    Notes
+    -----
+    :meth:`score` is a held-out *lower bound* on I(x; z). It rises with
+    ``alpha`` and ``n_components`` by construction, so do not select those by
+    it alone: score a downstream task (see the module's README) or use the
+    scorers in :mod:`skinfomax.scoring`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skinfomax import InfoMaxVAETransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = InfoMaxVAETransformer(n_components=4, max_iter=2, random_state=0)
+    >>> Z = vae.fit_transform(X[:300])
+    >>> Z.shape
+    (300, 4)
+    >>> vae.inverse_transform(Z).shape
+    (300, 64)
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_info_components": [Interval(Integral, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "critic_hidden_layer_sizes": ["array-like"],
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "mi_estimator": [StrOptions({"nwj", "dv", "infonce"})],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "critic_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "device": "no_validation",  # checked by resolve_device in fit
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        n_info_components=0,
+        alpha=1.0,
+        beta=1.0,
+        hidden_layer_sizes=(256, 128),
+        critic_hidden_layer_sizes=(256, 256),
+        likelihood="gaussian",
+        mi_estimator="nwj",
+        batch_size="auto",
+        max_iter=100,
+        learning_rate=1e-3,
+        critic_learning_rate=1e-3,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="auto",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.n_info_components = n_info_components
+        self.alpha = alpha
+        self.beta = beta
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.critic_hidden_layer_sizes = critic_hidden_layer_sizes
+        self.likelihood = likelihood
+        self.mi_estimator = mi_estimator
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- validation -----------------------------------------------------------
+    def _check_X(self, X):
+        """Validate X without touching the estimator (so a failure changes nothing)."""
+        X = check_array(X, dtype=_FLOAT_DTYPES, ensure_min_samples=2, input_name="X")
+        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "likelihood='bernoulli' needs X in [0, 1]; got values in "
+                f"[{X.min():.4g}, {X.max():.4g}]. Scale X (e.g. MinMaxScaler) or use "
+                "likelihood='gaussian'."
+            )
+        return X
+
+    def _network_signature(self, n_features):
+        return (
+            n_features,
+            self.n_components,
+            self.n_info_components,
+            _check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes", True),
+            _check_layer_sizes(self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", False),
+            self.likelihood,
+        )
+
+    def _split(self, X, seed):
+        if not self.early_stopping:
+            return X, None
+        n_valid = math.ceil(self.validation_fraction * X.shape[0])
+        if n_valid < 2 or X.shape[0] - n_valid < 2:
+            raise ValueError(
+                f"early_stopping with validation_fraction={self.validation_fraction} needs "
+                f"at least 2 training and 2 validation samples; X has {X.shape[0]} samples."
+            )
+        return tuple(train_test_split(X, test_size=n_valid, random_state=seed))
+
+    def _effective_batch_size(self, n_train):
+        if self.batch_size == "auto":
+            return min(128, n_train)
+        if self.batch_size > n_train:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the {n_train} training "
+                "samples; lower batch_size or use batch_size='auto'."
+            )
+        return self.batch_size
+
+    def _training_config(self, batch_size):
+        return TrainingConfig(
+            alpha=float(self.alpha),
+            beta=float(self.beta),
+            mi_estimator=self.mi_estimator,
+            batch_size=batch_size,
+            max_iter=self.max_iter,
+            learning_rate=float(self.learning_rate),
+            critic_learning_rate=float(self.critic_learning_rate),
+            n_iter_no_change=self.n_iter_no_change,
+            tol=float(self.tol),
+            verbose=self.verbose,
+        )
+
+    def _build_engine(self, X, signature, device, seed):
+        n_features, n_z, n_c, hidden, critic_hidden, likelihood = signature
+        with seeded(seed):
+            encoder, decoder, critic = build_mlp_networks(n_features, n_z, n_c, hidden, critic_hidden)
+        if likelihood == "bernoulli":
+            likelihood_module = BernoulliLikelihood()
+        else:
+            variance = X.var(axis=0)
+            floor = _RELATIVE_MIN_VARIANCE * float(variance.mean()) + 1e-12
+            likelihood_module = GaussianLikelihood(variance, floor)
+        return Engine(encoder, decoder, critic, likelihood_module, device)
+
+    # -- fitting -----------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the VAE and its critic on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; at least 2 samples.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : InfoMaxVAETransformer
+            The fitted transformer.
+        """
+        # Everything that can fail runs before the first attribute is set.
+        continuing = self.warm_start and hasattr(self, "_engine")
+        X_checked = self._check_X(X)
+        signature = self._network_signature(X_checked.shape[1])
+        if continuing and signature != self._signature:
+            raise ValueError(
+                "warm_start=True continues the fitted networks, so the number of features, "
+                "n_components, n_info_components, the layer sizes and the likelihood must "
+                "stay as fitted; set warm_start=False to start afresh."
+            )
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        X_train, X_valid = self._split(X_checked, seed)
+        config = self._training_config(self._effective_batch_size(X_train.shape[0]))
+        if continuing:
+            X_checked = validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
+            engine, history = self._engine, list(self.history_)
+        else:
+            engine, history = self._build_engine(X_train, signature, device, seed), []
+
+        with torch_threads(self.n_threads):
+            history = engine.train(X_train, config, seed, X_valid=X_valid, history=history)
+
+        if not continuing:
+            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=True)
+        self._engine, self._signature, self._config, self._seed = engine, signature, config, seed
+        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
+        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
+        self.history_, self.n_iter_ = history, len(history)
+        self.batch_size_, self.device_ = config.batch_size, engine.device
+        return self
+
+    # -- using the fitted model ------------------------------------------------
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
+
+    def transform(self, X):
+        """Encode X as posterior means ``[z_mean, c]`` (deterministic).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components + n_info_components)
+            Same float dtype as X (float64 for non-float input).
+        """
+        X = self._validated(X)
+        with torch_threads(self.n_threads):
+            mean, _, c = self._engine.encode(X)
+        return np.hstack([mean, c]).astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        """Decode codes ``[z, c]`` to the decoder's means in input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components + n_info_components)
+            Codes, e.g. from :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=_FLOAT_DTYPES, input_name="X")
+        n_codes = self.n_components_out_
+        if Z.shape[1] != n_codes:
+            raise ValueError(
+                f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} codes "
+                f"(n_components={self._signature[1]} + n_info_components={self._signature[2]})."
+            )
+        with torch_threads(self.n_threads):
+            return self._engine.decode(Z).astype(Z.dtype, copy=False)
+
+    def _evaluate(self, X):
+        X = self._validated(X)
+        if X.shape[0] < 2:
+            raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
+        with torch_threads(self.n_threads):
+            return self._engine.evaluate(X, self._config, self._seed)
+
+    def score(self, X, y=None):
+        """Held-out lower bound on I(x; z) in nats (greater is better).
+
+        Uses the trained critic, the fitted batch size and a fixed seed, so it
+        is repeatable for a fixed model and data. It grows with ``alpha`` and
+        ``n_components`` by construction: for model selection prefer a
+        downstream score (see Notes of the class).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            At least 2 samples.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return self._evaluate(X)["mi"]
+
+    def elbo(self, X):
+        """Mean evidence lower bound per sample in nats: ``-(recon + KL)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        elbo : float
+        """
+        terms = self._evaluate(X)
+        return -(terms["reconstruction"] + terms["kl"])
+
+    @property
+    def n_components_out_(self):
+        """Width of :meth:`transform`'s output: ``n_components + n_info_components`` as fitted."""
+        check_is_fitted(self)
+        return self._signature[1] + self._signature[2]
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the codes: ``<prefix>z0, ..., <prefix>c0, ...``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None
+            Only checked against the features seen in fit.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        _, n_z, n_c, *_ = self._signature
+        names = [f"{prefix}_z{i}" for i in range(n_z)] + [f"{prefix}_c{i}" for i in range(n_c)]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- pickling ----------------------------------------------------------------
+    def __getstate__(self):
+        # A copy: object.__getstate__ may hand back the live __dict__.
+        state = dict(super().__getstate__())
+        torch_objects = {k: state.pop(k) for k in _TORCH_ATTRIBUTES if k in state}
+        if torch_objects:
+            state["_torch_blob"] = dump_torch_state(torch_objects)
+        return state
+
+    def __setstate__(self, state):
+        blob = state.pop("_torch_blob", None)
+        if blob is not None:
+            objects, device = load_torch_state(blob, state["device_"])
+            objects["_engine"].device = device
+            state.update(objects, device_=device)
+        super().__setstate__(state)
