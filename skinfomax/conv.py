@@ -23,6 +23,8 @@ from .networks import Critic, Encoder
 __all__ = ["ConvDecoder", "ImageView", "build_conv_networks", "conv_output_size"]
 
 _KERNEL, _STRIDE, _PADDING = 5, 2, 2
+# Side of the critic's pooled feature grid.
+_CRITIC_GRID = 4
 
 
 def conv_output_size(size, n_layers):
@@ -101,10 +103,11 @@ def build_conv_networks(
     """Encoder, decoder and critic for flat rows of ``image_shape = (C, H, W)`` images.
 
     The critic embeds x with a small convolutional feature extractor (the
-    first two of ``conv_channels``, no BatchNorm so that its scores of a pair
-    do not depend on the rest of the batch) followed by one linear layer to
-    the joint width: a dense layer over the raw pixels would dwarf the rest
-    of the critic.
+    first two of ``conv_channels``, no BatchNorm so that its score of a pair
+    does not depend on the rest of the batch), average-pooled to at most a
+    4x4 grid, then one linear layer to the joint width: its size does not
+    grow with the image, where a dense layer over the raw pixels would dwarf
+    the rest of the critic.
     """
     n_channels, height, width = image_shape
     channels = tuple(conv_channels)
@@ -119,19 +122,19 @@ def build_conv_networks(
     encoder = Encoder(body, flat, n_components, n_info_components)
     decoder = ConvDecoder(n_codes, image_shape, tuple(reversed(channels)))
 
+    # Pooled to at most 4x4 so the critic's size does not grow with the image.
     critic_channels = channels[:2]
     n_critic = len(critic_channels)
-    critic_flat = (
-        critic_channels[-1]
-        * conv_output_size(height, n_critic)
-        * conv_output_size(width, n_critic)
+    pooled = tuple(
+        min(_CRITIC_GRID, conv_output_size(side, n_critic)) for side in (height, width)
     )
     joint_width, *head_sizes = critic_hidden_layer_sizes
     embed_x = nn.Sequential(
         ImageView(image_shape),
         *_conv_stack((n_channels, *critic_channels), batch_norm_from=n_critic),
+        nn.AdaptiveAvgPool2d(pooled),
         nn.Flatten(),
-        nn.Linear(critic_flat, joint_width),
+        nn.Linear(critic_channels[-1] * math.prod(pooled), joint_width),
     )
     critic = Critic(embed_x, n_codes, joint_width, head_sizes)
     return encoder, decoder, critic
