@@ -72,8 +72,11 @@ def main():
     )
     start = time.perf_counter()
     vae.fit(X_train)
-    print(f"fit: {len(X_train)} digits, {vae.n_iter_} epochs, {time.perf_counter() - start:.0f} s, "
-          f"torch {torch.__version__}, {args.threads} thread(s)")
+    seconds = time.perf_counter() - start
+    print(
+        f"fit: {len(X_train)} digits, {vae.n_iter_} epochs, {seconds:.0f} s, "
+        f"torch {torch.__version__}, {args.threads} thread(s)"
+    )
 
     c_train = vae.transform(X_train)[:, -1]
     values = np.quantile(c_train, np.linspace(0.02, 0.98, 9))

@@ -64,6 +64,16 @@ class ConvDecoder(nn.Module):
     Dense layer to ``(channels[0], h, w)``, then transposed convolutions
     through ``channels[1:]`` and a last one to ``C`` (linear output: the
     likelihood turns it into a mean), cropped to ``H x W``.
+
+    Parameters
+    ----------
+    n_codes : int
+        Size of ``[z, c]``.
+    image_shape : tuple of int
+        ``(C, H, W)`` of the output images.
+    channels : sequence of int
+        Feature maps from the dense layer's output on (the encoder's
+        ``conv_channels`` reversed); one upsampling per entry.
     """
 
     def __init__(self, n_codes, image_shape, channels):
@@ -101,6 +111,23 @@ def build_conv_networks(
     image_shape, n_components, n_info_components, conv_channels, critic_hidden_layer_sizes
 ):
     """Encoder, decoder and critic for flat rows of ``image_shape = (C, H, W)`` images.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(C, H, W)``; any positive sizes.
+    n_components, n_info_components : int
+        Sizes of z and c.
+    conv_channels : sequence of int
+        Encoder feature maps, one stride-2 convolution each.
+    critic_hidden_layer_sizes : sequence of int
+        The critic's joint width, then its head's hidden sizes.
+
+    Returns
+    -------
+    encoder : Encoder
+    decoder : ConvDecoder
+    critic : Critic
 
     The critic embeds x with a small convolutional feature extractor (the
     first two of ``conv_channels``, no BatchNorm so that its score of a pair

@@ -178,7 +178,9 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
         try:
             out = encoder(x)
         except RuntimeError as exc:
-            raise ValueError(f"The encoder fails on inputs of shape {tuple(x.shape)}: {exc}") from None
+            raise ValueError(
+                f"The encoder fails on inputs of shape {tuple(x.shape)}: {exc}"
+            ) from None
         if not (isinstance(out, (tuple, list)) and len(out) == 3):
             raise ValueError(
                 "The encoder must return a tuple (z_mean, z_log_var, c); it returned "
