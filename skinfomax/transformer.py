@@ -450,8 +450,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if continuing and signature != self._signature:
             raise ValueError(
                 "warm_start=True continues the fitted networks, so the number of features, "
-                "n_components, n_info_components, the layer sizes and the likelihood must "
-                "stay as fitted; set warm_start=False to start afresh."
+                "n_components, n_info_components, the layer sizes, the likelihood, "
+                "architecture, image_shape and conv_channels must stay as fitted; set "
+                "warm_start=False to start afresh."
             )
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))

@@ -107,6 +107,16 @@ def test_conv_training_improves_reconstruction(digit_images):
     assert last < first
 
 
+def test_conv_warm_start_continues_and_keeps_the_image_shape(conv_fitted, digit_images):
+    X, _ = digit_images
+    est = clone(conv_fitted).set_params(warm_start=True).fit(X)
+    est.fit(X)
+    assert est.n_iter_ == 4 and [r["epoch"] for r in est.history_] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="image_shape and conv_channels must stay"):
+        est.set_params(image_shape=(1, 4, 16)).fit(X.reshape(len(X), -1))
+    assert est.n_iter_ == 4
+
+
 def test_conv_in_a_pipeline_and_pickle(conv_fitted, digit_images):
     X, _ = digit_images
     flat = X.reshape(len(X), -1)
