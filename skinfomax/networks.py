@@ -200,6 +200,7 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
             raise _shape_error("decoder", "flat output", (n, n_features), _shape_of(x_hat))
         try:
             scores = critic(x, codes)
+            pair = critic.joint_and_shifted(x, codes, 1)
             matrix = critic.score_matrix(x, codes)
         except RuntimeError as exc:
             raise ValueError(
@@ -208,6 +209,11 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
             ) from None
         if _shape_of(scores) != (n,):
             raise _shape_error("critic", "scores", (n,), _shape_of(scores))
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError("The critic's joint_and_shifted must return two score tensors.")
+        for part in pair:
+            if _shape_of(part) != (n,):
+                raise _shape_error("critic's joint_and_shifted", "scores", (n,), _shape_of(part))
         if _shape_of(matrix) != (n, n):
             raise _shape_error("critic's score_matrix", "scores", (n, n), _shape_of(matrix))
     finally:

@@ -260,6 +260,11 @@ class NoTuple(nn.Module):
         return x[:, :5]
 
 
+class BadPairs(Critic):
+    def joint_and_shifted(self, x, codes, shift):
+        return self(x, codes)[:1], self(x, codes)
+
+
 class MissingMethods(nn.Module):
     def forward(self, x, codes):
         return x.sum(1)
@@ -275,6 +280,7 @@ class MissingMethods(nn.Module):
         (dict(decoder=nn.Linear(3, 60)), ValueError, r"decoder must return flat output of shape \(2, 64\)"),
         (dict(decoder=nn.Linear(4, 64)), ValueError, "decoder fails on codes"),
         (dict(critic=MissingMethods()), TypeError, "joint_and_shifted"),
+        (dict(critic=BadPairs(nn.Linear(64, 8), 3, 8)), ValueError, r"joint_and_shifted must return scores of shape \(2,\)"),
         (dict(critic=Critic(nn.Linear(64, 8), 4, 8)), ValueError, "critic fails"),
         (dict(decoder=lambda *a: "not a module"), TypeError, "decoder= must be a torch.nn.Module"),
         (dict(critic="critic"), ValueError, "critic"),
