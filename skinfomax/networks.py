@@ -12,10 +12,19 @@ The modules fix the interfaces the training engine relies on:
   codes (joint, shifted, or all B x B pairs for InfoNCE).
 """
 
+import copy
+
 import torch
 from torch import nn
 
-__all__ = ["Critic", "Encoder", "build_mlp", "build_mlp_networks"]
+__all__ = [
+    "Critic",
+    "Encoder",
+    "build_mlp",
+    "build_mlp_networks",
+    "check_networks",
+    "custom_module",
+]
 
 # Bounds on the encoder's log-variance: exp() of it stays finite in float32
 # and the posterior cannot shrink to a point mass.
@@ -112,3 +121,101 @@ def build_mlp_networks(
     width, *head_sizes = critic_hidden_layer_sizes
     critic = Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
     return encoder, decoder, critic
+
+
+def custom_module(spec, name, input_shape, n_components, n_info_components):
+    """A private copy of a user's module, or the module a user's factory builds.
+
+    ``spec`` is a ``torch.nn.Module`` (deep-copied: fitting never changes the
+    caller's module) or a callable
+    ``spec(input_shape, n_components, n_info_components) -> nn.Module``.
+    Raises TypeError, naming the parameter, for anything else.
+    """
+    if isinstance(spec, nn.Module):
+        return copy.deepcopy(spec)
+    module = spec(tuple(input_shape), n_components, n_info_components)
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"{name}= must be a torch.nn.Module or a factory returning one; the factory "
+            f"returned {type(module).__name__}."
+        )
+    return module
+
+
+def _shape_error(name, what, expected, got):
+    return ValueError(
+        f"The {name} must return {what} of shape {expected}; on 2 samples it returned "
+        f"{got}. Check the module against the data shape and n_components / "
+        "n_info_components."
+    )
+
+
+def _shape_of(out):
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+
+
+@torch.no_grad()
+def check_networks(encoder, decoder, critic, x, n_components, n_info_components):
+    """One dry forward pass on the rows ``x`` (2 of them); ValueError on a shape misfit.
+
+    Runs in eval mode (BatchNorm statistics are left untouched) and restores
+    each module's mode. Catches custom modules that do not fit the data or
+    the latent sizes before any training time is spent.
+    """
+    for method in ("joint_and_shifted", "score_matrix"):
+        if not callable(getattr(critic, method, None)):
+            raise TypeError(
+                f"The critic must provide forward, joint_and_shifted and score_matrix; "
+                f"{type(critic).__name__} has no {method}. Wrap your x feature extractor "
+                "in skinfomax.networks.Critic(embed_x, n_codes, width)."
+            )
+    modes = [(m, m.training) for m in (encoder, decoder, critic)]
+    for module, _ in modes:
+        module.train(False)
+    try:
+        n, n_features = x.shape
+        n_codes = n_components + n_info_components
+        try:
+            out = encoder(x)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The encoder fails on inputs of shape {tuple(x.shape)}: {exc}"
+            ) from None
+        if not (isinstance(out, (tuple, list)) and len(out) == 3):
+            raise ValueError(
+                "The encoder must return a tuple (z_mean, z_log_var, c); it returned "
+                f"{type(out).__name__}."
+            )
+        for what, tensor, size in zip(
+            ("z_mean", "z_log_var", "c"), out, (n_components, n_components, n_info_components)
+        ):
+            if _shape_of(tensor) != (n, size):
+                raise _shape_error("encoder", what, (n, size), _shape_of(tensor))
+        codes = torch.cat([out[0], out[2]], dim=1)
+        try:
+            x_hat = decoder(codes)
+        except RuntimeError as exc:
+            raise ValueError(f"The decoder fails on codes of shape {(n, n_codes)}: {exc}") from None
+        if _shape_of(x_hat) != (n, n_features):
+            raise _shape_error("decoder", "flat output", (n, n_features), _shape_of(x_hat))
+        try:
+            scores = critic(x, codes)
+            pair = critic.joint_and_shifted(x, codes, 1)
+            matrix = critic.score_matrix(x, codes)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The critic fails on x of shape {tuple(x.shape)} and codes of shape "
+                f"{(n, n_codes)}: {exc}"
+            ) from None
+        if _shape_of(scores) != (n,):
+            raise _shape_error("critic", "scores", (n,), _shape_of(scores))
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError("The critic's joint_and_shifted must return two score tensors.")
+        for part in pair:
+            if _shape_of(part) != (n,):
+                raise _shape_error("critic's joint_and_shifted", "scores", (n,), _shape_of(part))
+        if _shape_of(matrix) != (n, n):
+            raise _shape_error("critic's score_matrix", "scores", (n, n), _shape_of(matrix))
+    finally:
+        for module, mode in modes:
+            module.train(mode)

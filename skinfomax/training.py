@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .networks import check_networks
 from .objectives import MI_BOUNDS, derangement_shift, gaussian_kl, infonce_bound
 
 __all__ = ["Engine", "TrainingConfig", "resolve_device", "seeded", "torch_threads"]
@@ -146,6 +147,18 @@ class Engine:
         self.critic, self.likelihood = critic.to(device), likelihood.to(device)
         self.device = device
         self.vae_optimizer = self.critic_optimizer = None
+
+    def check_networks(self, X, n_components, n_info_components):
+        """Dry forward pass of all three networks on the first 2 rows of X.
+
+        Raises ValueError (TypeError for a critic without the Critic methods)
+        naming the module whose output does not fit; see
+        :func:`skinfomax.networks.check_networks`.
+        """
+        check_networks(
+            self.encoder, self.decoder, self.critic, self._tensor(X[:2]),
+            n_components, n_info_components,
+        )
 
     # -- pieces -------------------------------------------------------------
     def _vae_modules(self):

@@ -7,6 +7,7 @@ is changed, and converts results back to numpy.
 """
 
 import math
+import re
 from numbers import Integral, Real
 
 import numpy as np
@@ -21,7 +22,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .networks import build_mlp_networks
+from .conv import build_conv_networks
+from .networks import build_mlp_networks, custom_module
 from .objectives import BernoulliLikelihood, GaussianLikelihood
 from .serialization import dump_torch_state, load_torch_state
 from .training import Engine, TrainingConfig, resolve_device, seeded, torch_threads
@@ -33,6 +35,45 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 _TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
 # Gaussian variance floor, relative to the data's mean feature variance.
 _RELATIVE_MIN_VARIANCE = 1e-3
+
+
+def _check_image_shape(image_shape):
+    if image_shape is None:
+        return None
+    try:
+        shape = tuple(image_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not all(
+        isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ValueError(
+            f"image_shape must be (channels, height, width), three positive integers; "
+            f"got {image_shape!r}."
+        )
+    return tuple(int(s) for s in shape)
+
+
+def _ndim(X):
+    # np.ndim would convert array-likes that refuse numpy functions.
+    ndim = getattr(X, "ndim", None)
+    return np.ndim(X) if ndim is None and isinstance(X, (list, tuple)) else ndim
+
+
+def _flatten_images(X, image_shape):
+    """4-D image batches ``(n, C, H, W)`` to flat rows; anything else passes through."""
+    if _ndim(X) != 4:
+        return X
+    X = np.asarray(X)
+    if image_shape is None:
+        raise ValueError(
+            f"X has shape {X.shape}: 4-D input (n, C, H, W) needs image_shape=(C, H, W)."
+        )
+    if X.shape[1:] != image_shape:
+        raise ValueError(
+            f"X holds images of shape {X.shape[1:]}, but image_shape={image_shape}."
+        )
+    return X.reshape(X.shape[0], -1)
 
 
 def _check_layer_sizes(sizes, name, allow_empty):
@@ -79,6 +120,31 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     critic_hidden_layer_sizes : tuple of int, default=(256, 256)
         Hidden layers of the critic; the first is a joint layer over
         ``[x, z, c]``.
+    architecture : {"mlp", "conv"}, default="mlp"
+        "conv" builds the convolutional networks of
+        :func:`skinfomax.conv.build_conv_networks` (needs ``image_shape``;
+        ``hidden_layer_sizes`` is then unused).
+    image_shape : tuple of 3 int or None, default=None
+        ``(C, H, W)`` of images passed as flat rows ``(n, C*H*W)`` (channels
+        first, as ``X.reshape(n, C, H, W)`` reads them). With it, 4-D input
+        ``(n, C, H, W)`` is accepted by every method too.
+    conv_channels : tuple of int, default=(64, 128, 256)
+        Feature maps of the encoder's stride-2, 5x5 convolutions; the decoder
+        mirrors them and the critic's x extractor uses the first two. Only
+        used with ``architecture="conv"``.
+    encoder, decoder, critic : torch.nn.Module, callable or None, default=None
+        Custom networks replacing the built ones. A module is deep-copied at
+        fit (the one passed is never trained); a callable is a factory
+        ``factory(input_shape, n_components, n_info_components) -> Module``
+        called at fit under the estimator's seed, with ``input_shape`` the
+        ``image_shape`` or ``(n_features,)``. All three see and return flat
+        rows: the encoder maps ``(B, n_features)`` to ``(z_mean, z_log_var,
+        c)``; the decoder maps codes ``(B, n_components + n_info_components)``
+        to ``(B, n_features)`` (the Gaussian mean or Bernoulli logits); the
+        critic must provide ``forward``, ``joint_and_shifted`` and
+        ``score_matrix`` as :class:`skinfomax.networks.Critic` does (wrap your
+        own x extractor in it). A dry pass on 2 samples checks the shapes
+        before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
         Decoder distribution. "gaussian" learns one variance per feature
         (floored at 1e-3 times the mean feature variance), so the balance of
@@ -126,6 +192,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     ----------
     encoder_, decoder_, critic_, likelihood_ : torch.nn.Module
         The fitted networks.
+    info_mean_ : ndarray of shape (n_info_components,)
+        Mean of the c codes over the training data. c has no prior, so this
+        stands in for its prior mean when :meth:`reconstruct` masks c (z's
+        prior mean is 0).
     history_ : list of dict
         One record per epoch: ``epoch``, ``loss``, ``reconstruction``,
         ``kl``, ``mi`` (per-sample means in nats), and their ``valid_``
@@ -172,6 +242,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "beta": [Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "critic_hidden_layer_sizes": ["array-like"],
+        "architecture": [StrOptions({"mlp", "conv"})],
+        "image_shape": ["array-like", None],
+        "conv_channels": ["array-like"],
+        "encoder": [callable, None],
+        "decoder": [callable, None],
+        "critic": [callable, None],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
         "mi_estimator": [StrOptions({"nwj", "dv", "infonce"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
@@ -198,6 +274,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         beta=1.0,
         hidden_layer_sizes=(256, 128),
         critic_hidden_layer_sizes=(256, 256),
+        architecture="mlp",
+        image_shape=None,
+        conv_channels=(64, 128, 256),
+        encoder=None,
+        decoder=None,
+        critic=None,
         likelihood="gaussian",
         mi_estimator="nwj",
         batch_size="auto",
@@ -220,6 +302,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.beta = beta
         self.hidden_layer_sizes = hidden_layer_sizes
         self.critic_hidden_layer_sizes = critic_hidden_layer_sizes
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.encoder = encoder
+        self.decoder = decoder
+        self.critic = critic
         self.likelihood = likelihood
         self.mi_estimator = mi_estimator
         self.batch_size = batch_size
@@ -249,6 +337,16 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return X
 
     def _network_signature(self, n_features):
+        image_shape = _check_image_shape(self.image_shape)
+        if image_shape is not None and math.prod(image_shape) != n_features:
+            raise ValueError(
+                f"image_shape={image_shape} has {math.prod(image_shape)} values per image, "
+                f"but X has {n_features} features."
+            )
+        if self.architecture == "conv" and image_shape is None:
+            raise ValueError(
+                "architecture='conv' needs image_shape=(C, H, W) to read the flat rows as images."
+            )
         return (
             n_features,
             self.n_components,
@@ -256,6 +354,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             _check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes", True),
             _check_layer_sizes(self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", False),
             self.likelihood,
+            self.architecture,
+            image_shape,
+            _check_layer_sizes(self.conv_channels, "conv_channels", False),
         )
 
     def _split(self, X, seed):
@@ -293,17 +394,36 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             verbose=self.verbose,
         )
 
+    def _networks(self, signature):
+        """Built encoder, decoder and critic, each replaced by the user's when given."""
+        n_features, n_z, n_c, hidden, critic_hidden, _, architecture, image_shape, channels = (
+            signature
+        )
+        if architecture == "conv":
+            built = build_conv_networks(image_shape, n_z, n_c, channels, critic_hidden)
+        else:
+            built = build_mlp_networks(n_features, n_z, n_c, hidden, critic_hidden)
+        input_shape = image_shape or (n_features,)
+        return tuple(
+            module if spec is None else custom_module(spec, name, input_shape, n_z, n_c)
+            for name, spec, module in zip(
+                ("encoder", "decoder", "critic"), (self.encoder, self.decoder, self.critic), built
+            )
+        )
+
     def _build_engine(self, X, signature, device, seed):
-        n_features, n_z, n_c, hidden, critic_hidden, likelihood = signature
+        n_z, n_c, likelihood = signature[1], signature[2], signature[5]
         with seeded(seed):
-            encoder, decoder, critic = build_mlp_networks(n_features, n_z, n_c, hidden, critic_hidden)
+            encoder, decoder, critic = self._networks(signature)
         if likelihood == "bernoulli":
             likelihood_module = BernoulliLikelihood()
         else:
             variance = X.var(axis=0)
             floor = _RELATIVE_MIN_VARIANCE * float(variance.mean()) + 1e-12
             likelihood_module = GaussianLikelihood(variance, floor)
-        return Engine(encoder, decoder, critic, likelihood_module, device)
+        engine = Engine(encoder, decoder, critic, likelihood_module, device)
+        engine.check_networks(X, n_z, n_c)
+        return engine
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -312,8 +432,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; at least 2 samples.
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data; at least 2 samples. 4-D input needs ``image_shape``.
         y : None
             Ignored.
 
@@ -324,13 +444,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """
         # Everything that can fail runs before the first attribute is set.
         continuing = self.warm_start and hasattr(self, "_engine")
+        X = _flatten_images(X, _check_image_shape(self.image_shape))
         X_checked = self._check_X(X)
         signature = self._network_signature(X_checked.shape[1])
         if continuing and signature != self._signature:
             raise ValueError(
                 "warm_start=True continues the fitted networks, so the number of features, "
-                "n_components, n_info_components, the layer sizes and the likelihood must "
-                "stay as fitted; set warm_start=False to start afresh."
+                "n_components, n_info_components, the layer sizes, the likelihood, "
+                "architecture, image_shape and conv_channels must stay as fitted; set "
+                "warm_start=False to start afresh."
             )
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -344,6 +466,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         with torch_threads(self.n_threads):
             history = engine.train(X_train, config, seed, X_valid=X_valid, history=history)
+            info_mean = engine.encode(X_train)[2].mean(axis=0, dtype=np.float64)
 
         if not continuing:
             validate_data(self, X, dtype=_FLOAT_DTYPES, reset=True)
@@ -351,12 +474,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.encoder_, self.decoder_ = engine.encoder, engine.decoder
         self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         self.history_, self.n_iter_ = history, len(history)
+        self.info_mean_ = info_mean
         self.batch_size_, self.device_ = config.batch_size, engine.device
         return self
 
     # -- using the fitted model ------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
+        X = _flatten_images(X, self._signature[7])
         return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
 
     def transform(self, X):
@@ -364,7 +489,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
 
         Returns
         -------
@@ -399,6 +524,110 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             return self._engine.decode(Z).astype(Z.dtype, copy=False)
 
+    def _code_index(self, component):
+        """Column of ``[z, c]`` named by ``component``: an int, or "z<i>" / "c<i>"."""
+        n_z, n_c = self._signature[1], self._signature[2]
+        n_codes = n_z + n_c
+        if isinstance(component, Integral) and not isinstance(component, bool):
+            if 0 <= component < n_codes:
+                return int(component)
+        elif isinstance(component, str):
+            # Accepts get_feature_names_out's names too ("..._c0").
+            match = re.fullmatch(r"(?:.*_)?([zc])(\d+)", component)
+            if match:
+                kind, i = match.group(1), int(match.group(2))
+                if i < (n_z if kind == "z" else n_c):
+                    return i if kind == "z" else n_z + i
+        raise ValueError(
+            f"component={component!r} names no latent code; use 'z0'..'z{n_z - 1}'"
+            + (f", 'c0'..'c{n_c - 1}'" if n_c else "")
+            + f" or an index in [0, {n_codes})."
+        )
+
+    def _images_like(self, X_new, X):
+        """Give ``X_new`` the (C, H, W) layout when X came as images."""
+        if _ndim(X) in (3, 4):
+            return X_new.reshape(X_new.shape[0], *self._signature[7])
+        return X_new
+
+    def latent_traversal(self, x, component, values):
+        """Decode one sample while sweeping one latent code over ``values``.
+
+        The other codes stay at the sample's posterior means (its
+        :meth:`transform` output).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_features,), (1, n_features), (C, H, W) or (1, C, H, W)
+            One sample.
+        component : int or str
+            The code to sweep: ``"z<i>"``, ``"c<i>"`` or an index into
+            ``[z, c]`` (``n_components + i`` is ``c<i>``).
+        values : array-like of shape (n_values,)
+            Values given to that code, e.g. ``np.linspace(-3, 3, 7)``.
+
+        Returns
+        -------
+        images : ndarray of shape (n_values, n_features) or (n_values, C, H, W)
+            Decoder means; image-shaped when x was given as an image.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skinfomax import InfoMaxVAETransformer
+        >>> X = np.random.RandomState(0).rand(40, 1, 6, 5)
+        >>> vae = InfoMaxVAETransformer(
+        ...     n_components=2, n_info_components=1, architecture="conv", image_shape=(1, 6, 5),
+        ...     conv_channels=(4, 8), critic_hidden_layer_sizes=(8,), max_iter=1, random_state=0,
+        ... ).fit(X)
+        >>> vae.latent_traversal(X[0], "c0", np.linspace(-2, 2, 5)).shape
+        (5, 1, 6, 5)
+        """
+        check_is_fitted(self)
+        column = self._code_index(component)
+        values = check_array(values, ensure_2d=False, dtype=np.float64, input_name="values")
+        if values.ndim != 1:
+            raise ValueError(f"values must be 1-D, got shape {values.shape}.")
+        x_rows = np.asarray(x)
+        if x_rows.ndim in (1, 3):
+            x_rows = x_rows[None]
+        if x_rows.shape[0] != 1:
+            raise ValueError(
+                f"latent_traversal decodes one sample; x has {x_rows.shape[0]} rows."
+            )
+        codes = np.repeat(self.transform(x_rows).astype(np.float64), len(values), axis=0)
+        codes[:, column] = values
+        return self._images_like(self.inverse_transform(codes), x)
+
+    def reconstruct(self, X, keep="all"):
+        """Reconstruct X from some of its codes, the others at their prior mean.
+
+        Encodes X to posterior means ``[z, c]``, replaces the codes not kept
+        (z by 0, its prior mean; c by :attr:`info_mean_`, the training-set
+        mean of c, since c has no prior) and decodes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        keep : {"all", "z", "c"}, default="all"
+            Codes taken from X: all of them (a plain reconstruction), only z,
+            or only c.
+
+        Returns
+        -------
+        X_hat : ndarray of the shape of X
+            Decoder means, same float dtype as X.
+        """
+        if keep not in ("all", "z", "c"):
+            raise ValueError(f"keep must be 'all', 'z' or 'c', got {keep!r}.")
+        codes = self.transform(X)
+        n_z = self._signature[1]
+        if keep == "z":
+            codes[:, n_z:] = self.info_mean_
+        elif keep == "c":
+            codes[:, :n_z] = 0.0
+        return self._images_like(self.inverse_transform(codes), X)
+
     def _evaluate(self, X):
         X = self._validated(X)
         if X.shape[0] < 2:
@@ -416,7 +645,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
             At least 2 samples.
         y : None
             Ignored.
@@ -432,7 +661,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
 
         Returns
         -------
