@@ -15,7 +15,7 @@ The modules fix the interfaces the training engine relies on:
 import torch
 from torch import nn
 
-__all__ = ["Critic", "Encoder", "build_mlp", "build_mlp_networks"]
+__all__ = ["Critic", "Encoder", "build_critic", "build_mlp", "build_mlp_networks"]
 
 # Bounds on the encoder's log-variance: exp() of it stays finite in float32
 # and the posterior cannot shrink to a point mass.
@@ -96,6 +96,12 @@ class Critic(nn.Module):
         return self.head(hx[:, None, :] + hc[None, :, :]).squeeze(-1)
 
 
+def build_critic(n_features, n_codes, critic_hidden_layer_sizes):
+    """A critic for flat inputs: the first size is its joint (x, codes) layer, the rest its head."""
+    width, *head_sizes = critic_hidden_layer_sizes
+    return Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
+
+
 def build_mlp_networks(
     n_features, n_components, n_info_components, hidden_layer_sizes, critic_hidden_layer_sizes
 ):
@@ -109,6 +115,5 @@ def build_mlp_networks(
     body = build_mlp([n_features, *hidden], activate_last=True)
     encoder = Encoder(body, hidden[-1] if hidden else n_features, n_components, n_info_components)
     decoder = build_mlp([n_codes, *reversed(hidden), n_features])
-    width, *head_sizes = critic_hidden_layer_sizes
-    critic = Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
+    critic = build_critic(n_features, n_codes, critic_hidden_layer_sizes)
     return encoder, decoder, critic
