@@ -100,7 +100,11 @@ def summary(paths):
     for c in cols:
         out[c] = [f"{m:.3g} ± {s:.2g}" if np.isfinite(m) else "" for m, s in zip(mean[c], sd[c])]
     out["n"] = n
-    print(out.reset_index().to_markdown(index=False))
+    table = out.reset_index().astype(str)
+    print("| " + " | ".join(table.columns) + " |")
+    print("|" + "---|" * len(table.columns))
+    for row in table.itertuples(index=False):
+        print("| " + " | ".join(row) + " |")
 
 
 def main():

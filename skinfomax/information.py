@@ -67,9 +67,9 @@ def mutual_information(
     validation_fraction=0.2,
     critic_hidden_layer_sizes=(256, 256),
     batch_size=256,
-    max_iter=100,
+    max_iter=200,
     learning_rate=1e-3,
-    n_iter_no_change=10,
+    n_iter_no_change=20,
     device="cpu",
     n_threads=None,
     random_state=None,
@@ -102,12 +102,13 @@ def mutual_information(
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
         size of the smallest split.
-    max_iter : int, default=100
+    max_iter : int, default=200
         Maximum number of critic epochs.
     learning_rate : float, default=1e-3
         Adam learning rate of the critic.
-    n_iter_no_change : int, default=10
-        Early-stopping patience, in epochs.
+    n_iter_no_change : int, default=20
+        Early-stopping patience, in epochs (the validation bound is noisy: a
+        patience of 10 stopped 20-dimensional cases ~15% short of the truth).
     device : str, default="cpu"
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
