@@ -42,6 +42,7 @@ def main():
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--bmi-dir")
     p.add_argument("--skip-grid", action="store_true")
+    p.add_argument("--scaling", default="standard", choices=["standard", "quantile"])
     args = p.parse_args()
     torch.set_num_threads(1)
     estimators = args.estimators.split(",")
@@ -55,7 +56,10 @@ def main():
         for d in [int(v) for v in args.dims.split(",")]:
             for mi in [float(v) for v in args.mis.split(",")]:
                 x, z = linear_gaussian(d, mi, args.n, seed=d)
-                cells = [fmt(mutual_information(x, z, e, random_state=0), mi) for e in estimators]
+                cells = [
+                    fmt(mutual_information(x, z, e, scaling=args.scaling, random_state=0), mi)
+                    for e in estimators
+                ]
                 print(f"| {d} | {mi:g} | " + " | ".join(cells) + " |", flush=True)
     if args.bmi_dir:
         print("\n| bmi task | true MI | " + " | ".join(estimators) + " | KSG (bmi) | CCA (bmi) |")
@@ -64,7 +68,7 @@ def main():
             f = np.load(path)
             truth = float(f["mi_true"])
             t = time.time()
-            cells = [fmt(mutual_information(f["X"], f["Y"], e, random_state=0), truth)
+            cells = [fmt(mutual_information(f["X"], f["Y"], e, scaling=args.scaling, random_state=0), truth)
                      for e in estimators]
             name = os.path.basename(path)[:-4]
             print(f"| {name} | {truth:.3f} | " + " | ".join(cells) +

@@ -12,6 +12,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
@@ -34,7 +35,12 @@ def _as_2d(a, name):
     return a
 
 
-def _standardise(train, *others):
+def _standardise(train, *others, scaling="standard", seed=0):
+    if scaling == "quantile":
+        qt = QuantileTransformer(
+            n_quantiles=min(1000, train.shape[0]), output_distribution="normal", random_state=seed
+        ).fit(train)
+        return [qt.transform(a).astype(np.float32) for a in (train, *others)]
     mean, sd = train.mean(axis=0), train.std(axis=0)
     sd[sd == 0] = 1.0
     return [((a - mean) / sd).astype(np.float32) for a in (train, *others)]
@@ -45,6 +51,7 @@ def _standardise(train, *others):
         "X": ["array-like"],
         "Z": ["array-like"],
         "estimator": [StrOptions({"nwj", "dv", "infonce"})],
+        "scaling": [StrOptions({"standard", "quantile"})],
         "test_size": [Interval(Real, 0, 1, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "critic_hidden_layer_sizes": ["array-like"],
@@ -63,6 +70,7 @@ def mutual_information(
     Z,
     estimator="nwj",
     *,
+    scaling="standard",
     test_size=0.3,
     validation_fraction=0.2,
     critic_hidden_layer_sizes=(256, 256),
@@ -82,7 +90,7 @@ def mutual_information(
     early-stopped on the validation part (best epoch kept), and the bound is
     evaluated on the test part in fixed disjoint batches of ``batch_size``.
     X and Z are standardised with the train part's mean and standard
-    deviation first (MI is invariant to such maps).
+    deviation first (``scaling``; MI is invariant to such maps).
 
     Parameters
     ----------
@@ -93,6 +101,12 @@ def mutual_information(
         The bound: NWJ (unbiased per batch, high variance at large MI),
         Donsker-Varadhan (tighter, biased by the log), InfoNCE (low variance,
         never above ``log(batch_size)``).
+    scaling : {"standard", "quantile"}, default="standard"
+        Per-feature map fitted on the train part: "standard" (mean 0, sd 1)
+        or "quantile" (ranks mapped to a standard normal, sklearn's
+        ``QuantileTransformer``). Both are invertible per feature, so they
+        leave I(X; Z) unchanged; "quantile" tames heavy tails (standardising
+        Cauchy-like data squashes its bulk to a point).
     test_size : float, default=0.3
         Share of the samples held out for the estimate.
     validation_fraction : float, default=0.2
@@ -168,8 +182,8 @@ def mutual_information(
     X_train, X_valid, Z_train, Z_valid = train_test_split(
         X_rest, Z_rest, test_size=n_valid, random_state=seed
     )
-    Xs = _standardise(X_train, X_valid, X_test)
-    Zs = _standardise(Z_train, Z_valid, Z_test)
+    Xs = _standardise(X_train, X_valid, X_test, scaling=scaling, seed=seed)
+    Zs = _standardise(Z_train, Z_valid, Z_test, scaling=scaling, seed=seed)
     config = CriticConfig(
         estimator=estimator,
         batch_size=min(batch_size, n_test, n_valid, X_train.shape[0]),
