@@ -79,8 +79,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         is still trained so :meth:`score` means the same for every alpha).
         Measured (docs/science.md): alpha around 10 raised held-out MI and
         active units everywhere at beta=4 and paid off in probe accuracy on
-        collapse-prone tabular data, but lowered it on MNIST at beta=1; 1.0
-        is within noise of a plain VAE.
+        collapse-prone tabular data (wine, breast cancer), but lowered it on
+        MNIST (beta 1 and 4); 1.0 is within noise of a plain VAE.
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -460,7 +460,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             (same layer sizes, Adam at lr 1e-3, early stopping) on posterior
             draws for a random half of X (a fifth of that half for early
             stopping), and evaluate both bounds on the other half. The trained
-            model, including its own critic, is not changed. False uses the
+            model, including its own critic, is not changed. Noisy on small
+            sets (a few hundred rows): check ``lower_se``. False uses the
             jointly trained critic on all of X (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
