@@ -20,6 +20,7 @@ from torch import nn
 __all__ = [
     "Critic",
     "Encoder",
+    "build_critic",
     "build_mlp",
     "build_mlp_networks",
     "check_networks",
@@ -105,6 +106,12 @@ class Critic(nn.Module):
         return self.head(hx[:, None, :] + hc[None, :, :]).squeeze(-1)
 
 
+def build_critic(n_features, n_codes, critic_hidden_layer_sizes):
+    """A critic for flat inputs: the first size is its joint (x, codes) layer, the rest its head."""
+    width, *head_sizes = critic_hidden_layer_sizes
+    return Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
+
+
 def build_mlp_networks(
     n_features, n_components, n_info_components, hidden_layer_sizes, critic_hidden_layer_sizes
 ):
@@ -118,8 +125,7 @@ def build_mlp_networks(
     body = build_mlp([n_features, *hidden], activate_last=True)
     encoder = Encoder(body, hidden[-1] if hidden else n_features, n_components, n_info_components)
     decoder = build_mlp([n_codes, *reversed(hidden), n_features])
-    width, *head_sizes = critic_hidden_layer_sizes
-    critic = Critic(nn.Linear(n_features, width), n_codes, width, head_sizes)
+    critic = build_critic(n_features, n_codes, critic_hidden_layer_sizes)
     return encoder, decoder, critic
 
 

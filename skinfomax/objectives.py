@@ -60,9 +60,14 @@ def bernoulli_nll(x, logits):
     return nll.flatten(1).sum(dim=1)
 
 
-def gaussian_kl(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over dimensions."""
-    return 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
+def gaussian_kl(mean, log_var, per_dimension=False):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over dimensions.
+
+    With ``per_dimension=True`` the ``(n_samples, n_dims)`` terms are returned
+    unsummed (the KL of a diagonal Gaussian is a sum over dimensions).
+    """
+    kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)
+    return kl if per_dimension else kl.sum(dim=1)
 
 
 def derangement_shift(batch_size, generator=None):

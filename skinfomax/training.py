@@ -25,8 +25,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .networks import check_networks
-from .objectives import MI_BOUNDS, derangement_shift, gaussian_kl, infonce_bound
+from .estimation import (
+    PosteriorCodes,
+    batch_bounds,
+    critic_bound,
+    fit_critic,
+    generators,
+    reparameterise,
+)
+from .networks import build_critic, check_networks
+from .objectives import derangement_shift, gaussian_kl
 
 __all__ = ["Engine", "TrainingConfig", "resolve_device", "seeded", "torch_threads"]
 
@@ -122,12 +130,7 @@ class TrainingConfig:
     verbose: int = 0
 
 
-def _generators(seed, device):
-    """A CPU generator (batch order, shifts) and one on ``device`` (noise)."""
-    cpu = torch.Generator().manual_seed(seed)
-    if device.type == "cpu":
-        return cpu, cpu
-    return cpu, torch.Generator(device=device).manual_seed(seed)
+_generators = generators
 
 
 class Engine:
@@ -179,15 +182,12 @@ class Engine:
 
     def mi_bound(self, x, codes, estimator, shift):
         """The chosen lower bound on I(x; codes) for one batch (a scalar tensor)."""
-        if estimator == "infonce":
-            return infonce_bound(self.critic.score_matrix(x, codes))
-        return MI_BOUNDS[estimator](*self.critic.joint_and_shifted(x, codes, shift))
+        return critic_bound(self.critic, x, codes, estimator, shift)
 
     def _terms(self, x, estimator, shift, noise, mi_gradient_scale=1.0):
         """Per-sample reconstruction NLL and KL, and the batch MI bound."""
         mean, log_var, c = self.encoder(x)
-        eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
-        codes = torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
+        codes = reparameterise(mean, log_var, c, noise)
         recon = self.likelihood.nll(x, self.decoder(codes))
         kl = gaussian_kl(mean, log_var)
         mi = self.mi_bound(x, _ScaleGradient.apply(codes, mi_gradient_scale), estimator, shift)
@@ -282,20 +282,44 @@ class Engine:
 
     # -- evaluation ---------------------------------------------------------
     @torch.no_grad()
-    def _evaluate_tensor(self, X, config, seed):
+    def _evaluate_batches(self, X, config, seed):
+        """Per-sample reconstruction NLL and KL, and per-batch MI bounds (tensors)."""
         self._set_train(False)
         cpu_gen, noise_gen = _generators(seed, self.device)
-        totals = torch.zeros(3, device=self.device)
+        recons, kls, mis = [], [], []
         # Fixed, unshuffled batches: the estimate is repeatable for fixed data.
         for x in X.tensor_split(max(1, X.shape[0] // config.batch_size)):
             shift = derangement_shift(x.shape[0], cpu_gen)
             recon, kl, mi = self._terms(x, config.mi_estimator, shift, noise_gen)
-            totals += torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]])
-        return self._summary(totals.tolist(), X.shape[0], config)
+            recons.append(recon), kls.append(kl), mis.append(mi.expand(x.shape[0]))
+        return torch.cat(recons), torch.cat(kls), torch.cat(mis)
+
+    def _evaluate_tensor(self, X, config, seed):
+        terms = self._evaluate_batches(X, config, seed)
+        return self._summary([t.sum().item() for t in terms], X.shape[0], config)
 
     def evaluate(self, X, config, seed):
         """Per-sample means of reconstruction NLL, KL, the MI bound and the loss."""
         return self._evaluate_tensor(self._tensor(X), config, seed)
+
+    def mi_batches(self, X, config, seed):
+        """The trained critic's per-batch MI bounds on X and the batch sizes (numpy).
+
+        Same batches, shifts and noise as :meth:`evaluate`, so the
+        size-weighted mean of the values is ``evaluate(...)["mi"]``.
+        """
+        X = self._tensor(X)
+        _, _, mi = self._evaluate_batches(X, config, seed)
+        sizes = [len(b) for b in X.tensor_split(max(1, X.shape[0] // config.batch_size))]
+        ends = torch.as_tensor(np.cumsum(sizes) - 1, device=mi.device)
+        return mi[ends].cpu().numpy().astype(float), np.asarray(sizes)
+
+    def kl_per_dimension(self, X):
+        """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
+        (kl,) = self._chunked(
+            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),), X
+        )
+        return kl
 
     @torch.no_grad()
     def _chunked(self, function, X):
@@ -315,3 +339,21 @@ class Engine:
         """Decoder means for codes ``[z, c]``, as a numpy array."""
         (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),), codes)
         return out
+
+    def fresh_critic_batches(self, X_fit, X_valid, X_eval, critic_sizes, critic_config, seed):
+        """Train a fresh critic on the frozen encoder; its per-batch bounds on ``X_eval``.
+
+        The critic (layer sizes ``critic_sizes``) sees new posterior draws
+        ``[z, c]`` at every step; it is early-stopped on ``X_valid``. The
+        encoder, decoder and the trained critic are left untouched.
+        """
+        X_fit, X_valid, X_eval = (self._tensor(a) for a in (X_fit, X_valid, X_eval))
+        self._set_train(False)
+        n_codes = sum(self.encoder.split_sizes[1:])
+        with seeded(seed):
+            critic = build_critic(X_fit.shape[1], n_codes, critic_sizes).to(self.device)
+        source = PosteriorCodes(self.encoder)
+        fit_critic(critic, X_fit, source, critic_config, seed, X_valid, source)
+        return batch_bounds(
+            critic, X_eval, source, critic_config.estimator, critic_config.batch_size, seed + 1
+        )

@@ -1,0 +1,202 @@
+"""Critic training and held-out evaluation of the mutual-information bounds.
+
+The torch side of :func:`skinfomax.mutual_information` and of the
+transformer's "fresh critic on a frozen encoder" protocol. It reuses the
+:class:`~skinfomax.networks.Critic` and the bounds of
+:mod:`skinfomax.objectives` that the training engine uses, so a number from
+here means the same as the transformer's :meth:`score`.
+
+Codes come from a *code source*, a callable ``source(x, idx, noise) -> codes``
+given the batch of inputs, their row indices and a noise generator:
+
+- :class:`FixedCodes`: given samples ``Z`` (``codes = Z[idx]``);
+- :class:`PosteriorCodes`: fresh reparameterised draws ``[z, c]`` from a
+  frozen encoder's posterior q(z | x), a new draw every time.
+
+Standard errors are taken over the per-batch estimates on the evaluation
+split (disjoint, fixed batches): ``sd(batch estimates) / sqrt(n_batches)``,
+nan when the split holds a single batch.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .networks import build_critic
+from .objectives import MI_BOUNDS, derangement_shift, infonce_bound
+
+__all__ = [
+    "CriticConfig",
+    "FixedCodes",
+    "PosteriorCodes",
+    "batch_bounds",
+    "critic_bound",
+    "estimate_mi",
+    "fit_critic",
+    "generators",
+    "mean_and_se",
+    "reparameterise",
+]
+
+
+def generators(seed, device):
+    """A CPU generator (batch order, shifts) and one on ``device`` (noise)."""
+    cpu = torch.Generator().manual_seed(seed)
+    if device.type == "cpu":
+        return cpu, cpu
+    return cpu, torch.Generator(device=device).manual_seed(seed)
+
+
+def critic_bound(critic, x, codes, estimator, shift):
+    """The ``estimator`` lower bound on I(x; codes) for one batch (a scalar tensor)."""
+    if estimator == "infonce":
+        return infonce_bound(critic.score_matrix(x, codes))
+    return MI_BOUNDS[estimator](*critic.joint_and_shifted(x, codes, shift))
+
+
+def reparameterise(mean, log_var, c, noise):
+    """A posterior sample ``[mean + eps * std, c]`` with ``eps`` drawn from ``noise``."""
+    eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
+    return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
+
+
+def mean_and_se(values):
+    """Mean and standard error of the mean (ddof=1; nan for a single value)."""
+    values = np.asarray(values, dtype=float)
+    se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else math.nan
+    return float(values.mean()), float(se)
+
+
+class FixedCodes:
+    """Code source for given samples: ``codes = Z[idx]``."""
+
+    def __init__(self, Z):
+        self.Z = Z
+
+    def __call__(self, x, idx, noise):
+        return self.Z[idx]
+
+
+class PosteriorCodes:
+    """Code source drawing ``[z, c]`` from a frozen encoder's posterior."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def __call__(self, x, idx, noise):
+        with torch.no_grad():
+            return reparameterise(*self.encoder(x), noise)
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """How to train a critic: bound, batch size, epochs, Adam learning rate, patience."""
+
+    estimator: str = "nwj"
+    batch_size: int = 128
+    max_iter: int = 100
+    learning_rate: float = 1e-3
+    n_iter_no_change: int = 10
+    tol: float = 1e-3
+
+
+def _fixed_batches(n_samples, batch_size, device):
+    idx = torch.arange(n_samples, device=device)
+    return idx.tensor_split(max(1, n_samples // batch_size))
+
+
+@torch.no_grad()
+def batch_bounds(critic, X, source, estimator, batch_size, seed):
+    """Per-batch bound values on fixed, unshuffled batches of ``X`` (numpy array).
+
+    Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
+    near-equal slices); ``seed`` fixes the shifts and the posterior noise, so
+    the values are repeatable.
+    """
+    critic.eval()
+    cpu_gen, noise_gen = generators(seed, X.device)
+    values = []
+    for idx in _fixed_batches(X.shape[0], batch_size, X.device):
+        x = X[idx]
+        shift = derangement_shift(x.shape[0], cpu_gen)
+        values.append(critic_bound(critic, x, source(x, idx, noise_gen), estimator, shift))
+    return torch.stack(values).cpu().numpy().astype(float)
+
+
+def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None):
+    """Train ``critic`` to maximise the bound on ``(X, source)``; returns the history.
+
+    With a validation split, training stops once the validation bound has not
+    improved by ``config.tol`` for ``config.n_iter_no_change`` epochs, and the
+    critic of the best epoch is restored. Only the critic's parameters move.
+    """
+    optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
+    cpu_gen, noise_gen = generators(seed, X.device)
+    n_batches = max(1, X.shape[0] // config.batch_size)
+    best, best_state, stale, history = -math.inf, None, 0, []
+    for epoch in range(1, config.max_iter + 1):
+        critic.train()
+        total = torch.zeros((), device=X.device)
+        order = torch.randperm(X.shape[0], generator=cpu_gen).to(X.device)
+        for idx in order.tensor_split(n_batches):
+            x = X[idx]
+            shift = derangement_shift(x.shape[0], cpu_gen)
+            bound = critic_bound(critic, x, source(x, idx, noise_gen), config.estimator, shift)
+            optimizer.zero_grad(set_to_none=True)
+            (-bound).backward()
+            optimizer.step()
+            total += bound.detach()
+        record = {"epoch": epoch, "mi": float(total) / n_batches}
+        if X_valid is not None:
+            valid = batch_bounds(
+                critic, X_valid, source_valid, config.estimator, config.batch_size, seed
+            )
+            record["valid_mi"] = float(valid.mean())
+            if record["valid_mi"] > best + config.tol:
+                best, best_state, stale = record["valid_mi"], copy.deepcopy(critic.state_dict()), 0
+            else:
+                stale += 1
+        history.append(record)
+        if X_valid is not None and stale >= config.n_iter_no_change:
+            break
+    if best_state is not None:
+        critic.load_state_dict(best_state)
+    critic.eval()
+    return history
+
+
+def estimate_mi(splits, critic_sizes, config, seed, device):
+    """Train a fresh critic on given samples and evaluate it on a held-out split.
+
+    Parameters
+    ----------
+    splits : tuple of ndarray
+        ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``, float32.
+    critic_sizes : tuple of int
+        The critic's layer sizes (first one: the joint layer).
+    config : CriticConfig
+    seed : int
+    device : torch.device
+
+    Returns
+    -------
+    estimate, se : float
+        Mean of the per-batch bounds on the test split and its standard error.
+    history : list of dict
+    """
+    X_train, Z_train, X_valid, Z_valid, X_test, Z_test = (
+        torch.as_tensor(a, device=device) for a in splits
+    )
+    torch_gen = torch.random.fork_rng(devices=[])
+    with torch_gen:
+        torch.manual_seed(seed)
+        critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes).to(device)
+    history = fit_critic(
+        critic, X_train, FixedCodes(Z_train), config, seed, X_valid, FixedCodes(Z_valid)
+    )
+    values = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
+                          config.batch_size, seed + 1)
+    return (*mean_and_se(values), history)
