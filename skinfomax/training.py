@@ -33,7 +33,7 @@ from .estimation import (
     generators,
     reparameterise,
 )
-from .networks import build_critic, check_networks
+from .networks import check_networks
 from .objectives import derangement_shift, gaussian_kl
 
 __all__ = ["Engine", "TrainingConfig", "resolve_device", "seeded", "torch_threads"]
@@ -340,18 +340,21 @@ class Engine:
         (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),), codes)
         return out
 
-    def fresh_critic_batches(self, X_fit, X_valid, X_eval, critic_sizes, critic_config, seed):
+    def fresh_critic_batches(self, X_fit, X_valid, X_eval, critic_config, seed):
         """Train a fresh critic on the frozen encoder; its per-batch bounds on ``X_eval``.
 
-        The critic (layer sizes ``critic_sizes``) sees new posterior draws
-        ``[z, c]`` at every step; it is early-stopped on ``X_valid``. The
+        The fresh critic has the trained critic's architecture (MLP, conv or
+        the user's own) with re-initialised weights, and sees new posterior
+        draws ``[z, c]`` at every step; it is early-stopped on ``X_valid``. The
         encoder, decoder and the trained critic are left untouched.
         """
         X_fit, X_valid, X_eval = (self._tensor(a) for a in (X_fit, X_valid, X_eval))
         self._set_train(False)
-        n_codes = sum(self.encoder.split_sizes[1:])
+        critic = copy.deepcopy(self.critic)
         with seeded(seed):
-            critic = build_critic(X_fit.shape[1], n_codes, critic_sizes).to(self.device)
+            for module in critic.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
         source = PosteriorCodes(self.encoder)
         fit_critic(critic, X_fit, source, critic_config, seed, X_valid, source)
         return batch_bounds(

@@ -727,11 +727,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 X_fit, X_valid = train_test_split(X_fit, test_size=0.2, random_state=self._seed)
                 batch = min(self.batch_size_, X_fit.shape[0], X_valid.shape[0], X_eval.shape[0])
                 config = CriticConfig(
-                    estimator=self.mi_estimator, batch_size=max(batch, 2), max_iter=refit_max_iter
+                    estimator=self._config.mi_estimator,
+                    batch_size=max(batch, 2),
+                    max_iter=refit_max_iter,
                 )
-                sizes = self._signature[4]
                 values = self._engine.fresh_critic_batches(
-                    X_fit, X_valid, X_eval, sizes, config, self._seed
+                    X_fit, X_valid, X_eval, config, self._seed
                 )
                 lower, lower_se = mean_and_se(values)
             else:

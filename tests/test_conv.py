@@ -295,3 +295,27 @@ def test_custom_modules_that_do_not_fit_are_named(conv_fitted, digit_images, par
     after = snapshot(est)
     assert before[0] == after[0]
     np.testing.assert_array_equal(before[1], after[1])
+
+
+def test_fresh_critic_keeps_the_conv_architecture(conv_fitted, digit_images, monkeypatch):
+    """refit_critic re-initialises a copy of the trained (conv) critic, not an MLP over pixels."""
+    import skinfomax.training as training
+
+    X, _ = digit_images
+    before = copy.deepcopy(conv_fitted.critic_.state_dict())
+    seen = []
+    real_fit_critic = training.fit_critic
+
+    def spy(critic, *args, **kwargs):
+        seen.append(critic)
+        return real_fit_critic(critic, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_critic", spy)
+    bounds = conv_fitted.mi_bounds(X, refit_critic=True, refit_max_iter=2)
+    assert np.isfinite(bounds.lower)
+    (fresh,) = seen
+    assert fresh is not conv_fitted.critic_
+    assert repr(fresh) == repr(conv_fitted.critic_)  # same layers
+    assert not torch.equal(fresh.embed_codes.weight, conv_fitted.critic_.embed_codes.weight)
+    for name, tensor in conv_fitted.critic_.state_dict().items():
+        assert torch.equal(tensor, before[name]), name  # trained critic untouched
