@@ -429,6 +429,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         first = not hasattr(self, "_engine")
+        if not first:  # scikit-learn's own message for a wrong number of features
+            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
         X_checked = self._check_X(X)
         signature = self._network_signature(X_checked.shape[1])
         if self.early_stopping:
@@ -449,7 +451,6 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             engine, history = self._build_engine(X_checked, signature, device, seed), []
         else:
-            X_checked = validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
             engine, history, seed = self._engine, list(self.history_), self._seed
         engine.precision, engine.compile = self.precision, self.compile
 
