@@ -20,7 +20,6 @@ follows the same rule (data variance, floored), so the losses are comparable.
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)

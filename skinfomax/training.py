@@ -342,23 +342,25 @@ class Engine:
 
     # -- training -----------------------------------------------------------
     def _step(self, x, shift, eps, config):
-        loss_function = self._loss_function()
         args = (x, eps, shift, config.mi_estimator, config.alpha, config.beta)
-        try:
-            objective, sums = loss_function(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back
-            if loss_function is self._step_loss:
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                "training continues without compiling.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            self.compile, self._compiled = False, None
-            objective, sums = self._step_loss(*args)
+        if self.compile:
+            try:
+                return self._optimise(self._loss_function(), args)
+            except Exception as exc:  # noqa: BLE001 - compiler failures vary; eager re-raises real bugs
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "training continues without compiling.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                self.compile, self._compiled = False, None
+        return self._optimise(self._step_loss, args)
+
+    def _optimise(self, loss_function, args):
+        # zero_grad first: a compiled backward that failed half-way leaves no trace.
         self.vae_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
+        objective, sums = loss_function(*args)
         if self.scaler is None:
             objective.backward()
             self.vae_optimizer.step()

@@ -1,13 +1,11 @@
 """Precision, compile, partial_fit and streamed (memmap) input: behaviour only, no timing."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from skinfomax.training import Engine
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
