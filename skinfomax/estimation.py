@@ -42,19 +42,28 @@ __all__ = [
 ]
 
 
-def generators(seed, device):
-    """A CPU generator (batch order, shifts) and one on ``device`` (noise)."""
+def generators(seed, device, state=None):
+    """A CPU generator (batch order, shifts) and one on ``device`` (noise).
+
+    ``state`` (a pair of generator states saved after an earlier call)
+    resumes where that call stopped instead of starting from ``seed``.
+    """
     cpu = torch.Generator().manual_seed(seed)
-    if device.type == "cpu":
-        return cpu, cpu
-    return cpu, torch.Generator(device=device).manual_seed(seed)
+    noise = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
+    if state is not None:
+        cpu.set_state(state[0])
+        if noise is not cpu:
+            noise.set_state(state[1])
+    return cpu, noise
 
 
 def critic_bound(critic, x, codes, estimator, shift):
     """The ``estimator`` lower bound on I(x; codes) for one batch (a scalar tensor)."""
+    # Scores in float32 even under autocast: the bounds exponentiate them.
     if estimator == "infonce":
-        return infonce_bound(critic.score_matrix(x, codes))
-    return MI_BOUNDS[estimator](*critic.joint_and_shifted(x, codes, shift))
+        return infonce_bound(critic.score_matrix(x, codes).float())
+    joint, shifted = critic.joint_and_shifted(x, codes, shift)
+    return MI_BOUNDS[estimator](joint.float(), shifted.float())
 
 
 def reparameterise(mean, log_var, c, noise):

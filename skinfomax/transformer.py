@@ -6,6 +6,7 @@ estimator parameters into an engine, validates every input before anything
 is changed, and converts results back to numpy.
 """
 
+import dataclasses
 import math
 import re
 from collections import namedtuple
@@ -40,6 +41,24 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 _TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
 # Gaussian variance floor, relative to the data's mean feature variance.
 _RELATIVE_MIN_VARIANCE = 1e-3
+# Rows per block when reducing over X on the host (bounded temporaries).
+_HOST_BLOCK = 8192
+
+
+def _feature_variance(X):
+    """Per-feature variance in blocks: no temporary of X's size (X may be a memmap)."""
+    n = X.shape[0]
+    mean = sum(X[i : i + _HOST_BLOCK].sum(axis=0, dtype=np.float64) for i in range(0, n, _HOST_BLOCK))
+    mean = mean / n
+    sq = sum(
+        np.square(X[i : i + _HOST_BLOCK] - mean).sum(axis=0) for i in range(0, n, _HOST_BLOCK)
+    )
+    return sq / n
+
+
+def _is_streamed(X):
+    # Memory-mapped input is read batch by batch, never loaded whole.
+    return isinstance(X, np.memmap)
 
 
 def _check_image_shape(image_shape):
@@ -187,7 +206,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
         Torch CPU threads during fit and transform; the caller's setting is
-        restored afterwards. None keeps the current setting.
+        restored afterwards. None keeps the current setting, which inside
+        joblib's process workers (e.g. ``GridSearchCV(n_jobs=k)``) is already
+        capped to ``n_cpus // k`` so that parallel fits do not oversubscribe.
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Autocast dtype of the networks' matrix work in fit and transform.
+        Weights, losses and the likelihood stay float32; "float16" adds
+        gradient scaling. "bfloat16" pays on GPUs and on CPUs with bf16
+        matrix units (Intel AMX); elsewhere it can be slower than float32.
+    compile : bool, default=False
+        Compile the training loss with ``torch.compile`` (first epoch pays
+        the compile time). The compiled function is not pickled; it is
+        rebuilt when training resumes. If compiling fails, fit warns and
+        trains uncompiled.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch order and sampling. An int makes
         CPU fits repeatable bit for bit; torch's global generator is not
@@ -232,6 +263,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     it alone: score a downstream task (see the module's README) or use the
     scorers in :mod:`skinfomax.scoring`.
 
+    X that fits in memory is moved to the device once (a C-contiguous
+    float32 array is shared, not copied). A :class:`numpy.memmap` is never
+    loaded whole: it is streamed to the device one batch at a time, in fit,
+    :meth:`partial_fit`, :meth:`transform` and :meth:`score`. For data that
+    does not fit at all, call :meth:`partial_fit` on successive chunks.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -270,6 +307,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "device": "no_validation",  # checked by resolve_device in fit
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "precision": [StrOptions({"float32", "bfloat16", "float16"})],
+        "compile": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -302,6 +341,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         tol=1e-4,
         device="auto",
         n_threads=None,
+        precision="float32",
+        compile=False,
         random_state=None,
         verbose=0,
         warm_start=False,
@@ -330,6 +371,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.device = device
         self.n_threads = n_threads
+        self.precision = precision
+        self.compile = compile
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
@@ -428,12 +471,32 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if likelihood == "bernoulli":
             likelihood_module = BernoulliLikelihood()
         else:
-            variance = X.var(axis=0)
+            variance = _feature_variance(X)
             floor = _RELATIVE_MIN_VARIANCE * float(variance.mean()) + 1e-12
             likelihood_module = GaussianLikelihood(variance, floor)
-        engine = Engine(encoder, decoder, critic, likelihood_module, device)
+        engine = Engine(
+            encoder, decoder, critic, likelihood_module, device, code_sizes=(n_z, n_c)
+        )
         engine.check_networks(X, n_z, n_c)
         return engine
+
+    @staticmethod
+    def _info_mean(engine, X):
+        """Mean of the c codes over X: the stand-in for c's prior mean in ``reconstruct``."""
+        if engine.n_info_components == 0:
+            return np.zeros(0)
+        return engine.encode(X)[2].mean(axis=0, dtype=np.float64)
+
+    def _finish(self, X, engine, signature, config, seed, history, info_mean, reset):
+        if reset:
+            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=True)
+        self._engine, self._signature, self._config, self._seed = engine, signature, config, seed
+        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
+        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
+        self.history_, self.n_iter_ = history, len(history)
+        self.info_mean_ = info_mean
+        self.batch_size_, self.device_ = config.batch_size, engine.device
+        return self
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -473,20 +536,77 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             engine, history = self._engine, list(self.history_)
         else:
             engine, history = self._build_engine(X_train, signature, device, seed), []
+        engine.precision, engine.compile = self.precision, self.compile
 
         with torch_threads(self.n_threads):
-            history = engine.train(X_train, config, seed, X_valid=X_valid, history=history)
-            info_mean = engine.encode(X_train)[2].mean(axis=0, dtype=np.float64)
+            history = engine.train(
+                X_train, config, seed, X_valid=X_valid, history=history,
+                stream=_is_streamed(X) and X_valid is None,
+            )
+            info_mean = self._info_mean(engine, X_train)
+        return self._finish(
+            X, engine, signature, config, seed, history, info_mean, reset=not continuing
+        )
 
-        if not continuing:
-            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=True)
-        self._engine, self._signature, self._config, self._seed = engine, signature, config, seed
-        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
-        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
-        self.history_, self.n_iter_ = history, len(history)
-        self.info_mean_ = info_mean
-        self.batch_size_, self.device_ = config.batch_size, engine.device
-        return self
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train for one epoch over X, continuing the fitted networks if any.
+
+        The first call builds the networks (the Gaussian likelihood's initial
+        variances come from this first X); later calls continue them, their
+        optimiser states and random streams, so ``k`` calls on the same X
+        train exactly as ``fit`` with ``max_iter=k`` would. Calling it on
+        successive chunks trains on data that does not fit in memory.
+        ``max_iter``, ``warm_start`` and ``early_stopping`` do not apply.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data; at least 2 samples, and at least
+            ``batch_size`` when that is an int. A :class:`numpy.memmap` is
+            streamed batch by batch.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : InfoMaxVAETransformer
+            The fitted transformer.
+        """
+        first = not hasattr(self, "_engine")
+        X = _flatten_images(X, _check_image_shape(self.image_shape))
+        if not first:  # scikit-learn's own message for a wrong number of features
+            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
+        X_checked = self._check_X(X)
+        signature = self._network_signature(X_checked.shape[1])
+        if self.early_stopping:
+            raise ValueError(
+                "partial_fit does not hold out validation data; set early_stopping=False."
+            )
+        if not first and signature != self._signature:
+            raise ValueError(
+                "partial_fit continues the fitted networks, so the number of features, "
+                "n_components, n_info_components, the layer sizes and the likelihood must "
+                "stay as fitted; call fit to start afresh."
+            )
+        config = dataclasses.replace(
+            self._training_config(self._effective_batch_size(X_checked.shape[0])), max_iter=1
+        )
+        if first:
+            device = resolve_device(self.device)
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            engine, history = self._build_engine(X_checked, signature, device, seed), []
+        else:
+            engine, history, seed = self._engine, list(self.history_), self._seed
+        engine.precision, engine.compile = self.precision, self.compile
+
+        with torch_threads(self.n_threads):
+            history = engine.train(
+                X_checked, config, seed, history=history, stream=_is_streamed(X),
+                resume_rng=not first,
+            )
+            info_mean = self._info_mean(engine, X_checked)
+        return self._finish(X, engine, signature, config, seed, history, info_mean, reset=first)
 
     # -- using the fitted model ------------------------------------------------
     def _validated(self, X):
@@ -506,9 +626,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_new : ndarray of shape (n_samples, n_components + n_info_components)
             Same float dtype as X (float64 for non-float input).
         """
+        stream = _is_streamed(X)
         X = self._validated(X)
         with torch_threads(self.n_threads):
-            mean, _, c = self._engine.encode(X)
+            mean, _, c = self._engine.encode(X, stream=stream)
         return np.hstack([mean, c]).astype(X.dtype, copy=False)
 
     def inverse_transform(self, X):
@@ -639,11 +760,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return self._images_like(self.inverse_transform(codes), X)
 
     def _evaluate(self, X):
+        stream = _is_streamed(X)
         X = self._validated(X)
         if X.shape[0] < 2:
             raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
         with torch_threads(self.n_threads):
-            return self._engine.evaluate(X, self._config, self._seed)
+            return self._engine.evaluate(X, self._config, self._seed, stream=stream)
 
     def score(self, X, y=None):
         """Held-out lower bound on I(x; z) in nats (greater is better).

@@ -1,0 +1,65 @@
+"""Shared helpers of the benchmarks: machine description, data, timing."""
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+# The issue's MNIST MLP: encoder 784-512-256-(2x10), decoder mirrored,
+# critic (784+10)-256-256-1, NWJ, batch 128, Gaussian likelihood, Adam.
+MODEL = dict(
+    n_components=10,
+    hidden_layer_sizes=(512, 256),
+    critic_hidden_layer_sizes=(256, 256),
+    likelihood="gaussian",
+    mi_estimator="nwj",
+    batch_size=128,
+    learning_rate=1e-3,
+    critic_learning_rate=1e-3,
+)
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return platform.processor()
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def header(extra=""):
+    """Print what produced the figures: command, machine, versions, threads, load."""
+    print("command :", "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv))
+    print("machine :", cpu_model(), f"({os.cpu_count()} logical CPUs)", platform.platform())
+    print("python  :", platform.python_version(), "| torch", torch.__version__,
+          "| numpy", np.__version__)
+    print("threads :", torch.get_num_threads(), "torch intra-op")
+    print("load    :", "%.2f %.2f %.2f (1/5/15 min)" % os.getloadavg())
+    if extra:
+        print(extra)
+    print(flush=True)
+
+
+def load_data(n_samples):
+    from skinfomax.datasets import load_mnist
+
+    X, _ = load_mnist(n_samples)
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def timed(function):
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def median(values):
+    return float(np.median(values))

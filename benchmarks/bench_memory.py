@@ -1,0 +1,122 @@
+"""Peak memory of fit on 70,000 x 784 float32, in memory and streamed.
+
+Each case runs in a fresh subprocess that imports everything, records its
+resident memory, loads the data, fits, and reports:
+
+- ``VmHWM``: peak resident set (what ``ru_maxrss`` reports), which also
+  counts pages of a memory-mapped file that were read (page cache the
+  kernel may drop at any time);
+- peak ``RssAnon``: anonymous memory only (the process's own allocations),
+  polled every 5 ms; the honest figure for the memmap cases.
+
+Cases: ``array`` (X in memory, fit), ``memmap`` (np.load(mmap_mode="r"),
+fit streams batches), ``partial_fit`` (chunks of 10,000 rows copied from the
+memmap, one partial_fit each).
+
+    PYTHONPATH=. python benchmarks/bench_memory.py --n-samples 70000 --epochs 1
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+MiB = 2**20
+
+
+def _status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child(case, path, epochs, threads):
+    import numpy as np
+    import torch
+
+    from _common import MODEL
+    from skinfomax import InfoMaxVAETransformer
+
+    torch.set_num_threads(threads)
+    peak_anon = [0]
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            peak_anon[0] = max(peak_anon[0], _status("RssAnon"))
+            time.sleep(0.005)
+
+    threading.Thread(target=poll, daemon=True).start()
+    base = _status("VmRSS")
+    X = np.load(path, mmap_mode=None if case == "array" else "r")
+    est = InfoMaxVAETransformer(max_iter=epochs, device="cpu", random_state=0, **MODEL)
+    start = time.perf_counter()
+    if case == "partial_fit":
+        for _ in range(epochs):
+            for a in range(0, X.shape[0], 10000):
+                est.partial_fit(np.array(X[a : a + 10000]))
+    else:
+        est.fit(X)
+    seconds = time.perf_counter() - start
+    stop.set()
+    time.sleep(0.02)
+    print(json.dumps({
+        "case": case, "base": base, "hwm": _status("VmHWM"), "peak_anon": peak_anon[0],
+        "data": X.nbytes, "seconds": seconds, "n": X.shape[0] * epochs,
+    }))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=70000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", default="array,memmap,partial_fit")
+    parser.add_argument("--child", nargs=2)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], args.epochs, args.threads)
+        return
+    import numpy as np
+
+    from _common import header, load_data
+
+    header()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "X.npy")
+        np.save(path, load_data(args.n_samples))
+        print(f"data: {args.n_samples} x 784 float32 = "
+              f"{os.path.getsize(path) / MiB:.0f} MiB, {args.epochs} epoch(s), batch 128")
+        print(f"{'case':12s} {'imports':>8s} {'peak RSS':>9s} {'peak anon':>10s} "
+              f"{'RSS - imports':>14s} {'over data':>10s} {'samples/s':>10s}")
+        for case in args.cases.split(","):
+            out = subprocess.run(
+                [sys.executable, __file__, "--epochs", str(args.epochs),
+                 "--threads", str(args.threads), "--child", case, path],
+                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            if out.returncode:
+                print(case, "failed:", out.stderr[-2000:])
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            grown = r["hwm"] - r["base"]
+            print(f"{case:12s} {r['base'] / MiB:7.0f}M {r['hwm'] / MiB:8.0f}M "
+                  f"{r['peak_anon'] / MiB:9.0f}M {grown / MiB:13.0f}M "
+                  f"{(grown - r['data']) / MiB:9.0f}M {r['n'] / r['seconds']:10,.0f}")
+    print("imports: RSS after importing numpy, torch, sklearn, skinfomax (before data);")
+    print("over data: peak RSS - imports - size of X (target: <= 300 MiB);")
+    print("for memmap cases peak RSS includes file pages read (droppable page cache); "
+          "peak anon is the process's own memory.")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

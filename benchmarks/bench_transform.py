@@ -1,0 +1,63 @@
+"""transform / inverse_transform throughput on 70,000 digits, against PCA.
+
+Both models are fitted once (the VAE for one epoch: throughput does not
+depend on the weights), then transform and inverse_transform are timed in
+turn, interleaved, on all of X. Reports median rows/second.
+
+    PYTHONPATH=. python benchmarks/bench_transform.py --n-samples 70000 --repeats 5
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from _common import MODEL, header, load_data, median, timed  # noqa: E402
+from skinfomax import InfoMaxVAETransformer  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=70000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    header()
+    X = load_data(args.n_samples)
+    models = {
+        "InfoMaxVAE": InfoMaxVAETransformer(max_iter=1, device="cpu", random_state=0, **MODEL),
+        "InfoMaxVAE bf16": InfoMaxVAETransformer(
+            max_iter=1, device="cpu", random_state=0, precision="bfloat16", **MODEL
+        ),
+        "PCA": PCA(n_components=MODEL["n_components"], random_state=0),
+    }
+    models["InfoMaxVAE"].fit(X[:5000])
+    models["InfoMaxVAE bf16"].fit(X[:5000])
+    models["PCA"].fit(X)
+    codes = {name: m.transform(X) for name, m in models.items()}  # also warms up
+    times = {(name, op): [] for name in models for op in ("transform", "inverse_transform")}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            times[name, "transform"].append(timed(lambda: model.transform(X))[0])
+            times[name, "inverse_transform"].append(
+                timed(lambda: model.inverse_transform(codes[name]))[0]
+            )
+    print(f"{args.n_samples} x 784 float32, {args.threads} threads, median of {args.repeats}")
+    print(f"{'model':16s} {'op':18s} {'seconds':>8s} {'rows/s':>12s}")
+    rates = {}
+    for (name, op), t in times.items():
+        rates[name, op] = args.n_samples / median(t)
+        print(f"{name:16s} {op:18s} {median(t):8.3f} {rates[name, op]:12,.0f}")
+    for op in ("transform", "inverse_transform"):
+        for name in ("InfoMaxVAE", "InfoMaxVAE bf16"):
+            print(f"ratio {name} / PCA, {op}: {rates[name, op] / rates['PCA', op]:.2f}x")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

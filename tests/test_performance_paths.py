@@ -1,0 +1,100 @@
+"""Precision, compile, partial_fit and streamed (memmap) input: behaviour only, no timing."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_bfloat16_precision_trains_and_keeps_float32_outputs(tiny_vae, digits):
+    X, _ = digits
+    vae = tiny_vae(precision="bfloat16", max_iter=2).fit(X.astype(np.float32))
+    assert all(np.isfinite(h["loss"]) for h in vae.history_)
+    assert next(vae.encoder_.parameters()).dtype == torch.float32
+    Z = vae.transform(X.astype(np.float32))
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
+
+
+def test_float16_precision_uses_a_grad_scaler(tiny_vae, digits):
+    X, _ = digits
+    vae = tiny_vae(precision="float16", max_iter=1, device="cpu").fit(X)
+    assert vae._engine.scaler is not None
+    assert np.isfinite(vae.history_[-1]["loss"])
+
+
+def test_compiled_fit_pickles_and_failures_fall_back(tiny_vae, digits, monkeypatch):
+    X, _ = digits
+    vae = tiny_vae(max_iter=1)
+    vae.fit(X)  # eager; then pretend compiling fails
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: _raise)
+    vae.set_params(compile=True, warm_start=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        vae.fit(X)
+    assert vae.n_iter_ == 2 and not vae._engine.compile
+    # A compiled function held by the engine is dropped from the pickle.
+    vae._engine._compiled = lambda *a: None
+    clone = pickle.loads(pickle.dumps(vae))
+    assert clone._engine._compiled is None
+    np.testing.assert_array_equal(clone.transform(X), vae.transform(X))
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("no compiler here")
+
+
+def test_partial_fit_on_the_same_data_equals_fit(tiny_vae, digits):
+    X, _ = digits
+    full = tiny_vae(max_iter=3).fit(X)
+    parts = tiny_vae()
+    for _ in range(3):
+        parts.partial_fit(X)
+    assert parts.n_iter_ == 3
+    assert parts.history_ == full.history_
+    np.testing.assert_array_equal(parts.transform(X), full.transform(X))
+
+
+def test_partial_fit_chunks_and_errors(tiny_vae, digits):
+    X, _ = digits
+    vae = tiny_vae()
+    for chunk in np.array_split(X, 3):
+        vae.partial_fit(chunk)
+    assert vae.n_iter_ == 3 and vae.transform(X).shape == (len(X), 2)
+    with pytest.raises(ValueError, match="features"):
+        vae.partial_fit(X[:, :10])
+    with pytest.raises(ValueError, match="early_stopping"):
+        tiny_vae(early_stopping=True).partial_fit(X)
+
+
+def test_memmap_input_is_streamed_and_matches_in_memory(tiny_vae, digits, tmp_path):
+    X, _ = digits
+    X = X.astype(np.float32)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    X_map = np.load(path, mmap_mode="r")  # read-only: a resident copy would be needed
+    assert isinstance(X_map, np.memmap)
+    a = tiny_vae().fit(X_map)
+    b = tiny_vae().fit(X)
+    assert a.history_ == b.history_
+    np.testing.assert_array_equal(a.transform(X_map), b.transform(X))
+    assert a.score(X_map) == b.score(X)
+
+
+def test_threads_restored_after_partial_fit(tiny_vae, digits):
+    X, _ = digits
+    before = torch.get_num_threads()
+    tiny_vae(n_threads=1).partial_fit(X)
+    assert torch.get_num_threads() == before
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_cuda_precisions_and_fused_adam(tiny_vae, digits, precision):
+    X, _ = digits
+    vae = tiny_vae(device="cuda", precision=precision, max_iter=2).fit(X)
+    assert vae.device_.type == "cuda"
+    assert vae._engine.vae_optimizer.defaults["fused"]
+    assert np.isfinite(vae.history_[-1]["loss"])
