@@ -100,6 +100,14 @@ def _flatten_images(X, image_shape):
     return X.reshape(X.shape[0], -1)
 
 
+# What fixes the networks' shapes: warm starts and partial_fit must keep it.
+_NetworkSignature = namedtuple(
+    "_NetworkSignature",
+    "n_features n_components n_info_components hidden_layer_sizes critic_hidden_layer_sizes "
+    "likelihood architecture image_shape conv_channels",
+)
+
+
 def _check_layer_sizes(sizes, name, allow_empty):
     try:
         sizes = tuple(sizes)
@@ -400,7 +408,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 "architecture='conv' needs image_shape=(C, H, W) to read the flat rows as images."
             )
-        return (
+        return _NetworkSignature(
             n_features,
             self.n_components,
             self.n_info_components,
@@ -465,7 +473,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         )
 
     def _build_engine(self, X, signature, device, seed):
-        n_z, n_c, likelihood = signature[1], signature[2], signature[5]
+        n_z, n_c = signature.n_components, signature.n_info_components
+        likelihood = signature.likelihood
         with seeded(seed):
             encoder, decoder, critic = self._networks(signature)
         if likelihood == "bernoulli":
@@ -611,7 +620,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     # -- using the fitted model ------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
-        X = _flatten_images(X, self._signature[7])
+        X = _flatten_images(X, self._signature.image_shape)
         return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
 
     def transform(self, X):
@@ -650,14 +659,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if Z.shape[1] != n_codes:
             raise ValueError(
                 f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} codes "
-                f"(n_components={self._signature[1]} + n_info_components={self._signature[2]})."
+                f"(n_components={self._signature.n_components} + n_info_components={self._signature.n_info_components})."
             )
         with torch_threads(self.n_threads):
             return self._engine.decode(Z).astype(Z.dtype, copy=False)
 
     def _code_index(self, component):
         """Column of ``[z, c]`` named by ``component``: an int, or "z<i>" / "c<i>"."""
-        n_z, n_c = self._signature[1], self._signature[2]
+        n_z, n_c = self._signature.n_components, self._signature.n_info_components
         n_codes = n_z + n_c
         if isinstance(component, Integral) and not isinstance(component, bool):
             if 0 <= component < n_codes:
@@ -678,7 +687,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def _images_like(self, X_new, X):
         """Give ``X_new`` the (C, H, W) layout when X came as images."""
         if _ndim(X) in (3, 4):
-            return X_new.reshape(X_new.shape[0], *self._signature[7])
+            return X_new.reshape(X_new.shape[0], *self._signature.image_shape)
         return X_new
 
     def latent_traversal(self, x, component, values):
@@ -752,7 +761,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if keep not in ("all", "z", "c"):
             raise ValueError(f"keep must be 'all', 'z' or 'c', got {keep!r}.")
         codes = self.transform(X)
-        n_z = self._signature[1]
+        n_z = self._signature.n_components
         if keep == "z":
             codes[:, n_z:] = self.info_mean_
         elif keep == "c":
@@ -862,7 +871,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 values, sizes = self._engine.mi_batches(X, self._config, self._seed)
                 lower = float(np.dot(values, sizes) / sizes.sum())
                 lower_se = mean_and_se(values)[1]
-            if self._signature[2] > 0:
+            if self._signature.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
             else:
                 upper, upper_se = mean_and_se(self._engine.kl_per_dimension(X_eval).sum(axis=1))
@@ -886,7 +895,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def n_components_out_(self):
         """Width of :meth:`transform`'s output: ``n_components + n_info_components`` as fitted."""
         check_is_fitted(self)
-        return self._signature[1] + self._signature[2]
+        return self._signature.n_components + self._signature.n_info_components
 
     def get_feature_names_out(self, input_features=None):
         """Names of the codes: ``<prefix>z0, ..., <prefix>c0, ...``.
@@ -903,7 +912,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
         prefix = type(self).__name__.lower()
-        _, n_z, n_c, *_ = self._signature
+        n_z, n_c = self._signature.n_components, self._signature.n_info_components
         names = [f"{prefix}_z{i}" for i in range(n_z)] + [f"{prefix}_c{i}" for i in range(n_c)]
         return np.asarray(names, dtype=object)
 
