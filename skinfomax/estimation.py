@@ -30,6 +30,7 @@ from .objectives import MI_BOUNDS, derangement_shift, infonce_bound
 
 __all__ = [
     "CriticConfig",
+    "CriticEnsemble",
     "FixedCodes",
     "PosteriorCodes",
     "batch_bounds",
@@ -102,7 +103,11 @@ class PosteriorCodes:
 
 @dataclass(frozen=True)
 class CriticConfig:
-    """How to train a critic: bound, batch size, epochs, Adam learning rate, patience."""
+    """How to train a critic: bound, batch size, epochs, Adam learning rate, patience.
+
+    ``weight_decay > 0`` switches to AdamW (decoupled decay), which curbs the
+    critic's overfitting of the train part in high dimensions.
+    """
 
     estimator: str = "nwj"
     batch_size: int = 128
@@ -110,6 +115,7 @@ class CriticConfig:
     learning_rate: float = 1e-3
     n_iter_no_change: int = 10
     tol: float = 1e-3
+    weight_decay: float = 0.0
 
 
 def _fixed_batches(n_samples, batch_size, device):
@@ -142,7 +148,12 @@ def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None)
     improved by ``config.tol`` for ``config.n_iter_no_change`` epochs, and the
     critic of the best epoch is restored. Only the critic's parameters move.
     """
-    optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
+    if config.weight_decay:
+        optimizer = torch.optim.AdamW(
+            critic.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
     cpu_gen, noise_gen = generators(seed, X.device)
     n_batches = max(1, X.shape[0] // config.batch_size)
     best, best_state, stale, history = -math.inf, None, 0, []
@@ -177,7 +188,28 @@ def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None)
     return history
 
 
-def estimate_mi(splits, critic_sizes, config, seed, device):
+class CriticEnsemble(torch.nn.Module):
+    """A critic whose scores are the mean of its members' scores.
+
+    Any function of (x, z) gives a valid held-out bound, so the mean of
+    independently trained critics does too; averaging cancels much of what
+    each member overfits to its training samples (in 25 + 25 dimensions with
+    2,800 training samples one critic lost ~30% of the MI, five 5-11%).
+    """
+
+    def __init__(self, critics):
+        super().__init__()
+        self.critics = torch.nn.ModuleList(critics)
+
+    def joint_and_shifted(self, x, codes, shift):
+        joint, shifted = zip(*(c.joint_and_shifted(x, codes, shift) for c in self.critics))
+        return torch.stack(joint).mean(0), torch.stack(shifted).mean(0)
+
+    def score_matrix(self, x, codes):
+        return torch.stack([c.score_matrix(x, codes) for c in self.critics]).mean(0)
+
+
+def estimate_mi(splits, critic_sizes, config, seed, device, n_critics=1):
     """Train a fresh critic on given samples and evaluate it on a held-out split.
 
     Parameters
@@ -189,23 +221,31 @@ def estimate_mi(splits, critic_sizes, config, seed, device):
     config : CriticConfig
     seed : int
     device : torch.device
+    n_critics : int, default=1
+        Critics trained (seeds ``seed, seed + 1, ...``); the bound is
+        evaluated with the mean of their scores (:class:`CriticEnsemble`).
 
     Returns
     -------
     estimate, se : float
         Mean of the per-batch bounds on the test split and its standard error.
     history : list of dict
+        The first critic's.
     """
     X_train, Z_train, X_valid, Z_valid, X_test, Z_test = (
         torch.as_tensor(a, device=device) for a in splits
     )
-    torch_gen = torch.random.fork_rng(devices=[])
-    with torch_gen:
-        torch.manual_seed(seed)
-        critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes).to(device)
-    history = fit_critic(
-        critic, X_train, FixedCodes(Z_train), config, seed, X_valid, FixedCodes(Z_valid)
-    )
+    critics, histories = [], []
+    for k in range(n_critics):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + k)
+            critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes).to(device)
+        histories.append(fit_critic(
+            critic, X_train, FixedCodes(Z_train), config, seed + k, X_valid, FixedCodes(Z_valid)
+        ))
+        critics.append(critic)
+    critic = critics[0] if n_critics == 1 else CriticEnsemble(critics).eval()
+    history = histories[0]
     values = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
                           config.batch_size, seed + 1)
     return (*mean_and_se(values), history)

@@ -74,3 +74,34 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         mutual_information(**args)
+
+
+def test_critic_ensemble_averages_scores_and_weight_decay_uses_adamw():
+    import torch
+
+    from skinfomax.estimation import CriticConfig, CriticEnsemble, FixedCodes, fit_critic
+    from skinfomax.networks import build_critic
+
+    torch.manual_seed(0)
+    critics = [build_critic(3, 2, (8, 8)) for _ in range(3)]
+    x, z = torch.randn(10, 3), torch.randn(10, 2)
+    ens = CriticEnsemble(critics)
+    mean = torch.stack([c.score_matrix(x, z) for c in critics]).mean(0)
+    assert torch.allclose(ens.score_matrix(x, z), mean)
+    joint, shifted = ens.joint_and_shifted(x, z, 3)
+    assert torch.allclose(joint, mean.diagonal())
+    assert torch.allclose(shifted, mean[torch.arange(10), (torch.arange(10) + 3) % 10])
+    # Decay shrinks the weights of a critic that sees no signal (lr * wd = 0.5 a step).
+    critic = build_critic(3, 2, (8, 8))
+    norm = sum(p.norm() for p in critic.parameters())
+    fit_critic(critic, x, FixedCodes(z), CriticConfig(batch_size=10, max_iter=5,
+               learning_rate=1e-3, weight_decay=500.0), seed=0)
+    assert sum(p.norm() for p in critic.parameters()) < 0.5 * norm
+
+
+def test_more_critics_change_the_estimate_but_one_reproduces_itself():
+    x, z = linear_gaussian(1, 0.5, 1000)
+    kw = {**FAST, "max_iter": 3}
+    one = mutual_information(x, z, n_critics=1, **kw)
+    assert one == mutual_information(x, z, n_critics=1, **kw)
+    assert one != mutual_information(x, z, n_critics=2, **kw)
