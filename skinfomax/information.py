@@ -75,13 +75,13 @@ def mutual_information(
     scaling="standard",
     test_size=0.3,
     validation_fraction=0.2,
-    critic_hidden_layer_sizes=(32, 32),
+    critic_hidden_layer_sizes=(256, 256),
     batch_size=256,
     max_iter=200,
     learning_rate=1e-3,
     n_iter_no_change=20,
-    weight_decay=0.5,
-    n_critics=5,
+    weight_decay=0.0,
+    n_critics=1,
     device="cpu",
     n_threads=None,
     random_state=None,
@@ -90,7 +90,7 @@ def mutual_information(
 
     The paired samples are split into train / validation / test parts. A
     critic T(x, z) (the transformer's :class:`~skinfomax.networks.Critic`) is
-    trained with AdamW to maximise the chosen lower bound on the train part,
+    trained with Adam (AdamW when ``weight_decay > 0``) to maximise the chosen lower bound on the train part,
     early-stopped on the validation part (best epoch kept), ``n_critics``
     times from different seeds, and the bound of the mean of their scores is
     evaluated on the test part in fixed disjoint batches of ``batch_size``.
@@ -116,11 +116,15 @@ def mutual_information(
         Share of the samples held out for the estimate.
     validation_fraction : float, default=0.2
         Share of the remaining samples used for early stopping.
-    critic_hidden_layer_sizes : tuple of int, default=(32, 32)
-        The critic's layers; the first is its joint (x, z) layer. Small,
-        weight-decayed and averaged critics overfit less: with (256, 256),
-        no decay and one critic, bmi's ``multinormal-sparse-25-25-2-2.0``
-        (n=5,000) came out 24-32% short, with the defaults 5-11% (3 seeds).
+    critic_hidden_layer_sizes : tuple of int, default=(256, 256)
+        The critic's layers; the first is its joint (x, z) layer. Narrow,
+        weight-decayed, averaged critics overfit less where few of many
+        dimensions carry the information: on bmi's
+        ``multinormal-sparse-25-25-2-2.0`` (n=5,000) the defaults come out
+        24-32% short, ``(32, 32)`` with ``weight_decay=0.5, n_critics=5``
+        5-11% short (3 seeds), but that setting is 40-50% short on dense
+        20-dimensional Gaussian channels where the defaults are 10-26% short
+        (docs/science.md, "Critic ensembles and weight decay").
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
         size of the smallest split.
@@ -131,9 +135,9 @@ def mutual_information(
     n_iter_no_change : int, default=20
         Early-stopping patience, in epochs (the validation bound is noisy: a
         patience of 10 stopped 20-dimensional cases ~15% short of the truth).
-    weight_decay : float, default=0.5
+    weight_decay : float, default=0.0
         Decoupled (AdamW) weight decay of the critic; 0 is plain Adam.
-    n_critics : int, default=5
+    n_critics : int, default=1
         Critics trained from different seeds; the held-out bound uses the mean
         of their scores. Any critic gives a valid lower bound, and averaging
         cancels much of what each one overfits to the train part (in high
