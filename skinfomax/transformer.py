@@ -570,7 +570,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
             A chunk of training data; at least 2 samples, and at least
             ``batch_size`` when that is an int. A :class:`numpy.memmap` is
             streamed batch by batch.
