@@ -39,6 +39,7 @@ __all__ = [
     "fit_critic",
     "generators",
     "mean_and_se",
+    "codes_from_noise",
     "reparameterise",
 ]
 
@@ -67,10 +68,15 @@ def critic_bound(critic, x, codes, estimator, shift):
     return MI_BOUNDS[estimator](joint.float(), shifted.float())
 
 
+def codes_from_noise(mean, log_var, c, eps):
+    """The posterior sample ``[mean + eps * std, c]`` for given standard-normal ``eps``."""
+    return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
+
+
 def reparameterise(mean, log_var, c, noise):
     """A posterior sample ``[mean + eps * std, c]`` with ``eps`` drawn from ``noise``."""
     eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
-    return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
+    return codes_from_noise(mean, log_var, c, eps)
 
 
 def mean_and_se(values):

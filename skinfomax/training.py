@@ -38,7 +38,7 @@ from .estimation import (
     critic_bound,
     fit_critic,
     generators,
-    reparameterise,
+    codes_from_noise,
 )
 from .networks import check_networks
 from .objectives import derangement_shift, gaussian_kl
@@ -304,7 +304,7 @@ class Engine:
         # exponentiated (likelihood, KL, bounds) in float32.
         with self._autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
-            codes = torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
+            codes = codes_from_noise(mean, log_var, c, eps)
             recon = self.likelihood.nll(x, self.decoder(codes).float())
             kl = gaussian_kl(mean, log_var)
             mi = self.mi_bound(

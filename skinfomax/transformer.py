@@ -497,8 +497,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return engine.encode(X)[2].mean(axis=0, dtype=np.float64)
 
     def _finish(self, X, engine, signature, config, seed, history, info_mean, reset):
-        if reset:
-            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=True)
+        if reset:  # X was checked before training: only record its features here
+            validate_data(self, X, reset=True, skip_check_array=True)
         self._engine, self._signature, self._config, self._seed = engine, signature, config, seed
         self.encoder_, self.decoder_ = engine.encoder, engine.decoder
         self.critic_, self.likelihood_ = engine.critic, engine.likelihood
@@ -541,7 +541,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_train, X_valid = self._split(X_checked, seed)
         config = self._training_config(self._effective_batch_size(X_train.shape[0]))
         if continuing:
-            X_checked = validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
+            validate_data(self, X, reset=False, skip_check_array=True)
             engine, history = self._engine, list(self.history_)
         else:
             engine, history = self._build_engine(X_train, signature, device, seed), []
@@ -585,7 +585,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         first = not hasattr(self, "_engine")
         X = _flatten_images(X, _check_image_shape(self.image_shape))
         if not first:  # scikit-learn's own message for a wrong number of features
-            validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False)
+            validate_data(self, X, reset=False, skip_check_array=True)
         X_checked = self._check_X(X)
         signature = self._network_signature(X_checked.shape[1])
         if self.early_stopping:
