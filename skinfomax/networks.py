@@ -66,6 +66,18 @@ class Encoder(nn.Module):
         return mean, log_var.clamp(_LOG_VAR_MIN, _LOG_VAR_MAX), c
 
 
+def _rolled(t, shift):
+    """``t.roll(-shift, dims=0)``; ``shift`` may be a 0-dim integer tensor.
+
+    A tensor shift lets a captured CUDA graph take a new shift each replay
+    (``roll`` bakes a Python int into the graph).
+    """
+    if isinstance(shift, torch.Tensor):
+        n = t.shape[0]
+        return t.index_select(0, (torch.arange(n, device=t.device) + shift) % n)
+    return t.roll(-shift, dims=0)
+
+
 class Critic(nn.Module):
     """Critic T(x, codes) for the mutual-information bounds.
 
@@ -97,7 +109,7 @@ class Critic(nn.Module):
         One pass of the head over both sets of pairs, with x embedded once.
         """
         hx, hc = self.embed_x(x), self.embed_codes(codes)
-        pairs = torch.cat([hx + hc, hx + hc.roll(-shift, dims=0)])
+        pairs = torch.cat([hx + hc, hx + _rolled(hc, shift)])
         return self.head(pairs).squeeze(-1).chunk(2)
 
     def score_matrix(self, x, codes):

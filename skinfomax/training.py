@@ -18,7 +18,10 @@ the encoder follows the gradient of the whole bound.
 Speed: data that fits is moved to the device once and batched by indexing
 it with a permutation (no DataLoader); a numpy memmap is instead streamed
 from the host one batch at a time. Loss sums stay on the device (one host
-sync per epoch). Optional: mixed precision (``precision``), a compiled loss
+sync per epoch). On CUDA the whole step of the built-in networks is
+captured once as a CUDA graph and replayed (:mod:`skinfomax.graphs`): the
+host's per-kernel launch cost, not the GPU, bounds eager steps at these
+sizes. Optional: mixed precision (``precision``), a compiled loss
 (``compile``), and fused Adam kernels wherever torch has them.
 """
 
@@ -40,6 +43,7 @@ from .estimation import (
     generators,
     codes_from_noise,
 )
+from .graphs import GraphedStep
 from .networks import check_networks
 from .objectives import derangement_shift, gaussian_kl
 
@@ -59,6 +63,9 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.floa
 # fixed shape makes each row's result independent of which other rows were
 # sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
 EVAL_CHUNK = 512
+
+# Eager steps per batch shape before a CUDA graph is captured (lazy init happens in them).
+_GRAPH_WARMUP_STEPS = 3
 
 
 def resolve_device(spec):
@@ -243,7 +250,7 @@ class Engine:
     """
 
     def __init__(self, encoder, decoder, critic, likelihood, device, precision="float32",
-                 compile=False, code_sizes=None):
+                 compile=False, code_sizes=None, cuda_graphs=True):
         if code_sizes is None:
             n_z, _, n_c = encoder.split_sizes
             code_sizes = (n_z, n_c)
@@ -252,15 +259,26 @@ class Engine:
         self.critic, self.likelihood = critic.to(device), likelihood.to(device)
         self.device = device
         self.precision, self.compile = precision, compile
+        self.cuda_graphs = cuda_graphs
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
         self.rng_state = None  # generator states where the last training call stopped
         self._compiled = None
+        self._graphs = None  # {batch size: GraphedStep} during a train call on CUDA
 
-    # Compiled functions do not pickle; they are rebuilt on first use.
+    # Compiled functions and CUDA graphs do not pickle; they are rebuilt on use.
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_compiled"] = None
+        state["_compiled"] = state["_graphs"] = None
         return state
+
+    def __setstate__(self, state):
+        state.setdefault("cuda_graphs", True)
+        state.setdefault("_graphs", None)
+        self.__dict__.update(state)
+
+    def _use_graphs(self):
+        # Loss scaling (float16) checks for infs on the host every step: not capturable.
+        return self.cuda_graphs and self.device.type == "cuda" and self.precision != "float16"
 
     def _tensor(self, X):
         """X as a float32 tensor on the device (shares a float32 array's memory)."""
@@ -293,7 +311,8 @@ class Engine:
         dtype = PRECISIONS[self.precision]
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        # No cast cache under graph capture: cached casts would outlive the capture.
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self._graphs is None)
 
     def mi_bound(self, x, codes, estimator, shift):
         """The chosen lower bound on I(x; codes) for one batch (a scalar tensor)."""
@@ -343,6 +362,8 @@ class Engine:
     def _configure_optimizers(self, config):
         if self.vae_optimizer is None:
             fused = {"fused": True} if _fused_adam_available(self.device) else {}
+            if self._use_graphs():
+                fused["capturable"] = True  # step counts on the device
             vae_params = [p for m in self._vae_modules() for p in m.parameters()]
             self.vae_optimizer = torch.optim.Adam(vae_params, lr=config.learning_rate, **fused)
             self.critic_optimizer = torch.optim.Adam(
@@ -359,6 +380,54 @@ class Engine:
 
     # -- training -----------------------------------------------------------
     def _step(self, x, shift, eps, config):
+        if self._graphs is not None:
+            return self._graphed_step(x, shift, eps, config)
+        return self._eager_step(x, shift, eps, config)
+
+    def _graphed_step(self, x, shift, eps, config):
+        size = x.shape[0]
+        graphed = self._graphs.get(size)
+        if graphed is None and self._warmups.get(size, 0) < _GRAPH_WARMUP_STEPS:
+            # Real steps, run eagerly on a side stream: lazy initialisation
+            # (optimiser state, cuBLAS workspaces) must happen outside a capture.
+            self._warmups[size] = self._warmups.get(size, 0) + 1
+            current, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
+            side.wait_stream(current)
+            with torch.cuda.stream(side):
+                sums = self._eager_step(x, shift, eps, config)
+            current.wait_stream(side)
+            return sums
+        if graphed is None:
+            self.vae_optimizer.zero_grad(set_to_none=True)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            try:
+                graphed = GraphedStep(
+                    lambda x, eps, shift: self._optimise_captured(x, eps, shift, config),
+                    x, eps, shift,
+                )
+            except Exception as exc:  # noqa: BLE001 - capture failures vary; eager re-raises real bugs
+                warnings.warn(
+                    f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "training continues without graphs.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                self._graphs = None
+                return self._eager_step(x, shift, eps, config)
+            self._graphs[size] = graphed
+        return graphed(x, eps, shift)
+
+    def _optimise_captured(self, x, eps, shift, config):
+        # Gradients are None here, so backward writes them (no zeroing kernels).
+        objective, sums = self._loss_function()(
+            x, eps, shift, config.mi_estimator, config.alpha, config.beta
+        )
+        objective.backward()
+        self.vae_optimizer.step()
+        self.critic_optimizer.step()
+        return sums
+
+    def _eager_step(self, x, shift, eps, config):
         args = (x, eps, shift, config.mi_estimator, config.alpha, config.beta)
         if self.compile:
             try:
@@ -425,6 +494,8 @@ class Engine:
         successive calls on chunks act as one longer run.
         """
         history = [] if history is None else history
+        # Graphs bake in this call's alpha, beta and learning rates: captured afresh per call.
+        self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
         self._configure_optimizers(config)
         cpu_gen, noise_gen = _generators(
             seed, self.device, self.rng_state if resume_rng else None
@@ -450,6 +521,11 @@ class Engine:
                     stale += 1
                     if stale >= config.n_iter_no_change:
                         break
+        if self._graphs is not None:
+            # Release the graphs' memory pools; their gradient buffers go with them.
+            self._graphs = self._warmups = None
+            self.vae_optimizer.zero_grad(set_to_none=True)
+            self.critic_optimizer.zero_grad(set_to_none=True)
         if best_state is not None:
             self._load_state(best_state)
         self.rng_state = _generator_state(cpu_gen, noise_gen)

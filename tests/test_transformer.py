@@ -35,7 +35,7 @@ def test_shapes_dtypes_and_determinism(fitted, digits):
 
 def test_info_codes_are_left_out_of_the_kl(fitted, digits):
     X, _ = digits
-    x = torch.as_tensor(X[:32], dtype=torch.float32)
+    x = torch.as_tensor(X[:32], dtype=torch.float32, device=fitted.device_)
     mean, log_var, c = fitted.encoder_(x)
     from skinfomax.objectives import gaussian_kl
 
@@ -189,7 +189,8 @@ def test_gpu_model_unpickles_on_cpu_with_a_warning(fitted, digits):
     with pytest.warns(UserWarning, match="not available here; loading it on the CPU"):
         restored.__setstate__(state)
     assert restored.device_ == torch.device("cpu")
-    np.testing.assert_array_equal(restored.transform(X), fitted.transform(X))
+    # Exact when fitted on the CPU; a GPU fit's outputs differ by float rounding.
+    np.testing.assert_allclose(restored.transform(X), fitted.transform(X), rtol=1e-5, atol=1e-6)
 
 
 def test_verbose_shows_progress_bar(tiny_vae, digits, capsys):
