@@ -31,7 +31,8 @@ def linear_gaussian(d, mi, n, seed):
 
 
 def fmt(r, truth):
-    return f"{r.mi:.3f} ± {r.se:.3f} ({100 * (r.mi - truth) / truth:+.0f}%)"
+    chosen = f" [{r.critic_hidden_layer_sizes[0]}]" if r.validation_mi else ""
+    return f"{r.mi:.3f} ± {r.se:.3f} ({100 * (r.mi - truth) / truth:+.1f}%){chosen}"
 
 
 def main():
@@ -43,12 +44,24 @@ def main():
     p.add_argument("--bmi-dir")
     p.add_argument("--skip-grid", action="store_true")
     p.add_argument("--scaling", default="standard", choices=["standard", "quantile"])
+    p.add_argument("--critics", default=None,
+                   help='"auto", or widths such as 32,256 (two-layer critics to choose from); '
+                        "default: mutual_information's")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--n-critics", type=int, default=1)
+    p.add_argument("--tasks", default=None, help="comma-separated substrings of bmi task names")
     args = p.parse_args()
+    options = dict(scaling=args.scaling, weight_decay=args.weight_decay,
+                   n_critics=args.n_critics, random_state=0)
+    if args.critics == "auto":
+        options["critic_hidden_layer_sizes"] = "auto"
+    elif args.critics:
+        options["critic_hidden_layer_sizes"] = [(int(w), int(w)) for w in args.critics.split(",")]
     torch.set_num_threads(1)
     estimators = args.estimators.split(",")
     print("command:", " ".join(sys.argv))
     print(f"machine: {platform.machine()} CPU, torch {torch.__version__}, 1 thread; "
-          f"n={args.n} samples (70/30 split, 20% of train for early stopping), "
+          f"n={args.n} samples (70/30 split, 20% of train for validation); options {options}, "
           "mutual_information defaults otherwise\n", flush=True)
     if not args.skip_grid:
         print("| d | true MI | " + " | ".join(estimators) + " |")
@@ -56,19 +69,18 @@ def main():
         for d in [int(v) for v in args.dims.split(",")]:
             for mi in [float(v) for v in args.mis.split(",")]:
                 x, z = linear_gaussian(d, mi, args.n, seed=d)
-                cells = [
-                    fmt(mutual_information(x, z, e, scaling=args.scaling, random_state=0), mi)
-                    for e in estimators
-                ]
+                cells = [fmt(mutual_information(x, z, e, **options), mi) for e in estimators]
                 print(f"| {d} | {mi:g} | " + " | ".join(cells) + " |", flush=True)
     if args.bmi_dir:
         print("\n| bmi task | true MI | " + " | ".join(estimators) + " | KSG (bmi) | CCA (bmi) |")
         print("|---|---|" + "---|" * (len(estimators) + 2))
         for path in sorted(glob.glob(os.path.join(args.bmi_dir, "*.npz"))):
+            if args.tasks and not any(t in path for t in args.tasks.split(",")):
+                continue
             f = np.load(path)
             truth = float(f["mi_true"])
             t = time.time()
-            cells = [fmt(mutual_information(f["X"], f["Y"], e, scaling=args.scaling, random_state=0), truth)
+            cells = [fmt(mutual_information(f["X"], f["Y"], e, **options), truth)
                      for e in estimators]
             name = os.path.basename(path)[:-4]
             print(f"| {name} | {truth:.3f} | " + " | ".join(cells) +

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .networks import build_critic
-from .objectives import MI_BOUNDS, derangement_shift, infonce_bound
+from .objectives import MI_BOUNDS, bound_influence, derangement_shift, infonce_bound
 
 __all__ = [
     "CriticConfig",
@@ -39,6 +39,8 @@ __all__ = [
     "fit_critic",
     "generators",
     "mean_and_se",
+    "one_standard_error_choice",
+    "train_critics",
     "codes_from_noise",
     "reparameterise",
 ]
@@ -130,21 +132,36 @@ def _fixed_batches(n_samples, batch_size, device):
 
 
 @torch.no_grad()
-def batch_bounds(critic, X, source, estimator, batch_size, seed):
+def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False):
     """Per-batch bound values on fixed, unshuffled batches of ``X`` (numpy array).
 
     Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
     near-equal slices); ``seed`` fixes the shifts and the posterior noise, so
-    the values are repeatable.
+    the values are repeatable. With ``influence=True`` the per-sample terms
+    of :func:`~skinfomax.objectives.bound_influence` come back as well, for
+    standard errors of differences between critics on the same pairs.
     """
     critic.eval()
     cpu_gen, noise_gen = generators(seed, X.device)
-    values = []
+    values, terms = [], []
     for idx in _fixed_batches(X.shape[0], batch_size, X.device):
         x = X[idx]
         shift = derangement_shift(x.shape[0], cpu_gen)
-        values.append(critic_bound(critic, x, source(x, idx, noise_gen), estimator, shift))
-    return torch.stack(values).cpu().numpy().astype(float)
+        codes = source(x, idx, noise_gen)
+        if estimator == "infonce":
+            scores = critic.score_matrix(x, codes).float()
+            values.append(infonce_bound(scores))
+            if influence:
+                terms.append(bound_influence(estimator, scores=scores))
+        else:
+            joint, shifted = (t.float() for t in critic.joint_and_shifted(x, codes, shift))
+            values.append(MI_BOUNDS[estimator](joint, shifted))
+            if influence:
+                terms.append(bound_influence(estimator, joint, shifted))
+    values = torch.stack(values).cpu().numpy().astype(float)
+    if influence:
+        return values, torch.cat(terms).cpu().numpy().astype(float)
+    return values
 
 
 def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None):
@@ -215,43 +232,97 @@ class CriticEnsemble(torch.nn.Module):
         return torch.stack([c.score_matrix(x, codes) for c in self.critics]).mean(0)
 
 
-def estimate_mi(splits, critic_sizes, config, seed, device, n_critics=1):
-    """Train a fresh critic on given samples and evaluate it on a held-out split.
+def train_critics(splits, critic_sizes, config, seed, n_critics=1):
+    """``n_critics`` critics of one architecture, trained and early-stopped.
 
-    Parameters
-    ----------
-    splits : tuple of ndarray
-        ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``, float32.
-    critic_sizes : tuple of int
-        The critic's layer sizes (first one: the joint layer).
-    config : CriticConfig
-    seed : int
-    device : torch.device
-    n_critics : int, default=1
-        Critics trained (seeds ``seed, seed + 1, ...``); the bound is
-        evaluated with the mean of their scores (:class:`CriticEnsemble`).
-
-    Returns
-    -------
-    estimate, se : float
-        Mean of the per-batch bounds on the test split and its standard error.
-    history : list of dict
-        The first critic's.
+    Returns the critic (a :class:`CriticEnsemble` when ``n_critics > 1``)
+    and the first member's history.
     """
-    X_train, Z_train, X_valid, Z_valid, X_test, Z_test = (
-        torch.as_tensor(a, device=device) for a in splits
-    )
+    X_train, Z_train, X_valid, Z_valid = splits[:4]
     critics, histories = [], []
     for k in range(n_critics):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + k)
-            critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes).to(device)
+            critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes)
+        critic = critic.to(X_train.device)
         histories.append(fit_critic(
             critic, X_train, FixedCodes(Z_train), config, seed + k, X_valid, FixedCodes(Z_valid)
         ))
         critics.append(critic)
     critic = critics[0] if n_critics == 1 else CriticEnsemble(critics).eval()
-    history = histories[0]
-    values = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
-                          config.batch_size, seed + 1)
-    return (*mean_and_se(values), history)
+    return critic, histories[0]
+
+
+def one_standard_error_choice(values, terms):
+    """The first candidate whose validation bound is within one SE of the best's.
+
+    ``values`` maps candidates, simplest first, to validation bounds and
+    ``terms`` to their per-sample influence terms on the same pairs. The
+    standard error is that of the paired difference to the best candidate:
+    among critics the validation split cannot tell apart, the simplest
+    overfits its train part least (the one-standard-error rule).
+    """
+    best = max(values, key=values.get)
+    for candidate in values:
+        diff = terms[best] - terms[candidate]
+        se = diff.std(ddof=1) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+        if values[best] - values[candidate] <= se:
+            return candidate
+    return best
+
+
+def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
+    """Train critics on given samples, pick one on validation, bound MI on the test split.
+
+    Parameters
+    ----------
+    splits : tuple of ndarray
+        ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``, float32.
+    candidates : sequence of tuple of int
+        Critic architectures (layer sizes; first one: the joint layer),
+        simplest first. Each is trained, early-stopped on one half of the
+        validation split, and the choice among them
+        (:func:`one_standard_error_choice`) is made on the other half; the
+        test split, which no choice has seen, gives the estimate.
+    config : CriticConfig
+    seed : int
+    device : torch.device
+    n_critics : int, default=1
+        Critics trained per architecture (seeds ``seed, seed + 1, ...``); the
+        bound uses the mean of their scores (:class:`CriticEnsemble`).
+
+    Returns
+    -------
+    estimate, se : float
+        Mean of the per-batch bounds on the test split and its standard error.
+    chosen : tuple of int
+        The architecture evaluated.
+    validation : dict
+        Bound of every candidate on the choice half of the validation split,
+        keyed by architecture (empty for a single candidate).
+    """
+    tensors = tuple(torch.as_tensor(a, device=device) for a in splits)
+    X_train, Z_train, X_valid, Z_valid, X_test, Z_test = tensors
+    if len(candidates) > 1:
+        # Early stopping picks each critic's best epoch on the validation
+        # rows, which flatters the most flexible critics there; the choice
+        # between architectures is made on the other half, untouched so far.
+        half = X_valid.shape[0] // 2
+        stopping = (X_train, Z_train, X_valid[:half], Z_valid[:half])
+        X_choice, Z_choice = X_valid[half:], Z_valid[half:]
+    else:
+        stopping = tensors[:4]
+    critics, values, terms = {}, {}, {}
+    for sizes in candidates:
+        critics[sizes], _ = train_critics(stopping, sizes, config, seed, n_critics)
+        if len(candidates) > 1:
+            # Same fixed batches and shifts for every candidate: a paired comparison.
+            batch_values, terms[sizes] = batch_bounds(
+                critics[sizes], X_choice, FixedCodes(Z_choice), config.estimator,
+                config.batch_size, seed + 2, influence=True,
+            )
+            values[sizes] = float(batch_values.mean())
+    chosen = one_standard_error_choice(values, terms) if values else candidates[0]
+    test = batch_bounds(critics[chosen], X_test, FixedCodes(Z_test), config.estimator,
+                        config.batch_size, seed + 1)
+    return (*mean_and_se(test), chosen, values)

@@ -15,6 +15,7 @@ __all__ = [
     "GaussianLikelihood",
     "CRITIC_BOUND",
     "MI_BOUNDS",
+    "bound_influence",
     "bernoulli_nll",
     "derangement_shift",
     "dv_bound",
@@ -119,6 +120,24 @@ def infonce_bound(scores):
 
 # Bounds that need only the joint scores and one shifted set of scores.
 MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
+
+
+def bound_influence(estimator, t_joint=None, t_marginal=None, scores=None):
+    """Per-sample terms whose mean's sampling variance is the bound's, to first order.
+
+    NWJ and InfoNCE are means of per-sample (per-row) terms already; DV's log
+    of a mean is linearised (its influence function). Differences of these
+    terms between two critics on the same pairs give the standard error of
+    the difference of their bounds.
+    """
+    if estimator == "infonce":
+        scores = soft_clip(scores)
+        return scores.diagonal() - torch.logsumexp(scores, dim=1)
+    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    if estimator == "nwj":
+        return t_joint - torch.exp(t_marginal - 1.0)
+    weights = torch.softmax(t_marginal, dim=0) * t_marginal.shape[0]
+    return t_joint - weights
 
 
 class GaussianLikelihood(torch.nn.Module):

@@ -160,6 +160,15 @@ def _generator_state(cpu, noise):
     return (cpu.get_state(), noise.get_state())
 
 
+def _warn_fallback(what, exc, how):
+    """Warn that an optional speed-up failed and training goes on without it."""
+    warnings.warn(
+        f"{what} failed ({type(exc).__name__}: {str(exc)[:200]}); training continues {how}.",
+        RuntimeWarning,
+        stacklevel=5,  # the user's fit / partial_fit call
+    )
+
+
 def _fused_adam_available(device):
     # Fused Adam: one kernel for all parameters; CUDA always, CPU since torch 2.4.
     if device.type == "cuda":
@@ -406,12 +415,7 @@ class Engine:
                     x, eps, shift,
                 )
             except Exception as exc:  # noqa: BLE001 - capture failures vary; eager re-raises real bugs
-                warnings.warn(
-                    f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "training continues without graphs.",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+                _warn_fallback("CUDA graph capture", exc, "without graphs")
                 self._graphs = None
                 return self._eager_step(x, shift, eps, config)
             self._graphs[size] = graphed
@@ -433,12 +437,7 @@ class Engine:
             try:
                 return self._optimise(self._loss_function(), args)
             except Exception as exc:  # noqa: BLE001 - compiler failures vary; eager re-raises real bugs
-                warnings.warn(
-                    f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "training continues without compiling.",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+                _warn_fallback("torch.compile", exc, "without compiling")
                 self.compile, self._compiled = False, None
         return self._optimise(self._step_loss, args)
 

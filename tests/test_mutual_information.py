@@ -5,7 +5,9 @@ import pytest
 
 from skinfomax import mutual_information
 
-FAST = dict(max_iter=30, critic_hidden_layer_sizes=(64, 64), random_state=0, n_threads=1)
+# One plain critic keeps these checks fast; the defaults' accuracy is benchmarked.
+FAST = dict(max_iter=30, critic_hidden_layer_sizes=(64, 64), n_critics=1, weight_decay=0.0,
+            random_state=0, n_threads=1)
 
 
 def linear_gaussian(d, mi, n, seed=0):
@@ -62,6 +64,7 @@ def test_repeatable_one_and_two_dimensional_inputs():
         (dict(test_size=1.5), "test_size"),
         (dict(critic_hidden_layer_sizes=()), "critic_hidden_layer_sizes"),
         (dict(critic_hidden_layer_sizes=(8, 0)), "critic_hidden_layer_sizes"),
+        (dict(critic_hidden_layer_sizes=[(8,), (8, "a")]), "list of such sequences"),
         (dict(X=np.full((100, 1), np.nan)), "NaN"),
         (dict(X=np.zeros((5, 1)), Z=np.zeros((5, 1))), "too few"),
         (dict(X=np.zeros((100, 2, 2))), "dim 3"),
@@ -102,6 +105,43 @@ def test_critic_ensemble_averages_scores_and_weight_decay_uses_adamw():
 def test_more_critics_change_the_estimate_but_one_reproduces_itself():
     x, z = linear_gaussian(1, 0.5, 1000)
     kw = {**FAST, "max_iter": 3}
+    kw.pop("n_critics")
     one = mutual_information(x, z, n_critics=1, **kw)
     assert one == mutual_information(x, z, n_critics=1, **kw)
     assert one != mutual_information(x, z, n_critics=2, **kw)
+
+
+def test_one_standard_error_rule_prefers_the_simplest_indistinguishable_candidate():
+    from skinfomax.estimation import one_standard_error_choice
+
+    rng = np.random.RandomState(0)
+    base, noise = rng.randn(400), rng.randn(400)
+    noise = 0.5 * (noise - noise.mean()) / noise.std()
+    terms = {"small": base, "large": base + 0.02 + noise}
+    # The large critic is 0.02 better on average but the paired SE is ~0.025.
+    values = {k: float(v.mean()) for k, v in terms.items()}
+    assert values["large"] > values["small"]
+    assert one_standard_error_choice(values, terms) == "small"
+    # A clear gain (0.2 against the same SE) picks the larger critic.
+    terms["large"] = base + 0.2 + noise
+    values = {k: float(v.mean()) for k, v in terms.items()}
+    assert one_standard_error_choice(values, terms) == "large"
+
+
+def test_candidate_critics_are_chosen_on_validation_and_reported():
+    import pickle
+
+    x, z = linear_gaussian(2, 1.0, 3000)
+    kw = {**FAST, "n_critics": 1}
+    del kw["critic_hidden_layer_sizes"]
+    candidates = [(2, 2), (64, 64)]
+    result = mutual_information(x, z, critic_hidden_layer_sizes=candidates, **kw)
+    assert set(result.validation_mi) == set(candidates)
+    # A 2-unit critic cannot fit a 2-D Gaussian channel; validation sees it.
+    assert result.validation_mi[(64, 64)] > result.validation_mi[(2, 2)] + 0.1
+    assert result.critic_hidden_layer_sizes == (64, 64)
+    assert abs(result.mi - 1.0) < 0.15
+    alone = mutual_information(x, z, critic_hidden_layer_sizes=(64, 64), **kw)
+    assert alone.validation_mi == {} and alone.critic_hidden_layer_sizes == (64, 64)
+    again = pickle.loads(pickle.dumps(result))
+    assert again == result and again.validation_mi == result.validation_mi

@@ -10,6 +10,7 @@ from skinfomax.objectives import (
     CRITIC_BOUND,
     GaussianLikelihood,
     bernoulli_nll,
+    bound_influence,
     derangement_shift,
     dv_bound,
     gaussian_kl,
@@ -107,3 +108,22 @@ def test_gaussian_likelihood_starts_at_data_variance_and_respects_floor():
     with torch.no_grad():
         lik.raw_log_var.fill_(-100.0)
     assert lik.log_var().exp().min().item() >= 1e-2 * (1 - 1e-6)
+
+
+def test_bound_influence_linearises_each_bound():
+    torch.manual_seed(0)
+    joint = torch.randn(50, requires_grad=True)
+    marginal = torch.randn(50, requires_grad=True)
+    # NWJ is a mean of per-sample terms: the terms average to the bound.
+    nwj_terms = bound_influence("nwj", joint, marginal)
+    assert torch.allclose(nwj_terms.mean(), nwj_bound(joint, marginal), atol=1e-6)
+    # DV: each sample's term is n times its gradient, i.e. the influence function.
+    dv_terms = bound_influence("dv", joint, marginal)
+    grad_joint, grad_marginal = torch.autograd.grad(dv_bound(joint, marginal), (joint, marginal))
+    assert torch.allclose(50 * grad_joint, torch.ones(50))
+    assert torch.allclose(dv_terms - joint, 50 * grad_marginal, atol=1e-5)
+    # InfoNCE: per-row terms that, plus log B, average to the bound.
+    scores = torch.randn(6, 6)
+    rows = bound_influence("infonce", scores=scores)
+    assert rows.shape == (6,)
+    assert torch.allclose(rows.mean() + math.log(6), infonce_bound(scores))
