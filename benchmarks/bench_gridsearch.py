@@ -5,6 +5,10 @@ worker: the estimator's default ``n_threads=None`` inherits the worker's
 setting, which loky caps to ``cpus // n_jobs``, so parallel fits do not
 oversubscribe the cores. Runs alternate n_jobs=1 and n_jobs=2.
 
+Last, the bound on the ratio: the same fits run one after another in this
+process on 1 and on 2 torch threads. If 2 threads make a fit S times faster
+than 1, two 1-thread workers can at best reach S / 2 of ``n_jobs=1``.
+
     PYTHONPATH=. python benchmarks/bench_gridsearch.py --n-samples 3000 --repeats 2
 """
 
@@ -57,6 +61,24 @@ def main():
     print(f"median wall time n_jobs=1 {median(times[1]):.1f}s, n_jobs=2 {median(times[2]):.1f}s, "
           f"ratio n_jobs=2 / n_jobs=1 = {ratio:.2f}")
     print(f"load after: {os.getloadavg()}")
+
+    n_train = args.n_samples * 2 // 3
+
+    def fits(threads, count=6):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return timed(lambda: [
+                est.set_params(random_state=i).fit(X[:n_train]) for i in range(count)
+            ])[0]
+        finally:
+            torch.set_num_threads(previous)
+
+    rounds = [(fits(1), fits(2)) for _ in range(args.repeats)]
+    one, two = median([r[0] for r in rounds]), median([r[1] for r in rounds])
+    print(f"\n6 fits in this process, median of {args.repeats}: 1 thread {one:.1f}s, "
+          f"2 threads {two:.1f}s; speedup S = {one / two:.2f}, so n_jobs=2 / n_jobs=1 "
+          f">= S / 2 = {one / two / 2:.2f} on 2 cores")
 
 
 if __name__ == "__main__":

@@ -46,13 +46,17 @@ def main():
     p.add_argument("--scaling", default="standard", choices=["standard", "quantile"])
     p.add_argument("--critics", default=None,
                    help='"auto", or widths such as 32,256 (two-layer critics to choose from); '
-                        "default: mutual_information's")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--n-critics", type=int, default=1)
+                        "unset options take mutual_information's defaults")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--n-critics", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="mutual_information's random_state")
     p.add_argument("--tasks", default=None, help="comma-separated substrings of bmi task names")
     args = p.parse_args()
-    options = dict(scaling=args.scaling, weight_decay=args.weight_decay,
-                   n_critics=args.n_critics, random_state=0)
+    options = dict(scaling=args.scaling, random_state=args.seed)
+    if args.weight_decay is not None:
+        options["weight_decay"] = args.weight_decay
+    if args.n_critics is not None:
+        options["n_critics"] = args.n_critics
     if args.critics == "auto":
         options["critic_hidden_layer_sizes"] = "auto"
     elif args.critics:

@@ -283,7 +283,9 @@ def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
         simplest first. Each is trained, early-stopped on one half of the
         validation split, and the choice among them
         (:func:`one_standard_error_choice`) is made on the other half; the
-        test split, which no choice has seen, gives the estimate.
+        chosen one is then trained again with early stopping on the whole
+        validation split, and the test split, which no choice has seen,
+        gives the estimate.
     config : CriticConfig
     seed : int
     device : torch.device
@@ -322,7 +324,14 @@ def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
                 config.batch_size, seed + 2, influence=True,
             )
             values[sizes] = float(batch_values.mean())
-    chosen = one_standard_error_choice(values, terms) if values else candidates[0]
-    test = batch_bounds(critics[chosen], X_test, FixedCodes(Z_test), config.estimator,
+    if values:
+        chosen = one_standard_error_choice(values, terms)
+        # Refit the chosen width with early stopping on the whole validation
+        # part, as a single architecture would be (the choice is made, so its
+        # rows may serve again); only the test part stays unseen.
+        critic, _ = train_critics(tensors[:4], chosen, config, seed, n_critics)
+    else:
+        chosen, critic = candidates[0], critics[candidates[0]]
+    test = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
                         config.batch_size, seed + 1)
     return (*mean_and_se(test), chosen, values)

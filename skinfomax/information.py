@@ -135,12 +135,14 @@ def mutual_information(
 
     The paired samples are split into train / validation / test parts. A
     critic T(x, z) (the transformer's :class:`~skinfomax.networks.Critic`) is
-    trained with Adam (AdamW when ``weight_decay > 0``) to maximise the chosen lower bound on the train part,
-    early-stopped on the validation part (best epoch kept), ``n_critics``
-    times from different seeds, and the bound of the mean of their scores is
-    evaluated on the test part in fixed disjoint batches of ``batch_size``.
-    X and Z are standardised with the train part's mean and standard
-    deviation first (``scaling``; MI is invariant to such maps).
+    trained with AdamW (Adam when ``weight_decay=0``) to maximise the chosen
+    lower bound on the train part, early-stopped on the validation part (best
+    epoch kept), ``n_critics`` times from different seeds, and the bound of
+    the mean of their scores is evaluated on the test part in fixed disjoint
+    batches of ``batch_size``. By default this is done for several critic
+    widths and the width is chosen on validation rows (see
+    ``critic_hidden_layer_sizes``). X and Z are standardised with the train
+    part's statistics first (``scaling``; MI is invariant to such maps).
 
     Parameters
     ----------
@@ -167,14 +169,15 @@ def mutual_information(
         gives candidate architectures, simplest first: each is trained,
         early-stopped on one half of the validation part, and the first whose
         bound on the other half is within one standard error (of the paired
-        difference) of the best candidate's is evaluated on the test part
-        (the one-standard-error rule; the result reports the choice and every
+        difference) of the best candidate's is trained again on the whole
+        validation part and evaluated on the test part (the
+        one-standard-error rule; the result reports the choice and every
         candidate's validation bound). "auto" is
         ``[(32, 32), (64, 64), (128, 128), (256, 256)]``. Run time grows with
-        the number of candidates. Narrow, weight-decayed, averaged critics
-        overfit less where few of many dimensions carry the information,
-        wide ones are needed for dense high-dimensional dependence
-        (docs/science.md, "Choosing the critic on validation").
+        the number of candidates (one more training for the refit). Narrow,
+        weight-decayed, averaged critics overfit less where few of many
+        dimensions carry the information, wide ones are needed for dense
+        high-dimensional dependence (docs/science.md, section 1, "Defaults").
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
         size of the smallest split.
@@ -186,7 +189,10 @@ def mutual_information(
         Early-stopping patience, in epochs (the validation bound is noisy: a
         patience of 10 stopped 20-dimensional cases ~15% short of the truth).
     weight_decay : float, default=0.5
-        Decoupled (AdamW) weight decay of the critic; 0 is plain Adam.
+        Decoupled (AdamW) weight decay of the critic; 0 is plain Adam. Decay
+        curbs overfitting in many dimensions but flattens the steep critic
+        that a low-dimensional, high-MI channel needs (1 dimension, 5 nats:
+        21% short with 0.5, 12% with 0; docs/science.md).
     n_critics : int, default=5
         Critics trained from different seeds; the held-out bound uses the mean
         of their scores. Any critic gives a valid lower bound, and averaging

@@ -141,7 +141,9 @@ def test_candidate_critics_are_chosen_on_validation_and_reported():
     assert result.validation_mi[(64, 64)] > result.validation_mi[(2, 2)] + 0.1
     assert result.critic_hidden_layer_sizes == (64, 64)
     assert abs(result.mi - 1.0) < 0.15
+    # The chosen width is refitted as a single architecture would be.
     alone = mutual_information(x, z, critic_hidden_layer_sizes=(64, 64), **kw)
+    assert (result.mi, result.se) == (alone.mi, alone.se)
     assert alone.validation_mi == {} and alone.critic_hidden_layer_sizes == (64, 64)
     again = pickle.loads(pickle.dumps(result))
     assert again == result and again.validation_mi == result.validation_mi
