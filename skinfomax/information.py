@@ -44,31 +44,33 @@ class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
         return (self.mi, self.se, self.critic_hidden_layer_sizes, self.validation_mi)
 
 
+def _layer_sizes(value):
+    """``value`` as a tuple of positive ints, or None if it is not one."""
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        return None
+    if sizes and all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
+                     for s in sizes):
+        return tuple(int(s) for s in sizes)
+    return None
+
+
 def _critic_candidates(value):
     """The critic architectures to try, from the ``critic_hidden_layer_sizes`` argument."""
     if isinstance(value, str):
         return AUTO_CRITICS
-    def sizes_or_none(v):
-        try:
-            sizes = tuple(v)
-        except TypeError:
-            return None
-        ok = sizes and all(
-            isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes
-        )
-        return tuple(int(s) for s in sizes) if ok else None
-
-    single = sizes_or_none(value)
+    single = _layer_sizes(value)
     if single is not None:
         return (single,)
-    candidates = [sizes_or_none(v) for v in value] if not np.isscalar(value) else [None]
+    candidates = [_layer_sizes(v) for v in value] if not np.isscalar(value) else [None]
     if not candidates or any(c is None for c in candidates):
         raise ValueError(
             "critic_hidden_layer_sizes must be 'auto', a non-empty sequence of positive "
             "integers, or a list of such sequences (candidates chosen by validation bound), "
             f"got {value!r}."
         )
-    return tuple(dict.fromkeys(candidates))
+    return tuple(dict.fromkeys(candidates))  # duplicates dropped, order kept
 
 
 def _as_2d(a, name):
