@@ -40,6 +40,7 @@ __all__ = [
     "generators",
     "mean_and_se",
     "one_standard_error_choice",
+    "choose_critic",
     "train_critics",
     "codes_from_noise",
     "reparameterise",
@@ -61,13 +62,20 @@ def generators(seed, device, state=None):
     return cpu, noise
 
 
-def critic_bound(critic, x, codes, estimator, shift):
-    """The ``estimator`` lower bound on I(x; codes) for one batch (a scalar tensor)."""
+def _critic_outputs(critic, x, codes, estimator, shift):
     # Scores in float32 even under autocast: the bounds exponentiate them.
     if estimator == "infonce":
-        return infonce_bound(critic.score_matrix(x, codes).float())
-    joint, shifted = critic.joint_and_shifted(x, codes, shift)
-    return MI_BOUNDS[estimator](joint.float(), shifted.float())
+        return (critic.score_matrix(x, codes).float(),)
+    return tuple(t.float() for t in critic.joint_and_shifted(x, codes, shift))
+
+
+def _bound(estimator, outputs):
+    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
+
+
+def critic_bound(critic, x, codes, estimator, shift):
+    """The ``estimator`` lower bound on I(x; codes) for one batch (a scalar tensor)."""
+    return _bound(estimator, _critic_outputs(critic, x, codes, estimator, shift))
 
 
 def codes_from_noise(mean, log_var, c, eps):
@@ -147,17 +155,10 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
     for idx in _fixed_batches(X.shape[0], batch_size, X.device):
         x = X[idx]
         shift = derangement_shift(x.shape[0], cpu_gen)
-        codes = source(x, idx, noise_gen)
-        if estimator == "infonce":
-            scores = critic.score_matrix(x, codes).float()
-            values.append(infonce_bound(scores))
-            if influence:
-                terms.append(bound_influence(estimator, scores=scores))
-        else:
-            joint, shifted = (t.float() for t in critic.joint_and_shifted(x, codes, shift))
-            values.append(MI_BOUNDS[estimator](joint, shifted))
-            if influence:
-                terms.append(bound_influence(estimator, joint, shifted))
+        outputs = _critic_outputs(critic, x, source(x, idx, noise_gen), estimator, shift)
+        values.append(_bound(estimator, outputs))
+        if influence:
+            terms.append(bound_influence(estimator, *outputs))
     values = torch.stack(values).cpu().numpy().astype(float)
     if influence:
         return values, torch.cat(terms).cpu().numpy().astype(float)
@@ -235,22 +236,20 @@ class CriticEnsemble(torch.nn.Module):
 def train_critics(splits, critic_sizes, config, seed, n_critics=1):
     """``n_critics`` critics of one architecture, trained and early-stopped.
 
-    Returns the critic (a :class:`CriticEnsemble` when ``n_critics > 1``)
-    and the first member's history.
+    ``splits`` starts ``(X_train, Z_train, X_valid, Z_valid)``. Returns the
+    critic, a :class:`CriticEnsemble` when ``n_critics > 1``.
     """
     X_train, Z_train, X_valid, Z_valid = splits[:4]
-    critics, histories = [], []
+    critics = []
     for k in range(n_critics):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + k)
             critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes)
         critic = critic.to(X_train.device)
-        histories.append(fit_critic(
-            critic, X_train, FixedCodes(Z_train), config, seed + k, X_valid, FixedCodes(Z_valid)
-        ))
+        fit_critic(critic, X_train, FixedCodes(Z_train), config, seed + k,
+                   X_valid, FixedCodes(Z_valid))
         critics.append(critic)
-    critic = critics[0] if n_critics == 1 else CriticEnsemble(critics).eval()
-    return critic, histories[0]
+    return critics[0] if n_critics == 1 else CriticEnsemble(critics).eval()
 
 
 def one_standard_error_choice(values, terms):
@@ -271,6 +270,32 @@ def one_standard_error_choice(values, terms):
     return best
 
 
+def choose_critic(splits, candidates, config, seed, n_critics=1):
+    """Pick one of several critic architectures on the validation part.
+
+    Each candidate is trained with early stopping on one half of the
+    validation rows. Early stopping picks each critic's best epoch on the
+    rows it stops on, which flatters the most flexible critics there, so the
+    candidates are compared on the other half, on the same fixed batches and
+    shifts (a paired comparison), by :func:`one_standard_error_choice`.
+
+    Returns the chosen architecture and every candidate's bound on the
+    comparison half.
+    """
+    X_train, Z_train, X_valid, Z_valid = splits
+    half = X_valid.shape[0] // 2
+    stopping = (X_train, Z_train, X_valid[:half], Z_valid[:half])
+    values, terms = {}, {}
+    for sizes in candidates:
+        critic = train_critics(stopping, sizes, config, seed, n_critics)
+        batch_values, terms[sizes] = batch_bounds(
+            critic, X_valid[half:], FixedCodes(Z_valid[half:]), config.estimator,
+            config.batch_size, seed + 2, influence=True,
+        )
+        values[sizes] = float(batch_values.mean())
+    return one_standard_error_choice(values, terms), values
+
+
 def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
     """Train critics on given samples, pick one on validation, bound MI on the test split.
 
@@ -280,12 +305,10 @@ def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
         ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``, float32.
     candidates : sequence of tuple of int
         Critic architectures (layer sizes; first one: the joint layer),
-        simplest first. Each is trained, early-stopped on one half of the
-        validation split, and the choice among them
-        (:func:`one_standard_error_choice`) is made on the other half; the
-        chosen one is then trained again with early stopping on the whole
-        validation split, and the test split, which no choice has seen,
-        gives the estimate.
+        simplest first. With several, :func:`choose_critic` picks one on the
+        validation split; the chosen one is then trained with early stopping
+        on the whole validation split, and the test split, which no choice
+        has seen, gives the estimate.
     config : CriticConfig
     seed : int
     device : torch.device
@@ -304,34 +327,14 @@ def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
         keyed by architecture (empty for a single candidate).
     """
     tensors = tuple(torch.as_tensor(a, device=device) for a in splits)
-    X_train, Z_train, X_valid, Z_valid, X_test, Z_test = tensors
-    if len(candidates) > 1:
-        # Early stopping picks each critic's best epoch on the validation
-        # rows, which flatters the most flexible critics there; the choice
-        # between architectures is made on the other half, untouched so far.
-        half = X_valid.shape[0] // 2
-        stopping = (X_train, Z_train, X_valid[:half], Z_valid[:half])
-        X_choice, Z_choice = X_valid[half:], Z_valid[half:]
+    if len(candidates) == 1:
+        chosen, validation = candidates[0], {}
     else:
-        stopping = tensors[:4]
-    critics, values, terms = {}, {}, {}
-    for sizes in candidates:
-        critics[sizes], _ = train_critics(stopping, sizes, config, seed, n_critics)
-        if len(candidates) > 1:
-            # Same fixed batches and shifts for every candidate: a paired comparison.
-            batch_values, terms[sizes] = batch_bounds(
-                critics[sizes], X_choice, FixedCodes(Z_choice), config.estimator,
-                config.batch_size, seed + 2, influence=True,
-            )
-            values[sizes] = float(batch_values.mean())
-    if values:
-        chosen = one_standard_error_choice(values, terms)
-        # Refit the chosen width with early stopping on the whole validation
-        # part, as a single architecture would be (the choice is made, so its
-        # rows may serve again); only the test part stays unseen.
-        critic, _ = train_critics(tensors[:4], chosen, config, seed, n_critics)
-    else:
-        chosen, critic = candidates[0], critics[candidates[0]]
+        chosen, validation = choose_critic(tensors[:4], candidates, config, seed, n_critics)
+    # The chosen architecture is (re)trained with early stopping on the whole
+    # validation part; only the test part stays unseen.
+    critic = train_critics(tensors[:4], chosen, config, seed, n_critics)
+    X_test, Z_test = tensors[4:]
     test = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
                         config.batch_size, seed + 1)
-    return (*mean_and_se(test), chosen, values)
+    return (*mean_and_se(test), chosen, validation)

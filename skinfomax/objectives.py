@@ -122,18 +122,20 @@ def infonce_bound(scores):
 MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
 
 
-def bound_influence(estimator, t_joint=None, t_marginal=None, scores=None):
+def bound_influence(estimator, *outputs):
     """Per-sample terms whose mean's sampling variance is the bound's, to first order.
 
-    NWJ and InfoNCE are means of per-sample (per-row) terms already; DV's log
-    of a mean is linearised (its influence function). Differences of these
-    terms between two critics on the same pairs give the standard error of
-    the difference of their bounds.
+    ``outputs`` are the critic outputs the bound takes: ``(t_joint,
+    t_marginal)`` for NWJ and DV, ``(scores,)`` for InfoNCE. NWJ and InfoNCE
+    are means of per-sample (per-row) terms already; DV's log of a mean is
+    linearised (its influence function). Differences of these terms between
+    two critics on the same pairs give the standard error of the difference
+    of their bounds.
     """
     if estimator == "infonce":
-        scores = soft_clip(scores)
+        scores = soft_clip(outputs[0])
         return scores.diagonal() - torch.logsumexp(scores, dim=1)
-    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    t_joint, t_marginal = (soft_clip(t) for t in outputs)
     if estimator == "nwj":
         return t_joint - torch.exp(t_marginal - 1.0)
     weights = torch.softmax(t_marginal, dim=0) * t_marginal.shape[0]

@@ -124,6 +124,6 @@ def test_bound_influence_linearises_each_bound():
     assert torch.allclose(dv_terms - joint, 50 * grad_marginal, atol=1e-5)
     # InfoNCE: per-row terms that, plus log B, average to the bound.
     scores = torch.randn(6, 6)
-    rows = bound_influence("infonce", scores=scores)
+    rows = bound_influence("infonce", scores)
     assert rows.shape == (6,)
     assert torch.allclose(rows.mean() + math.log(6), infonce_bound(scores))
