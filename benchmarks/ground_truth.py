@@ -49,6 +49,8 @@ def main():
                         "unset options take mutual_information's defaults")
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--n-critics", type=int, default=None)
+    p.add_argument("--n-folds", default=None,
+                   help='cross-fitting folds, or "none" for one 30%% held-out split')
     p.add_argument("--seed", type=int, default=0, help="mutual_information's random_state")
     p.add_argument("--tasks", default=None, help="comma-separated substrings of bmi task names")
     args = p.parse_args()
@@ -57,6 +59,8 @@ def main():
         options["weight_decay"] = args.weight_decay
     if args.n_critics is not None:
         options["n_critics"] = args.n_critics
+    if args.n_folds is not None:
+        options["n_folds"] = None if args.n_folds == "none" else int(args.n_folds)
     if args.critics == "auto":
         options["critic_hidden_layer_sizes"] = "auto"
     elif args.critics:
@@ -65,7 +69,7 @@ def main():
     estimators = args.estimators.split(",")
     print("command:", " ".join(sys.argv))
     print(f"machine: {platform.machine()} CPU, torch {torch.__version__}, 1 thread; "
-          f"n={args.n} samples (70/30 split, 20% of train for validation); options {options}, "
+          f"n={args.n} samples (20% of the non-held-out rows for validation); options {options}, "
           "mutual_information defaults otherwise\n", flush=True)
     if not args.skip_grid:
         print("| d | true MI | " + " | ".join(estimators) + " |")

@@ -4,7 +4,10 @@ The torch side of :func:`skinfomax.mutual_information` and of the
 transformer's "fresh critic on a frozen encoder" protocol. It reuses the
 :class:`~skinfomax.networks.Critic` and the bounds of
 :mod:`skinfomax.objectives` that the training engine uses, so a number from
-here means the same as the transformer's :meth:`score`.
+here means the same as the transformer's :meth:`score`. (The held-out
+bounds of :func:`estimate_mi` take every mismatched pair of a batch as the
+marginal sample; ``score`` takes one shifted pairing: the same bound, with
+more variance.)
 
 Codes come from a *code source*, a callable ``source(x, idx, noise) -> codes``
 given the batch of inputs, their row indices and a noise generator:
@@ -26,7 +29,14 @@ import numpy as np
 import torch
 
 from .networks import build_critic
-from .objectives import MI_BOUNDS, bound_influence, derangement_shift, infonce_bound
+from .objectives import (
+    MI_BOUNDS,
+    all_pairs_influence,
+    bound_influence,
+    derangement_shift,
+    infonce_bound,
+    off_diagonal,
+)
 
 __all__ = [
     "CriticConfig",
@@ -139,14 +149,35 @@ def _fixed_batches(n_samples, batch_size, device):
     return idx.tensor_split(max(1, n_samples // batch_size))
 
 
+def _score_matrix(critic, x, codes, max_pairs=1 << 16):
+    # Row blocks keep the pairwise activations to ``max_pairs`` rows of the
+    # critic's width, whatever the batch size.
+    rows = max(1, max_pairs // codes.shape[0])
+    return torch.cat([critic.score_matrix(block, codes) for block in x.split(rows)])
+
+
+def _all_pairs_outputs(critic, x, codes, estimator):
+    # Every mismatched pair of the batch is a marginal draw: the same bound,
+    # far less variance than one shifted pairing. InfoNCE uses them anyway.
+    scores = _score_matrix(critic, x, codes).float()
+    if estimator == "infonce":
+        return (scores,), bound_influence(estimator, scores)
+    return (scores.diagonal(), off_diagonal(scores)), all_pairs_influence(estimator, scores)
+
+
 @torch.no_grad()
-def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False):
+def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False,
+                 all_pairs=False):
     """Per-batch bound values on fixed, unshuffled batches of ``X`` (numpy array).
 
     Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
     near-equal slices); ``seed`` fixes the shifts and the posterior noise, so
-    the values are repeatable. With ``influence=True`` the per-sample terms
-    of :func:`~skinfomax.objectives.bound_influence` come back as well, for
+    the values are repeatable. With ``all_pairs=True`` NWJ and DV take every
+    mismatched pair of a batch as their marginal sample instead of one
+    shifted pairing (``B - 1`` times the critic evaluations). With
+    ``influence=True`` the per-sample terms of
+    :func:`~skinfomax.objectives.bound_influence` (or
+    :func:`~skinfomax.objectives.all_pairs_influence`) come back as well, for
     standard errors of differences between critics on the same pairs.
     """
     critic.eval()
@@ -154,11 +185,15 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
     values, terms = [], []
     for idx in _fixed_batches(X.shape[0], batch_size, X.device):
         x = X[idx]
-        shift = derangement_shift(x.shape[0], cpu_gen)
-        outputs = _critic_outputs(critic, x, source(x, idx, noise_gen), estimator, shift)
+        codes = source(x, idx, noise_gen)
+        if all_pairs:
+            outputs, batch_terms = _all_pairs_outputs(critic, x, codes, estimator)
+        else:
+            shift = derangement_shift(x.shape[0], cpu_gen)
+            outputs = _critic_outputs(critic, x, codes, estimator, shift)
+            batch_terms = bound_influence(estimator, *outputs) if influence else None
         values.append(_bound(estimator, outputs))
-        if influence:
-            terms.append(bound_influence(estimator, *outputs))
+        terms.append(batch_terms)
     values = torch.stack(values).cpu().numpy().astype(float)
     if influence:
         return values, torch.cat(terms).cpu().numpy().astype(float)
@@ -276,8 +311,9 @@ def choose_critic(splits, candidates, config, seed, n_critics=1):
     Each candidate is trained with early stopping on one half of the
     validation rows. Early stopping picks each critic's best epoch on the
     rows it stops on, which flatters the most flexible critics there, so the
-    candidates are compared on the other half, on the same fixed batches and
-    shifts (a paired comparison), by :func:`one_standard_error_choice`.
+    candidates are compared on the other half, on the same fixed batches with
+    every mismatched pair as a marginal draw (a paired comparison), by
+    :func:`one_standard_error_choice`.
 
     Returns the chosen architecture and every candidate's bound on the
     comparison half.
@@ -290,51 +326,58 @@ def choose_critic(splits, candidates, config, seed, n_critics=1):
         critic = train_critics(stopping, sizes, config, seed, n_critics)
         batch_values, terms[sizes] = batch_bounds(
             critic, X_valid[half:], FixedCodes(Z_valid[half:]), config.estimator,
-            config.batch_size, seed + 2, influence=True,
+            config.batch_size, seed + 2, influence=True, all_pairs=True,
         )
         values[sizes] = float(batch_values.mean())
     return one_standard_error_choice(values, terms), values
 
 
-def estimate_mi(splits, candidates, config, seed, device, n_critics=1):
-    """Train critics on given samples, pick one on validation, bound MI on the test split.
+def estimate_mi(folds, candidates, config, seed, device, n_critics=1):
+    """Train critics on given samples, pick one on validation, bound MI on held-out rows.
 
     Parameters
     ----------
-    splits : tuple of ndarray
-        ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``, float32.
+    folds : sequence of tuple of ndarray
+        One ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` tuple
+        (float32) per fold; the test parts of several folds partition the
+        samples (cross-fitting), so every sample is scored once by critics
+        that never saw it.
     candidates : sequence of tuple of int
         Critic architectures (layer sizes; first one: the joint layer),
         simplest first. With several, :func:`choose_critic` picks one on the
-        validation split; the chosen one is then trained with early stopping
-        on the whole validation split, and the test split, which no choice
-        has seen, gives the estimate.
+        first fold's validation split; the chosen one is then trained in
+        every fold with early stopping on its whole validation split, and the
+        test splits give the estimate.
     config : CriticConfig
     seed : int
     device : torch.device
     n_critics : int, default=1
-        Critics trained per architecture (seeds ``seed, seed + 1, ...``); the
-        bound uses the mean of their scores (:class:`CriticEnsemble`).
+        Critics trained per architecture and fold (fold ``f`` seeds
+        ``seed + f * n_critics, ...``); the bound uses the mean of their scores
+        (:class:`CriticEnsemble`).
 
     Returns
     -------
     estimate, se : float
-        Mean of the per-batch bounds on the test split and its standard error.
+        Mean of the per-batch bounds on the test splits (every mismatched
+        pair of a batch is a marginal draw) and its standard error.
     chosen : tuple of int
         The architecture evaluated.
     validation : dict
-        Bound of every candidate on the choice half of the validation split,
-        keyed by architecture (empty for a single candidate).
+        Bound of every candidate on the choice half of the first fold's
+        validation split, keyed by architecture (empty for one candidate).
     """
-    tensors = tuple(torch.as_tensor(a, device=device) for a in splits)
+    folds = [tuple(torch.as_tensor(a, device=device) for a in fold) for fold in folds]
     if len(candidates) == 1:
         chosen, validation = candidates[0], {}
     else:
-        chosen, validation = choose_critic(tensors[:4], candidates, config, seed, n_critics)
-    # The chosen architecture is (re)trained with early stopping on the whole
-    # validation part; only the test part stays unseen.
-    critic = train_critics(tensors[:4], chosen, config, seed, n_critics)
-    X_test, Z_test = tensors[4:]
-    test = batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
-                        config.batch_size, seed + 1)
-    return (*mean_and_se(test), chosen, validation)
+        chosen, validation = choose_critic(folds[0][:4], candidates, config, seed, n_critics)
+    test = []
+    for f, fold in enumerate(folds):
+        # The chosen architecture is (re)trained with early stopping on the
+        # whole validation part; only the test part stays unseen.
+        critic = train_critics(fold[:4], chosen, config, seed + f * n_critics, n_critics)
+        X_test, Z_test = fold[4:]
+        test.append(batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
+                                 config.batch_size, seed + 1, all_pairs=True))
+    return (*mean_and_se(np.concatenate(test)), chosen, validation)

@@ -5,9 +5,10 @@ import pytest
 
 from skinfomax import mutual_information
 
-# One plain critic keeps these checks fast; the defaults' accuracy is benchmarked.
+# One plain critic and one held-out split keep these checks fast; the
+# defaults' accuracy is benchmarked.
 FAST = dict(max_iter=30, critic_hidden_layer_sizes=(64, 64), n_critics=1, weight_decay=0.0,
-            random_state=0, n_threads=1)
+            n_folds=None, random_state=0, n_threads=1)
 
 
 def linear_gaussian(d, mi, n, seed=0):
@@ -62,6 +63,8 @@ def test_repeatable_one_and_two_dimensional_inputs():
         (dict(scaling="robust"), "scaling"),
         (dict(batch_size=1), "batch_size"),
         (dict(test_size=1.5), "test_size"),
+        (dict(n_folds=1), "n_folds"),
+        (dict(X=np.zeros((12, 1)), Z=np.zeros((12, 1)), n_folds=6), "n_folds=6"),
         (dict(critic_hidden_layer_sizes=()), "critic_hidden_layer_sizes"),
         (dict(critic_hidden_layer_sizes=(8, 0)), "critic_hidden_layer_sizes"),
         (dict(critic_hidden_layer_sizes=[(8,), (8, "a")]), "list of such sequences"),
@@ -147,3 +150,28 @@ def test_candidate_critics_are_chosen_on_validation_and_reported():
     assert alone.validation_mi == {} and alone.critic_hidden_layer_sizes == (64, 64)
     again = pickle.loads(pickle.dumps(result))
     assert again == result and again.validation_mi == result.validation_mi
+
+
+def test_cross_fitting_scores_every_sample_once_with_unseen_critics(monkeypatch):
+    from skinfomax import information
+
+    x, z = linear_gaussian(1, 0.5, 1500)
+    splits = []
+    real = information._fold
+
+    def spy(X, Z, rest, test, *args):
+        splits.append((rest, test))
+        return real(X, Z, rest, test, *args)
+
+    monkeypatch.setattr(information, "_fold", spy)
+    kw = {**FAST, "n_folds": 3}
+    mi, se = mutual_information(x, z, **kw)
+    assert abs(mi - 0.5) < 0.15 and 0 < se < 0.1
+    # Three held-out parts of 500 rows partition the samples; each fold's
+    # critics are fitted on the other rows only.
+    assert len(splits) == 3
+    assert np.array_equal(np.sort(np.concatenate([t for _, t in splits])), np.arange(1500))
+    for rest, test in splits:
+        assert len(test) == 500 and not set(rest) & set(test)
+        assert len(rest) + len(test) == 1500
+    assert mutual_information(x, z, **kw) == (mi, se)
