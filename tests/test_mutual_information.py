@@ -1,5 +1,7 @@
 """mutual_information against closed-form linear-Gaussian channels, and its input checks."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -175,3 +177,19 @@ def test_cross_fitting_scores_every_sample_once_with_unseen_critics(monkeypatch)
         assert len(test) == 500 and not set(rest) & set(test)
         assert len(rest) + len(test) == 1500
     assert mutual_information(x, z, **kw) == (mi, se)
+
+
+def test_implausibly_negative_bound_warns_and_points_at_quantile_scaling(monkeypatch):
+    from skinfomax import information
+
+    x, z = linear_gaussian(1, 0.5, 400)
+    monkeypatch.setattr(information, "estimate_mi",
+                        lambda *args, **kwargs: (-3e14, 3e14, (64, 64), {}))
+    with pytest.warns(RuntimeWarning, match="scaling='quantile'"):
+        mi, se = mutual_information(x, z, **FAST)
+    assert (mi, se) == (-3e14, 3e14)
+    monkeypatch.setattr(information, "estimate_mi",
+                        lambda *args, **kwargs: (-0.2, 0.1, (64, 64), {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mutual_information(x, z, **FAST)
