@@ -39,21 +39,21 @@ from .objectives import (
 )
 
 __all__ = [
+    "batch_bounds",
+    "choose_critic",
+    "codes_from_noise",
+    "critic_bound",
     "CriticConfig",
     "CriticEnsemble",
-    "FixedCodes",
-    "PosteriorCodes",
-    "batch_bounds",
-    "critic_bound",
     "estimate_mi",
     "fit_critic",
+    "FixedCodes",
     "generators",
     "mean_and_se",
     "one_standard_error_choice",
-    "choose_critic",
-    "train_critics",
-    "codes_from_noise",
+    "PosteriorCodes",
     "reparameterise",
+    "train_critics",
 ]
 
 
@@ -156,13 +156,15 @@ def _score_matrix(critic, x, codes, max_pairs=1 << 16):
     return torch.cat([critic.score_matrix(block, codes) for block in x.split(rows)])
 
 
-def _all_pairs_outputs(critic, x, codes, estimator):
+def _all_pairs_outputs(critic, x, codes, estimator, influence):
     # Every mismatched pair of the batch is a marginal draw: the same bound,
     # far less variance than one shifted pairing. InfoNCE uses them anyway.
     scores = _score_matrix(critic, x, codes).float()
     if estimator == "infonce":
-        return (scores,), bound_influence(estimator, scores)
-    return (scores.diagonal(), off_diagonal(scores)), all_pairs_influence(estimator, scores)
+        outputs, terms = (scores,), bound_influence
+    else:
+        outputs, terms = (scores.diagonal(), off_diagonal(scores)), all_pairs_influence
+    return outputs, terms(estimator, scores) if influence else None
 
 
 @torch.no_grad()
@@ -187,7 +189,7 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
         x = X[idx]
         codes = source(x, idx, noise_gen)
         if all_pairs:
-            outputs, batch_terms = _all_pairs_outputs(critic, x, codes, estimator)
+            outputs, batch_terms = _all_pairs_outputs(critic, x, codes, estimator, influence)
         else:
             shift = derangement_shift(x.shape[0], cpu_gen)
             outputs = _critic_outputs(critic, x, codes, estimator, shift)

@@ -2,7 +2,8 @@
 
 :func:`mutual_information` validates its inputs, splits the samples into
 cross-fitting folds, standardises each fold's parts, and hands the torch work
-to :mod:`skinfomax.estimation`, which trains the same :class:`~skinfomax.networks.Critic` on the same bounds
+to :mod:`skinfomax.estimation`, which trains the same
+:class:`~skinfomax.networks.Critic` on the same bounds
 (:mod:`skinfomax.objectives`) that :class:`~skinfomax.InfoMaxVAETransformer`
 uses during training.
 """
@@ -188,13 +189,11 @@ def mutual_information(
         The critic's layers; the first is its joint (x, z) layer. A list
         gives candidate architectures, simplest first: each is trained on the
         first fold's train part, early-stopped on one half of its validation
-        part, and the first whose
-        bound on the other half is within one standard error (of the paired
-        difference) of the best candidate's is trained again in every fold,
-        early-stopped on the whole validation part, and evaluated on the
-        held-out fold (the
-        one-standard-error rule; the result reports the choice and every
-        candidate's validation bound). "auto" is
+        part, and the first whose bound on the other half is within one
+        standard error (of the paired difference) of the best candidate's is
+        trained again in every fold, early-stopped on the whole validation
+        part, and evaluated on the held-out fold (the one-standard-error rule;
+        the result reports the choice and every candidate's validation bound). "auto" is
         ``[(32, 32), (64, 64), (128, 128), (256, 256)]``. Run time grows with
         the number of candidates (plus one training per fold). Narrow,
         weight-decayed, averaged critics overfit less where few of many
@@ -246,9 +245,10 @@ def mutual_information(
     warns (RuntimeWarning): with heavy-tailed features (Student-t with one
     degree of freedom, say) and ``scaling="standard"`` the critic can score
     mismatched held-out pairs far out of its training range, and NWJ's
-    ``exp`` term then drives the estimate to large negative values. InfoNCE cannot exceed
-    ``log(batch_size)``; NWJ's variance grows like ``exp(I)``, so above a few
-    nats prefer more samples and larger batches, and read the standard error.
+    ``exp`` term then drives the estimate to large negative values. InfoNCE
+    cannot exceed ``log(batch_size)``; NWJ's variance grows like ``exp(I)``,
+    so above a few nats prefer more samples and larger batches, and read the
+    standard error.
 
     Examples
     --------
