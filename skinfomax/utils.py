@@ -1,0 +1,225 @@
+"""Small mechanisms shared by the engine, the critic trainer and the estimators.
+
+Each is written once here: devices and threads, seeds and random streams,
+batch slicing, early stopping with a best-state snapshot, and the checks of
+positive-integer tuples.
+"""
+
+import contextlib
+import math
+from numbers import Integral
+
+import numpy as np
+import torch
+
+__all__ = [
+    "EarlyStopping",
+    "as_positive_ints",
+    "batch_slices",
+    "generators",
+    "mean_and_se",
+    "resolve_device",
+    "seed_from",
+    "seeded",
+    "torch_threads",
+]
+
+
+# -- devices and threads -------------------------------------------------------
+def resolve_device(spec):
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) into a device.
+
+    Raises ValueError, naming the request, when that device is not available.
+    """
+    if isinstance(spec, str) and spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={spec!r} was requested but CUDA is not available here.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={spec!r} was requested but only {torch.cuda.device_count()} "
+                "CUDA device(s) exist."
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={spec!r} was requested but MPS is not available here.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={spec!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
+    return device
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Use ``n_threads`` torch threads inside the block and restore the caller's setting."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# -- seeds and random streams ----------------------------------------------------
+def seed_from(random_state):
+    """One int seed from an int, a ``numpy.random.RandomState`` or None (scikit-learn's rules).
+
+    An int gives the same seed every call; a RandomState advances; None draws
+    from numpy's global generator.
+    """
+    from sklearn.utils import check_random_state  # the only scikit-learn rule used here
+
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Seed torch's global CPU generator inside the block, restoring the caller's state.
+
+    Module constructors draw their initial weights from the global generator;
+    this makes them repeatable without touching the user's random stream.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def generators(seed, device, state=None):
+    """A CPU generator (batch order, shifts) and one on ``device`` (noise).
+
+    ``state`` (a pair of generator states saved after an earlier call)
+    resumes where that call stopped instead of starting from ``seed``.
+    """
+    cpu = torch.Generator().manual_seed(seed)
+    noise = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
+    if state is not None:
+        cpu.set_state(state[0])
+        if noise is not cpu:
+            noise.set_state(state[1])
+    return cpu, noise
+
+
+# -- batches ---------------------------------------------------------------------
+def batch_slices(n_samples, batch_size, generator=None, device=None):
+    """Row indices of ``floor(n / batch_size)`` near-equal batches (at least one).
+
+    No batch is smaller than ``batch_size`` (the first ``n % k`` get one row
+    more), so every batch has the >= 2 rows the MI bounds pair up. With a
+    ``generator`` the rows are a fresh permutation, drawn on the CPU and sent
+    to ``device`` in one transfer; without one the batches are consecutive
+    and fixed (repeatable evaluation).
+    """
+    if generator is None:
+        order = torch.arange(n_samples, device=device)
+    else:
+        order = torch.randperm(n_samples, generator=generator).to(device)
+    return order.tensor_split(max(1, n_samples // batch_size))
+
+
+def mean_and_se(values):
+    """Mean and standard error of the mean (ddof=1; nan for a single value)."""
+    values = np.asarray(values, dtype=float)
+    se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else math.nan
+    return float(values.mean()), float(se)
+
+
+# -- early stopping ----------------------------------------------------------------
+class EarlyStopping:
+    """Patience on a validation score, with a snapshot of the best weights.
+
+    Works for one model or for ``n_members`` models trained as one batch:
+    ``tensors`` are the weights to snapshot, each with a leading dimension of
+    size ``n_members`` (for a single model pass ``t.unsqueeze(0)`` views, e.g.
+    of ``state_dict()`` values, which share the weights' storage). Scores are
+    greater-is-better (pass ``-loss``); the bookkeeping stays on the scores'
+    device, so checking costs no host synchronisation.
+
+    Parameters
+    ----------
+    tensors : list of torch.Tensor
+    n_iter_no_change : int
+        A member stops once its score has not improved by ``tol`` for this
+        many consecutive updates.
+    tol : float
+    """
+
+    def __init__(self, tensors, n_iter_no_change, tol):
+        self.tensors = list(tensors)
+        self.n_iter_no_change, self.tol = n_iter_no_change, tol
+        first = self.tensors[0]
+        n_members, device = first.shape[0], first.device
+        self.best = torch.full((n_members,), -math.inf, device=device)
+        self.stale = torch.zeros(n_members, dtype=torch.long, device=device)
+        self.best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
+        with torch.no_grad():
+            self.best_state = [t.detach().clone() for t in self.tensors]
+        self._epoch = 0
+
+    @property
+    def stopped(self):
+        """Boolean tensor: the members whose patience has run out."""
+        return self.stale >= self.n_iter_no_change
+
+    @torch.no_grad()
+    def update(self, scores):
+        """Record one epoch's scores (shape ``(n_members,)``); returns the improved mask.
+
+        Improved members' weights are copied into the snapshot. Members that
+        have stopped are not updated any more.
+        """
+        self._epoch += 1
+        scores = torch.as_tensor(scores, dtype=self.best.dtype, device=self.best.device)
+        scores = scores.reshape(self.best.shape)
+        improved = (scores > self.best + self.tol) & ~self.stopped
+        self.best = torch.where(improved, scores, self.best)
+        self.best_epoch = torch.where(improved, self._epoch, self.best_epoch)
+        self.stale = torch.where(improved, 0, self.stale + 1)
+        for best, current in zip(self.best_state, self.tensors):
+            best.copy_(torch.where(_per_member(improved, current), current, best))
+        return improved
+
+    @torch.no_grad()
+    def hold_stopped(self):
+        """Put the stopped members back to their best weights (they stop moving)."""
+        stopped = self.stopped
+        for best, current in zip(self.best_state, self.tensors):
+            current.copy_(torch.where(_per_member(stopped, current), best, current))
+
+    @torch.no_grad()
+    def restore(self):
+        """Load every member's best weights (its initial ones if it never improved)."""
+        for best, current in zip(self.best_state, self.tensors):
+            current.copy_(best)
+
+
+def _per_member(mask, tensor):
+    return mask.view(-1, *([1] * (tensor.dim() - 1)))
+
+
+# -- checks -----------------------------------------------------------------------
+def as_positive_ints(value, length=None):
+    """``value`` as a tuple of positive Python ints, or None if it is not one.
+
+    Bools are not integers here. ``length`` requires that many entries; an
+    empty tuple is returned only when ``length`` is None or 0 (callers decide
+    whether empty is allowed).
+    """
+    try:
+        values = tuple(value)
+    except TypeError:
+        return None
+    if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in values):
+        return None
+    if length is not None and len(values) != length:
+        return None
+    return tuple(int(v) for v in values)
