@@ -3,11 +3,11 @@
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
 
-from .transformer import InfoMaxVAETransformer
+from .scoring import final_step
 
 __all__ = ["ACTIVE_UNIT_THRESHOLD", "active_units", "diagnostics"]
 
@@ -91,28 +91,19 @@ def diagnostics(model, X, y=None, *, refit_critic=False, cv=5):
     >>> 0 <= report["n_active_units"] <= 3
     True
     """
-    if isinstance(model, Pipeline):
-        vae, pre = model[-1], model[:-1]
-    else:
-        vae, pre = model, None
-    if not isinstance(vae, InfoMaxVAETransformer):
-        raise TypeError(
-            "diagnostics needs an InfoMaxVAETransformer or a Pipeline ending in one, "
-            f"got {type(vae).__name__}."
-        )
-    check_is_fitted(vae)
-    if pre is not None:
-        X = pre.transform(X)
     if not (isinstance(cv, int) and cv >= 2):
         raise ValueError(f"cv must be an integer >= 2, got {cv!r}.")
-    X = vae._validated(X)
+    vae, X = final_step(model, X)
+    check_is_fitted(vae)
+    codes = vae.transform(X)  # validates X
+    X = np.asarray(X, dtype=np.float64)
     if y is not None:
         y = np.asarray(y)
         check_consistent_length(X, y)
     bounds = vae.mi_bounds(X, refit_critic=refit_critic)
-    codes = vae.transform(X)
-    n_z = vae._signature[1]
-    mask = active_units(codes[:, :n_z]) if X.shape[0] >= 2 else np.zeros(n_z, bool)
+    kl = vae.kl_per_dimension(X)
+    n_z = kl.shape[1]
+    mask = active_units(codes[:, :n_z])
     report = {
         "n_active_units": int(mask.sum()),
         "active_units": mask,
@@ -121,8 +112,8 @@ def diagnostics(model, X, y=None, *, refit_critic=False, cv=5):
         "mi_lower_se": bounds.lower_se,
         "mi_upper": bounds.upper,
         "mi_upper_se": bounds.upper_se,
-        "reconstruction_mse": float(np.mean((X - vae.inverse_transform(codes)) ** 2)),
-        "kl_per_dimension": vae._engine.kl_per_dimension(X).mean(axis=0).astype(float),
+        "reconstruction_mse": float(np.mean((X - vae.reconstruct(X)) ** 2)),
+        "kl_per_dimension": kl.mean(axis=0),
     }
     if y is not None:
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

@@ -52,6 +52,7 @@ __all__ = [
     "mean_and_se",
     "one_standard_error_choice",
     "PosteriorCodes",
+    "refit_critic_bounds",
     "reparameterise",
     "train_critics",
 ]
@@ -383,3 +384,37 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1):
         test.append(batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
                                  config.batch_size, seed + 1, all_pairs=True))
     return (*mean_and_se(np.concatenate(test)), chosen, validation)
+
+
+def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed, verbose=0):
+    """A fresh critic on a frozen encoder: per-batch held-out bounds and the rows they used.
+
+    Half of X (a fifth of it for early stopping) trains a re-initialised copy
+    of ``critic`` on posterior draws ``[z, c]`` from ``encoder``; the other
+    half is evaluated. Returns ``(values, eval_rows)``: the per-batch bounds
+    and the indices of the evaluated rows of X.
+    """
+    device = next(encoder.parameters()).device
+    order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(seed)).numpy()
+    n_eval = X.shape[0] // 2
+    n_valid = max(2, (X.shape[0] - n_eval) // 5)
+    eval_rows, valid_rows, fit_rows = np.split(order, [n_eval, n_eval + n_valid])
+    X_fit, X_valid, X_eval = (
+        torch.as_tensor(np.asarray(X[rows], dtype=np.float32), device=device)
+        for rows in (fit_rows, valid_rows, eval_rows)
+    )
+    encoder.eval()
+    fresh = copy.deepcopy(critic)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    config = CriticConfig(
+        estimator=estimator, max_iter=max_iter,
+        batch_size=max(2, min(batch_size, X_fit.shape[0], X_valid.shape[0], X_eval.shape[0])),
+    )
+    source = PosteriorCodes(encoder)
+    fit_critic(fresh, X_fit, source, config, seed, X_valid, source)
+    values = batch_bounds(fresh, X_eval, source, estimator, config.batch_size, seed + 1)
+    return values, eval_rows

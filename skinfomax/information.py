@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_array, check_consistent_length
 
 from .estimation import CriticConfig, estimate_mi
-from .training import resolve_device, torch_threads
+from .utils import resolve_device, torch_threads
 
 __all__ = ["MIEstimate", "mutual_information"]
 

@@ -13,6 +13,7 @@ The modules fix the interfaces the training engine relies on:
 """
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,9 +21,11 @@ from torch import nn
 __all__ = [
     "Critic",
     "Encoder",
+    "NetworkSpec",
     "build_critic",
     "build_mlp",
     "build_mlp_networks",
+    "build_networks",
     "check_networks",
     "custom_module",
 ]
@@ -139,6 +142,55 @@ def build_mlp_networks(
     decoder = build_mlp([n_codes, *reversed(hidden), n_features])
     critic = build_critic(n_features, n_codes, critic_hidden_layer_sizes)
     return encoder, decoder, critic
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What fixes the networks' shapes; warm starts and ``partial_fit`` must keep it."""
+
+    n_features: int
+    n_components: int
+    n_info_components: int
+    hidden_layer_sizes: tuple
+    critic_hidden_layer_sizes: tuple
+    likelihood: str
+    architecture: str
+    image_shape: tuple | None
+    conv_channels: tuple
+
+    @property
+    def n_codes(self):
+        """Width of the codes ``[z, c]``."""
+        return self.n_components + self.n_info_components
+
+
+def build_networks(spec, encoder=None, decoder=None, critic=None):
+    """Encoder, decoder and critic for ``spec``, each replaced by the user's when given.
+
+    ``encoder``, ``decoder`` and ``critic`` are None (built-in), a module or
+    a factory, as :func:`custom_module` takes them. Weights are drawn from
+    torch's global generator: seed it (``utils.seeded``) for repeatability.
+    """
+    if spec.architecture == "conv":
+        from .conv import build_conv_networks  # conv builds on this module's classes
+
+        built = build_conv_networks(
+            spec.image_shape, spec.n_components, spec.n_info_components, spec.conv_channels,
+            spec.critic_hidden_layer_sizes,
+        )
+    else:
+        built = build_mlp_networks(
+            spec.n_features, spec.n_components, spec.n_info_components,
+            spec.hidden_layer_sizes, spec.critic_hidden_layer_sizes,
+        )
+    input_shape = spec.image_shape or (spec.n_features,)
+    return tuple(
+        module if custom is None
+        else custom_module(custom, name, input_shape, spec.n_components, spec.n_info_components)
+        for name, custom, module in zip(
+            ("encoder", "decoder", "critic"), (encoder, decoder, critic), built
+        )
+    )
 
 
 def custom_module(spec, name, input_shape, n_components, n_info_components):

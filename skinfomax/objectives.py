@@ -1,8 +1,10 @@
-"""Likelihoods, the KL term and the mutual-information lower bounds.
+"""Negative log-likelihoods, the KL term and the mutual-information lower bounds.
 
-Pure functions of tensors: no modules, no optimisers, no sklearn. Every
-function returns a per-sample or per-batch quantity in nats so the training
-engine and the tests can combine and check them directly.
+Pure functions of tensors: no modules, no optimisers, no sklearn (the
+likelihood modules that hold learned variances are in
+:mod:`skinfomax.likelihoods`). Every function returns a per-sample or
+per-batch quantity in nats so the training engine and the tests can combine
+and check them directly.
 """
 
 import math
@@ -11,13 +13,13 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "BernoulliLikelihood",
-    "GaussianLikelihood",
     "CRITIC_BOUND",
     "MI_BOUNDS",
+    "all_pairs_bound",
     "all_pairs_influence",
     "bound_influence",
     "bernoulli_nll",
+    "codes_from_noise",
     "derangement_shift",
     "dv_bound",
     "gaussian_kl",
@@ -71,6 +73,11 @@ def gaussian_kl(mean, log_var, per_dimension=False):
     """
     kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)
     return kl if per_dimension else kl.sum(dim=1)
+
+
+def codes_from_noise(mean, log_var, c, eps):
+    """The posterior sample ``[mean + eps * std, c]`` for given standard-normal ``eps``."""
+    return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
 
 
 def derangement_shift(batch_size, generator=None):
@@ -177,39 +184,12 @@ def all_pairs_influence(estimator, scores):
     return scores.diagonal() - torch.log(mean) - deviation / mean
 
 
-class GaussianLikelihood(torch.nn.Module):
-    """p(x | z) = N(decoder output, diag(sigma^2)), one learned variance per feature.
+def all_pairs_bound(estimator, scores):
+    """The bound from a ``(B, B)`` score matrix, every mismatched pair a marginal draw.
 
-    A fixed unit variance would tie the balance between reconstruction and KL
-    to the data's units (min-max scaled data would drown in the KL term and
-    collapse); a learned variance makes the objective a proper likelihood in
-    any units. The variance is kept above ``min_variance`` so that constant
-    features cannot drive the likelihood to infinity.
+    NWJ and DV take the ``B(B - 1)`` off-diagonal scores as their marginal
+    sample (see :func:`off_diagonal`); InfoNCE uses the matrix as it is.
     """
-
-    def __init__(self, feature_variance, min_variance):
-        super().__init__()
-        variance = torch.as_tensor(feature_variance, dtype=torch.float32)
-        self.register_buffer("log_min_variance", torch.tensor(math.log(min_variance)))
-        # softplus^-1 of the initial gap above the floor: start at the data's variance.
-        gap = (torch.log(variance + min_variance) - self.log_min_variance).clamp_min(1e-4)
-        self.raw_log_var = torch.nn.Parameter(gap + torch.log(-torch.expm1(-gap)))
-
-    def log_var(self):
-        return self.log_min_variance + F.softplus(self.raw_log_var)
-
-    def nll(self, x, output):
-        return gaussian_nll(x, output, self.log_var())
-
-    def mean(self, output):
-        return output
-
-
-class BernoulliLikelihood(torch.nn.Module):
-    """p(x | z) = Bernoulli(sigmoid(decoder output)); data must lie in [0, 1]."""
-
-    def nll(self, x, output):
-        return bernoulli_nll(x, output)
-
-    def mean(self, output):
-        return torch.sigmoid(output)
+    if estimator == "infonce":
+        return infonce_bound(scores)
+    return MI_BOUNDS[estimator](scores.diagonal(), off_diagonal(scores))

@@ -1,8 +1,11 @@
 """The training engine: batches on the device, two optimisers, a history.
 
 The engine works on numpy arrays in and out and on torch modules inside; it
-knows nothing of scikit-learn. One training step makes one forward pass and
-one backward pass that serve both players:
+knows nothing of scikit-learn. It owns everything training needs: the
+networks, both optimisers and their states, the training configuration, the
+seed and the random streams, precision, compile and graph state, and the
+history of every epoch. One training step makes one forward pass and one
+backward pass that serve both players:
 
 - the VAE minimises  recon + beta * KL - alpha * I_hat  (critic held fixed),
 - the critic maximises  I_hat  (VAE held fixed).
@@ -26,8 +29,6 @@ sizes. Optional: mixed precision (``precision``), a compiled loss
 """
 
 import contextlib
-import copy
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -35,26 +36,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .estimation import (
-    PosteriorCodes,
-    batch_bounds,
-    critic_bound,
-    fit_critic,
-    generators,
-    codes_from_noise,
-)
 from .graphs import GraphedStep
-from .networks import check_networks
-from .objectives import derangement_shift, gaussian_kl
+from .likelihoods import build_likelihood
+from .networks import build_networks, check_networks
+from .objectives import (
+    MI_BOUNDS,
+    all_pairs_bound,
+    codes_from_noise,
+    derangement_shift,
+    gaussian_kl,
+    infonce_bound,
+)
+from .utils import EarlyStopping, batch_slices, generators, seeded
 
-__all__ = [
-    "PRECISIONS",
-    "Engine",
-    "TrainingConfig",
-    "resolve_device",
-    "seeded",
-    "torch_threads",
-]
+__all__ = ["PRECISIONS", "Engine", "TrainingConfig"]
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -64,64 +59,11 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.floa
 # sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
 EVAL_CHUNK = 512
 
+# Pairs per critic pass of the all-pairs evaluation (bounded activations).
+_MAX_PAIRS = 1 << 16
+
 # Eager steps per batch shape before a CUDA graph is captured (lazy init happens in them).
 _GRAPH_WARMUP_STEPS = 3
-
-
-def resolve_device(spec):
-    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) into a device.
-
-    Raises ValueError, naming the request, when that device is not available.
-    """
-    if isinstance(spec, str) and spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={spec!r} was requested but CUDA is not available here.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={spec!r} was requested but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist."
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={spec!r} was requested but MPS is not available here.")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={spec!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
-    return device
-
-
-@contextlib.contextmanager
-def torch_threads(n_threads):
-    """Use ``n_threads`` torch threads inside the block and restore the caller's setting."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def seeded(seed):
-    """Seed torch's global CPU generator inside the block, restoring the caller's state.
-
-    Module constructors draw their initial weights from the global generator;
-    this makes them repeatable without touching the user's random stream.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -139,21 +81,38 @@ class _ScaleGradient(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Everything one call of :meth:`Engine.train` needs besides data."""
+    """The hyper-parameters of training: the objective, the optimisers, early stopping, speed."""
 
-    alpha: float
-    beta: float
-    mi_estimator: str
-    batch_size: int
-    max_iter: int
-    learning_rate: float
-    critic_learning_rate: float
+    alpha: float = 1.0
+    beta: float = 1.0
+    mi_estimator: str = "nwj"
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
     n_iter_no_change: int = 10
     tol: float = 1e-4
+    precision: str = "float32"
+    compile: bool = False
     verbose: int = 0
 
 
-_generators = generators
+def critic_scores(critic, x, codes, estimator, shift):
+    """The critic outputs one batch's bound needs, in float32 (the bounds exponentiate them)."""
+    if estimator == "infonce":
+        return (critic.score_matrix(x, codes).float(),)
+    return tuple(t.float() for t in critic.joint_and_shifted(x, codes, shift))
+
+
+def critic_bound(critic, x, codes, estimator, shift):
+    """The ``estimator`` lower bound on I(x; codes) for one batch, one shifted pairing."""
+    outputs = critic_scores(critic, x, codes, estimator, shift)
+    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
+
+
+def score_matrix(critic, x, codes, max_pairs=_MAX_PAIRS):
+    """``scores[i, j] = T(x_i, codes_j)`` in float32, in row blocks of at most ``max_pairs`` pairs."""
+    rows = max(1, max_pairs // codes.shape[0])
+    return torch.cat([critic.score_matrix(block, codes).float() for block in x.split(rows)])
 
 
 def _generator_state(cpu, noise):
@@ -204,25 +163,13 @@ class _Rows:
         rows = np.require(rows, dtype=np.float32, requirements=["C_CONTIGUOUS", "WRITEABLE"])
         return torch.from_numpy(rows).to(self.device, non_blocking=self.device.type == "cuda")
 
-    @property
-    def index_device(self):
-        """Where :meth:`take` wants its indices: next to the rows."""
-        return self.device if self.tensor is not None else torch.device("cpu")
-
-    def take(self, index):
-        """Rows at ``index`` (an int64 tensor on :attr:`index_device`), on the device."""
-        if self.tensor is not None:
-            return self.tensor[index]
-        return self._send(self.host[index.numpy()])
-
-    def slices(self, n_parts):
-        """Consecutive, nearly equal slices of the rows, on the device."""
-        if self.tensor is not None:
-            return self.tensor.tensor_split(n_parts)
-        # The same split as torch.tensor_split: the first n % k parts get one more row.
-        size, extra = divmod(self.n_rows, n_parts)
-        bounds = np.cumsum([0] + [size + (i < extra) for i in range(n_parts)])
-        return (self._send(self.host[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+    def batches(self, batch_size, generator=None):
+        """Batches of rows on the device (:func:`~skinfomax.utils.batch_slices`)."""
+        where = self.device if self.tensor is not None else torch.device("cpu")
+        for index in batch_slices(self.n_rows, batch_size, generator, where):
+            yield self.tensor[index] if self.tensor is not None else self._send(
+                self.host[index.numpy()]
+            )
 
     def chunks(self, size):
         """Consecutive chunks of exactly ``size`` rows (the last zero-padded), on the device."""
@@ -237,42 +184,76 @@ class _Rows:
 
 
 class Engine:
-    """Trains and evaluates an InfoMax VAE.
+    """Trains and evaluates an InfoMax VAE; owns every piece of training state.
 
     Parameters
     ----------
     encoder, decoder, critic : torch.nn.Module
         See :mod:`skinfomax.networks` for their interfaces.
     likelihood : torch.nn.Module
-        Has ``nll(x, decoder_output)`` and ``mean(decoder_output)``.
+        Has ``nll(x, decoder_output)`` and ``mean(decoder_output)``
+        (:mod:`skinfomax.likelihoods`).
     device : torch.device
-    precision : {"float32", "bfloat16", "float16"}
-        Autocast dtype of the networks' matrix work. Losses, the likelihood's
-        variances and the weights stay float32; "float16" adds loss scaling.
-    compile : bool
-        Compile the loss (forward; backward by AOTAutograd) with
-        ``torch.compile``. If compiling fails, training goes on uncompiled
-        with a warning.
+    seed : int
+        Starts the random streams (batch order, pairing shifts, noise) and
+        fixes those of evaluation.
+    config : TrainingConfig
+        Replaced between training calls with :meth:`configure`.
     code_sizes : (int, int) or None
         Sizes of z and c. None reads them from an :class:`~skinfomax.networks.Encoder`;
         custom encoders need them given.
+    cuda_graphs : bool
+        Capture the training step as a CUDA graph on CUDA devices (only for
+        modules known to be capture-safe).
     """
 
-    def __init__(self, encoder, decoder, critic, likelihood, device, precision="float32",
-                 compile=False, code_sizes=None, cuda_graphs=True):
+    def __init__(self, encoder, decoder, critic, likelihood, *, device, seed,
+                 config=TrainingConfig(), code_sizes=None, cuda_graphs=True):
         if code_sizes is None:
             n_z, _, n_c = encoder.split_sizes
             code_sizes = (n_z, n_c)
         self.n_components, self.n_info_components = code_sizes
         self.encoder, self.decoder = encoder.to(device), decoder.to(device)
         self.critic, self.likelihood = critic.to(device), likelihood.to(device)
-        self.device = device
-        self.precision, self.compile = precision, compile
+        self.device, self.seed, self.config = device, seed, config
         self.cuda_graphs = cuda_graphs
+        self.spec = None  # the NetworkSpec the networks were built from, if any
+        self.history = []  # one record per epoch, across training calls
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
         self.rng_state = None  # generator states where the last training call stopped
+        self._compile_failed = False
         self._compiled = None
         self._graphs = None  # {batch size: GraphedStep} during a train call on CUDA
+
+    @classmethod
+    def build(cls, spec, X, *, device, seed, config, encoder=None, decoder=None, critic=None):
+        """An engine for :class:`~skinfomax.networks.NetworkSpec` ``spec`` and data like X.
+
+        Weights are drawn under ``seed``; ``encoder`` / ``decoder`` /
+        ``critic`` replace the built networks (see
+        :func:`~skinfomax.networks.build_networks`). A dry pass on two rows of
+        X checks that the networks fit each other and the data.
+        """
+        with seeded(seed):
+            networks = build_networks(spec, encoder, decoder, critic)
+        # CUDA graphs replay the step without running Python: only for the
+        # built-in networks, whose forward passes are known to be capture-safe.
+        builtin = all(custom is None for custom in (encoder, decoder, critic))
+        engine = cls(
+            *networks, build_likelihood(spec.likelihood, X), device=device, seed=seed,
+            config=config, code_sizes=(spec.n_components, spec.n_info_components),
+            cuda_graphs=builtin,
+        )
+        engine.spec = spec
+        check_networks(
+            engine.encoder, engine.decoder, engine.critic, engine._tensor(X[:2]),
+            spec.n_components, spec.n_info_components,
+        )
+        return engine
+
+    def configure(self, config):
+        """Use ``config`` from the next training call on (weights and optimiser states stay)."""
+        self.config = config
 
     # Compiled functions and CUDA graphs do not pickle; they are rebuilt on use.
     def __getstate__(self):
@@ -280,10 +261,14 @@ class Engine:
         state["_compiled"] = state["_graphs"] = None
         return state
 
-    def __setstate__(self, state):
-        state.setdefault("cuda_graphs", True)
-        state.setdefault("_graphs", None)
-        self.__dict__.update(state)
+    @property
+    def precision(self):
+        return self.config.precision
+
+    @property
+    def compiles(self):
+        """Whether the loss is compiled (``config.compile``, unless compiling failed)."""
+        return self.config.compile and not self._compile_failed
 
     def _use_graphs(self):
         # Loss scaling (float16) checks for infs on the host every step: not capturable.
@@ -292,18 +277,6 @@ class Engine:
     def _tensor(self, X):
         """X as a float32 tensor on the device (shares a float32 array's memory)."""
         return _Rows(X, self.device).tensor
-
-    def check_networks(self, X, n_components, n_info_components):
-        """Dry forward pass of all three networks on the first 2 rows of X.
-
-        Raises ValueError (TypeError for a critic without the Critic methods)
-        naming the module whose output does not fit; see
-        :func:`skinfomax.networks.check_networks`.
-        """
-        check_networks(
-            self.encoder, self.decoder, self.critic, self._tensor(X[:2]),
-            n_components, n_info_components,
-        )
 
     # -- pieces -------------------------------------------------------------
     def _vae_modules(self):
@@ -323,27 +296,25 @@ class Engine:
         # No cast cache under graph capture: cached casts would outlive the capture.
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self._graphs is None)
 
-    def mi_bound(self, x, codes, estimator, shift):
-        """The chosen lower bound on I(x; codes) for one batch (a scalar tensor)."""
-        return critic_bound(self.critic, x, codes, estimator, shift)
-
     def _terms_from_noise(self, x, eps, shift, estimator, mi_gradient_scale=1.0):
-        # Matrix work under autocast; everything summed over features or
-        # exponentiated (likelihood, KL, bounds) in float32.
+        """Per-sample reconstruction NLL and KL of z, and the batch's MI bound (one shift).
+
+        Matrix work under autocast; everything summed over features or
+        exponentiated (likelihood, KL, bounds) in float32. The c codes are
+        left out of the KL.
+        """
         with self._autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
             codes = codes_from_noise(mean, log_var, c, eps)
             recon = self.likelihood.nll(x, self.decoder(codes).float())
             kl = gaussian_kl(mean, log_var)
-            mi = self.mi_bound(
-                x, _ScaleGradient.apply(codes, mi_gradient_scale), estimator, shift
-            )
+            scaled = _ScaleGradient.apply(codes, mi_gradient_scale)
+            mi = critic_bound(self.critic, x, scaled, estimator, shift)
         return recon, kl, mi
 
     def _terms(self, x, estimator, shift, noise, mi_gradient_scale=1.0):
-        """Per-sample reconstruction NLL and KL, and the batch MI bound."""
-        n_z = self.n_components
-        eps = torch.randn((x.shape[0], n_z), generator=noise, device=x.device)
+        """:meth:`_terms_from_noise` with the noise drawn from the generator ``noise``."""
+        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device)
         return self._terms_from_noise(x, eps, shift, estimator, mi_gradient_scale)
 
     def _step_loss(self, x, eps, shift, estimator, alpha, beta):
@@ -354,21 +325,14 @@ class Engine:
         return objective, sums
 
     def _loss_function(self):
-        if not self.compile:
+        if not self.compiles:
             return self._step_loss
         if self._compiled is None:
             self._compiled = torch.compile(self._step_loss)
         return self._compiled
 
-    @staticmethod
-    def _batches(rows, batch_size, generator):
-        # floor(n / batch_size) nearly equal batches: none smaller than
-        # batch_size, so every batch has >= 2 rows for the shifted pairs. The
-        # permutation goes to where the rows are in one transfer per epoch.
-        order = torch.randperm(rows.n_rows, generator=generator).to(rows.index_device)
-        return order.tensor_split(max(1, rows.n_rows // batch_size))
-
-    def _configure_optimizers(self, config):
+    def _configure_optimizers(self):
+        config = self.config
         if self.vae_optimizer is None:
             fused = {"fused": True} if _fused_adam_available(self.device) else {}
             if self._use_graphs():
@@ -388,12 +352,12 @@ class Engine:
                 group["lr"] = lr
 
     # -- training -----------------------------------------------------------
-    def _step(self, x, shift, eps, config):
+    def _step(self, x, shift, eps):
         if self._graphs is not None:
-            return self._graphed_step(x, shift, eps, config)
-        return self._eager_step(x, shift, eps, config)
+            return self._graphed_step(x, shift, eps)
+        return self._eager_step(x, shift, eps)
 
-    def _graphed_step(self, x, shift, eps, config):
+    def _graphed_step(self, x, shift, eps):
         size = x.shape[0]
         graphed = self._graphs.get(size)
         if graphed is None and self._warmups.get(size, 0) < _GRAPH_WARMUP_STEPS:
@@ -403,42 +367,41 @@ class Engine:
             current, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
             side.wait_stream(current)
             with torch.cuda.stream(side):
-                sums = self._eager_step(x, shift, eps, config)
+                sums = self._eager_step(x, shift, eps)
             current.wait_stream(side)
             return sums
         if graphed is None:
             self.vae_optimizer.zero_grad(set_to_none=True)
             self.critic_optimizer.zero_grad(set_to_none=True)
             try:
-                graphed = GraphedStep(
-                    lambda x, eps, shift: self._optimise_captured(x, eps, shift, config),
-                    x, eps, shift,
-                )
+                graphed = GraphedStep(self._optimise_captured, x, eps, shift)
             except Exception as exc:  # noqa: BLE001 - capture failures vary; eager re-raises real bugs
                 _warn_fallback("CUDA graph capture", exc, "without graphs")
                 self._graphs = None
-                return self._eager_step(x, shift, eps, config)
+                return self._eager_step(x, shift, eps)
             self._graphs[size] = graphed
         return graphed(x, eps, shift)
 
-    def _optimise_captured(self, x, eps, shift, config):
+    def _loss_args(self, x, eps, shift):
+        config = self.config
+        return (x, eps, shift, config.mi_estimator, config.alpha, config.beta)
+
+    def _optimise_captured(self, x, eps, shift):
         # Gradients are None here, so backward writes them (no zeroing kernels).
-        objective, sums = self._loss_function()(
-            x, eps, shift, config.mi_estimator, config.alpha, config.beta
-        )
+        objective, sums = self._loss_function()(*self._loss_args(x, eps, shift))
         objective.backward()
         self.vae_optimizer.step()
         self.critic_optimizer.step()
         return sums
 
-    def _eager_step(self, x, shift, eps, config):
-        args = (x, eps, shift, config.mi_estimator, config.alpha, config.beta)
-        if self.compile:
+    def _eager_step(self, x, shift, eps):
+        args = self._loss_args(x, eps, shift)
+        if self.compiles:
             try:
                 return self._optimise(self._loss_function(), args)
             except Exception as exc:  # noqa: BLE001 - compiler failures vary; eager re-raises real bugs
                 _warn_fallback("torch.compile", exc, "without compiling")
-                self.compile, self._compiled = False, None
+                self._compile_failed, self._compiled = True, None
         return self._optimise(self._step_loss, args)
 
     def _optimise(self, loss_function, args):
@@ -457,119 +420,120 @@ class Engine:
             self.scaler.update()
         return sums
 
-    def _train_epoch(self, rows, config, cpu_gen, noise_gen):
+    def _train_epoch(self, rows, cpu_gen, noise_gen):
         self._set_train(True)
         totals = torch.zeros(3, device=self.device)  # recon, kl, mi (sums over samples)
-        n_z = self.n_components
-        for idx in self._batches(rows, config.batch_size, cpu_gen):
-            x = rows.take(idx)
+        for x in rows.batches(self.config.batch_size, cpu_gen):
             shift = derangement_shift(x.shape[0], cpu_gen)
-            eps = torch.randn((x.shape[0], n_z), generator=noise_gen, device=self.device)
+            eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
+                              device=self.device)
             # Accumulated on the device: one host sync per epoch, not per step.
-            totals += self._step(x, shift, eps, config)
-        return self._summary(totals.tolist(), rows.n_rows, config)
+            totals += self._step(x, shift, eps)
+        return self._summary(totals.tolist(), rows.n_rows)
 
-    @staticmethod
-    def _summary(sums, n_samples, config):
+    def _summary(self, sums, n_samples):
         recon, kl, mi = (s / n_samples for s in sums)
-        loss = recon + config.beta * kl - config.alpha * mi
+        loss = recon + self.config.beta * kl - self.config.alpha * mi
         return {"loss": loss, "reconstruction": recon, "kl": kl, "mi": mi}
 
-    def _state(self):
-        return [copy.deepcopy(m.state_dict()) for m in self._modules()]
+    def _weights(self):
+        """Every module's weights and buffers as one-member views (see EarlyStopping)."""
+        return [t.unsqueeze(0) for m in self._modules() for t in m.state_dict().values()]
 
-    def _load_state(self, state):
-        for module, module_state in zip(self._modules(), state):
-            module.load_state_dict(module_state)
+    def train(self, X, n_epochs, X_valid=None, stream=False):
+        """Train for up to ``n_epochs`` epochs; appends to and returns :attr:`history`.
 
-    def train(self, X, config, seed, X_valid=None, history=None, stream=False, resume_rng=False):
-        """Train for up to ``config.max_iter`` epochs; returns the history list.
-
-        With ``X_valid``, training stops once the validation loss has not
-        improved by ``config.tol`` for ``config.n_iter_no_change`` epochs, and
-        the weights of the best epoch are restored. ``stream=True`` keeps X
-        on the host and sends one batch at a time. ``resume_rng=True`` goes on
-        with the random streams where the previous call stopped, so that
-        successive calls on chunks act as one longer run.
+        Random streams go on where the previous call stopped, so successive
+        calls act as one longer run. With ``X_valid``, training stops once
+        the validation loss has not improved by ``config.tol`` for
+        ``config.n_iter_no_change`` epochs, and the weights of the best epoch
+        are restored. ``stream=True`` keeps X on the host and sends one batch
+        at a time.
         """
-        history = [] if history is None else history
+        config = self.config
         # Graphs bake in this call's alpha, beta and learning rates: captured afresh per call.
         self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
-        self._configure_optimizers(config)
-        cpu_gen, noise_gen = _generators(
-            seed, self.device, self.rng_state if resume_rng else None
-        )
+        self._configure_optimizers()
+        cpu_gen, noise_gen = generators(self.seed, self.device, self.rng_state)
         rows = _Rows(X, self.device, stream)
         valid = None if X_valid is None else _Rows(X_valid, self.device, stream)
-        best_loss, best_state, stale = math.inf, None, 0
-        first_epoch = len(history) + 1
-        epochs = range(first_epoch, first_epoch + config.max_iter)
+        stopping = None
+        if valid is not None:
+            stopping = EarlyStopping(self._weights(), config.n_iter_no_change, config.tol)
+        first_epoch = len(self.history) + 1
+        epochs = range(first_epoch, first_epoch + n_epochs)
         with tqdm(epochs, desc="InfoMaxVAE", unit="epoch", disable=not config.verbose) as bar:
             for epoch in bar:
-                record = {"epoch": epoch, **self._train_epoch(rows, config, cpu_gen, noise_gen)}
+                record = {"epoch": epoch, **self._train_epoch(rows, cpu_gen, noise_gen)}
                 if valid is not None:
-                    scores = self._evaluate_rows(valid, config, seed)
+                    scores = self._evaluate_rows(valid)
                     record.update({f"valid_{k}": v for k, v in scores.items()})
-                history.append(record)
+                self.history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", mi=f"{record['mi']:.3g}")
-                if valid is None:
-                    continue
-                if record["valid_loss"] < best_loss - config.tol:
-                    best_loss, best_state, stale = record["valid_loss"], self._state(), 0
-                else:
-                    stale += 1
-                    if stale >= config.n_iter_no_change:
+                if stopping is not None:
+                    stopping.update(-record["valid_loss"])
+                    if bool(stopping.stopped):
                         break
         if self._graphs is not None:
             # Release the graphs' memory pools; their gradient buffers go with them.
             self._graphs = self._warmups = None
             self.vae_optimizer.zero_grad(set_to_none=True)
             self.critic_optimizer.zero_grad(set_to_none=True)
-        if best_state is not None:
-            self._load_state(best_state)
+        if stopping is not None:
+            stopping.restore()
         self.rng_state = _generator_state(cpu_gen, noise_gen)
         self._set_train(False)
-        return history
+        return self.history
 
     # -- evaluation ---------------------------------------------------------
     @torch.no_grad()
-    def _evaluate_batches(self, rows, config, seed):
-        """Per-sample reconstruction NLL and KL, and per-batch MI bounds (tensors)."""
+    def _evaluate_batches(self, rows):
+        """Per-sample reconstruction NLL and KL, per-batch MI bounds and batch sizes.
+
+        Fixed, unshuffled batches and noise from :attr:`seed`: repeatable for
+        fixed data. The MI bound of a batch takes every mismatched pair as a
+        draw from the product of the marginals (all ``B(B - 1)`` of them, not
+        one shifted pairing): the same bound as in training, with far less
+        variance.
+        """
         self._set_train(False)
-        cpu_gen, noise_gen = _generators(seed, self.device)
-        recons, kls, mis = [], [], []
-        # Fixed, unshuffled batches: the estimate is repeatable for fixed data.
-        for x in rows.slices(max(1, rows.n_rows // config.batch_size)):
-            shift = derangement_shift(x.shape[0], cpu_gen)
-            recon, kl, mi = self._terms(x, config.mi_estimator, shift, noise_gen)
-            recons.append(recon), kls.append(kl), mis.append(mi.expand(x.shape[0]))
-        return torch.cat(recons), torch.cat(kls), torch.cat(mis)
+        _, noise_gen = generators(self.seed, self.device)
+        estimator = self.config.mi_estimator
+        recons, kls, mis, sizes = [], [], [], []
+        for x in rows.batches(self.config.batch_size):
+            eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
+                              device=self.device)
+            with self._autocast():
+                mean, log_var, c = (t.float() for t in self.encoder(x))
+                codes = codes_from_noise(mean, log_var, c, eps)
+                recons.append(self.likelihood.nll(x, self.decoder(codes).float()))
+                kls.append(gaussian_kl(mean, log_var))
+                mis.append(all_pairs_bound(estimator, score_matrix(self.critic, x, codes)))
+            sizes.append(x.shape[0])
+        return torch.cat(recons), torch.cat(kls), torch.stack(mis), np.asarray(sizes)
 
-    def _evaluate_rows(self, rows, config, seed):
-        terms = self._evaluate_batches(rows, config, seed)
-        return self._summary([t.sum().item() for t in terms], rows.n_rows, config)
+    def _evaluate_rows(self, rows):
+        recon, kl, mi, sizes = self._evaluate_batches(rows)
+        mi_sum = float(mi.cpu().double() @ torch.as_tensor(sizes, dtype=torch.float64))
+        return self._summary([recon.sum().item(), kl.sum().item(), mi_sum], rows.n_rows)
 
-    def evaluate(self, X, config, seed, stream=False):
-        """Per-sample means of reconstruction NLL, KL, the MI bound and the loss."""
-        return self._evaluate_rows(_Rows(X, self.device, stream), config, seed)
+    def evaluate(self, X, stream=False):
+        """Per-sample means of reconstruction NLL, KL, the MI bound and the loss on X."""
+        return self._evaluate_rows(_Rows(X, self.device, stream))
 
-    def mi_batches(self, X, config, seed):
+    def mi_batches(self, X, stream=False):
         """The trained critic's per-batch MI bounds on X and the batch sizes (numpy).
 
-        Same batches, shifts and noise as :meth:`evaluate`, so the
-        size-weighted mean of the values is ``evaluate(...)["mi"]``.
+        The batches of :meth:`evaluate`: the size-weighted mean of the values
+        is ``evaluate(X)["mi"]``.
         """
-        rows = _Rows(X, self.device)
-        _, _, mi = self._evaluate_batches(rows, config, seed)
-        n_batches = max(1, rows.n_rows // config.batch_size)
-        sizes = [len(b) for b in torch.arange(rows.n_rows).tensor_split(n_batches)]
-        ends = torch.as_tensor(np.cumsum(sizes) - 1, device=mi.device)
-        return mi[ends].cpu().numpy().astype(float), np.asarray(sizes)
+        _, _, mi, sizes = self._evaluate_batches(_Rows(X, self.device, stream))
+        return mi.cpu().numpy().astype(float), sizes
 
-    def kl_per_dimension(self, X):
+    def kl_per_dimension(self, X, stream=False):
         """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
         (kl,) = self._chunked(
-            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),), X
+            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),), X, stream
         )
         return kl
 
@@ -590,24 +554,3 @@ class Engine:
         """Decoder means for codes ``[z, c]``, as a numpy array."""
         (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),), codes, stream)
         return out
-
-    def fresh_critic_batches(self, X_fit, X_valid, X_eval, critic_config, seed):
-        """Train a fresh critic on the frozen encoder; its per-batch bounds on ``X_eval``.
-
-        The fresh critic has the trained critic's architecture (MLP, conv or
-        the user's own) with re-initialised weights, and sees new posterior
-        draws ``[z, c]`` at every step; it is early-stopped on ``X_valid``. The
-        encoder, decoder and the trained critic are left untouched.
-        """
-        X_fit, X_valid, X_eval = (self._tensor(a) for a in (X_fit, X_valid, X_eval))
-        self._set_train(False)
-        critic = copy.deepcopy(self.critic)
-        with seeded(seed):
-            for module in critic.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-        source = PosteriorCodes(self.encoder)
-        fit_critic(critic, X_fit, source, critic_config, seed, X_valid, source)
-        return batch_bounds(
-            critic, X_eval, source, critic_config.estimator, critic_config.batch_size, seed + 1
-        )

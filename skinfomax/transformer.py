@@ -6,7 +6,6 @@ estimator parameters into an engine, validates every input before anything
 is changed, and converts results back to numpy.
 """
 
-import dataclasses
 import math
 import re
 from collections import namedtuple
@@ -15,7 +14,6 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -24,12 +22,18 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .conv import build_conv_networks
-from .estimation import CriticConfig, mean_and_se
-from .networks import build_mlp_networks, custom_module
-from .objectives import BernoulliLikelihood, GaussianLikelihood
+from .estimation import refit_critic_bounds
+from .networks import NetworkSpec
 from .serialization import dump_torch_state, load_torch_state
-from .training import Engine, TrainingConfig, resolve_device, seeded, torch_threads
+from .training import Engine, TrainingConfig
+from .utils import (
+    as_positive_ints,
+    mean_and_se,
+    resolve_device,
+    seed_from,
+    torch_threads,
+    warn_if_implausible,
+)
 
 __all__ = ["InfoMaxVAETransformer", "MIBounds"]
 
@@ -39,26 +43,6 @@ MIBounds.__doc__ = """Held-out bounds on I(x; codes) in nats, each with its stan
 _FLOAT_DTYPES = (np.float64, np.float32)
 # Fitted attributes that hold torch objects; pickled together (see __getstate__).
 _TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
-# Gaussian variance floor, relative to the data's mean feature variance.
-_RELATIVE_MIN_VARIANCE = 1e-3
-# Rows per block when reducing over X on the host (bounded temporaries).
-_HOST_BLOCK = 8192
-
-
-def _feature_variance(X):
-    """Per-feature variance in blocks: no temporary of X's size (X may be a memmap).
-
-    Squares are taken in X's float32 and summed in float64 (relative error
-    ~1e-9, three times faster than upcasting every block).
-    """
-    n = X.shape[0]
-    blocks = range(0, n, _HOST_BLOCK)
-    mean = sum(X[i : i + _HOST_BLOCK].sum(axis=0, dtype=np.float64) for i in blocks) / n
-    mean32, sq = mean.astype(np.float32), np.zeros(X.shape[1:])
-    for i in blocks:
-        deviation = np.asarray(X[i : i + _HOST_BLOCK], dtype=np.float32) - mean32
-        sq += np.square(deviation, out=deviation).sum(axis=0, dtype=np.float64)
-    return sq / n
 
 
 def _is_streamed(X):
@@ -69,18 +53,13 @@ def _is_streamed(X):
 def _check_image_shape(image_shape):
     if image_shape is None:
         return None
-    try:
-        shape = tuple(image_shape)
-    except TypeError:
-        shape = ()
-    if len(shape) != 3 or not all(
-        isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in shape
-    ):
+    shape = as_positive_ints(image_shape, length=3)
+    if shape is None:
         raise ValueError(
             f"image_shape must be (channels, height, width), three positive integers; "
             f"got {image_shape!r}."
         )
-    return tuple(int(s) for s in shape)
+    return shape
 
 
 def _ndim(X):
@@ -105,24 +84,13 @@ def _flatten_images(X, image_shape):
     return X.reshape(X.shape[0], -1)
 
 
-# What fixes the networks' shapes: warm starts and partial_fit must keep it.
-_NetworkSignature = namedtuple(
-    "_NetworkSignature",
-    "n_features n_components n_info_components hidden_layer_sizes critic_hidden_layer_sizes "
-    "likelihood architecture image_shape conv_channels",
-)
-
-
 def _check_layer_sizes(sizes, name, allow_empty):
-    try:
-        sizes = tuple(sizes)
-    except TypeError:
-        raise ValueError(f"{name} must be a sequence of positive integers, got {sizes!r}.") from None
-    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
-        raise ValueError(f"{name} must hold positive integers only, got {sizes!r}.")
-    if not sizes and not allow_empty:
+    checked = as_positive_ints(sizes)
+    if checked is None:
+        raise ValueError(f"{name} must be a sequence of positive integers, got {sizes!r}.")
+    if not checked and not allow_empty:
         raise ValueError(f"{name} needs at least one layer size, got {sizes!r}.")
-    return tuple(int(s) for s in sizes)
+    return checked
 
 
 class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
@@ -150,10 +118,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     alpha : float, default=1.0
         Weight of the mutual-information term (0 gives a plain VAE; the critic
         is still trained so :meth:`score` means the same for every alpha).
-        Measured (docs/science.md): alpha around 10 raised held-out MI and
-        active units everywhere at beta=4 and paid off in probe accuracy on
-        collapse-prone tabular data (wine, breast cancer), but lowered it on
-        MNIST (beta 1 and 4); 1.0 is within noise of a plain VAE.
+        Where it helps and where it does not: docs/science.md, "Representations".
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -203,8 +168,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     learning_rate : float, default=1e-3
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
-        Adam learning rate of the critic. 1e-4 (closer to the paper's 1e-5)
-        gave the MI term less effect in our measurements (docs/science.md).
+        Adam learning rate of the critic (docs/science.md compares it with
+        the paper's 1e-5).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop when the validation
         loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
@@ -405,7 +370,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             )
         return X
 
-    def _network_signature(self, n_features):
+    def _network_spec(self, n_features):
         image_shape = _check_image_shape(self.image_shape)
         if image_shape is not None and math.prod(image_shape) != n_features:
             raise ValueError(
@@ -416,16 +381,20 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 "architecture='conv' needs image_shape=(C, H, W) to read the flat rows as images."
             )
-        return _NetworkSignature(
-            n_features,
-            self.n_components,
-            self.n_info_components,
-            _check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes", True),
-            _check_layer_sizes(self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", False),
-            self.likelihood,
-            self.architecture,
-            image_shape,
-            _check_layer_sizes(self.conv_channels, "conv_channels", False),
+        return NetworkSpec(
+            n_features=n_features,
+            n_components=self.n_components,
+            n_info_components=self.n_info_components,
+            hidden_layer_sizes=_check_layer_sizes(
+                self.hidden_layer_sizes, "hidden_layer_sizes", allow_empty=True
+            ),
+            critic_hidden_layer_sizes=_check_layer_sizes(
+                self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", allow_empty=False
+            ),
+            likelihood=self.likelihood,
+            architecture=self.architecture,
+            image_shape=image_shape,
+            conv_channels=_check_layer_sizes(self.conv_channels, "conv_channels", allow_empty=False),
         )
 
     def _split(self, X, seed):
@@ -455,69 +424,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             beta=float(self.beta),
             mi_estimator=self.mi_estimator,
             batch_size=batch_size,
-            max_iter=self.max_iter,
             learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
             n_iter_no_change=self.n_iter_no_change,
             tol=float(self.tol),
+            precision=self.precision,
+            compile=self.compile,
             verbose=self.verbose,
         )
-
-    def _networks(self, signature):
-        """Built encoder, decoder and critic, each replaced by the user's when given."""
-        n_features, n_z, n_c, hidden, critic_hidden, _, architecture, image_shape, channels = (
-            signature
-        )
-        if architecture == "conv":
-            built = build_conv_networks(image_shape, n_z, n_c, channels, critic_hidden)
-        else:
-            built = build_mlp_networks(n_features, n_z, n_c, hidden, critic_hidden)
-        input_shape = image_shape or (n_features,)
-        return tuple(
-            module if spec is None else custom_module(spec, name, input_shape, n_z, n_c)
-            for name, spec, module in zip(
-                ("encoder", "decoder", "critic"), (self.encoder, self.decoder, self.critic), built
-            )
-        )
-
-    def _build_engine(self, X, signature, device, seed):
-        n_z, n_c = signature.n_components, signature.n_info_components
-        likelihood = signature.likelihood
-        with seeded(seed):
-            encoder, decoder, critic = self._networks(signature)
-        if likelihood == "bernoulli":
-            likelihood_module = BernoulliLikelihood()
-        else:
-            variance = _feature_variance(X)
-            floor = _RELATIVE_MIN_VARIANCE * float(variance.mean()) + 1e-12
-            likelihood_module = GaussianLikelihood(variance, floor)
-        # CUDA graphs replay the step without running Python: only for the
-        # built-in networks, whose forward passes are known to be capture-safe.
-        builtin = all(spec is None for spec in (self.encoder, self.decoder, self.critic))
-        engine = Engine(
-            encoder, decoder, critic, likelihood_module, device, code_sizes=(n_z, n_c),
-            cuda_graphs=builtin,
-        )
-        engine.check_networks(X, n_z, n_c)
-        return engine
-
-    @staticmethod
-    def _info_mean(engine, X):
-        """Mean of the c codes over X: the stand-in for c's prior mean in ``reconstruct``."""
-        if engine.n_info_components == 0:
-            return np.zeros(0)
-        return engine.encode(X)[2].mean(axis=0, dtype=np.float64)
-
-    def _finish(self, X, engine, signature, config, seed, history, info_mean, reset):
-        if reset:  # X was checked before training: only record its features here
-            validate_data(self, X, reset=True, skip_check_array=True)
-        self._engine, self._signature, self._config, self._seed = engine, signature, config, seed
-        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
-        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
-        self.history_, self.n_iter_ = history, len(history)
-        self.info_mean_ = info_mean
-        self.batch_size_, self.device_ = config.batch_size, engine.device
-        return self
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -536,38 +450,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self : InfoMaxVAETransformer
             The fitted transformer.
         """
-        # Everything that can fail runs before the first attribute is set.
-        continuing = self.warm_start and hasattr(self, "_engine")
-        X = _flatten_images(X, _check_image_shape(self.image_shape))
-        X_checked = self._check_X(X)
-        signature = self._network_signature(X_checked.shape[1])
-        if continuing and signature != self._signature:
-            raise ValueError(
-                "warm_start=True continues the fitted networks, so the number of features, "
-                "n_components, n_info_components, the layer sizes, the likelihood, "
-                "architecture, image_shape and conv_channels must stay as fitted; set "
-                "warm_start=False to start afresh."
-            )
-        device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        X_train, X_valid = self._split(X_checked, seed)
-        config = self._training_config(self._effective_batch_size(X_train.shape[0]))
-        if continuing:
-            validate_data(self, X, reset=False, skip_check_array=True)
-            engine, history = self._engine, list(self.history_)
-        else:
-            engine, history = self._build_engine(X_train, signature, device, seed), []
-        engine.precision, engine.compile = self.precision, self.compile
-
-        with torch_threads(self.n_threads):
-            history = engine.train(
-                X_train, config, seed, X_valid=X_valid, history=history,
-                stream=_is_streamed(X) and X_valid is None,
-            )
-            info_mean = self._info_mean(engine, X_train)
-        return self._finish(
-            X, engine, signature, config, seed, history, info_mean, reset=not continuing
-        )
+        return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -594,45 +477,72 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self : InfoMaxVAETransformer
             The fitted transformer.
         """
-        first = not hasattr(self, "_engine")
+        return self._fit(X, incremental=True)
+
+    def _fit(self, X, *, incremental):
+        """One fit path: ``fit`` trains ``max_iter`` epochs, ``partial_fit`` one.
+
+        Everything that can fail runs before the first attribute is set, so a
+        failed call leaves the estimator as it was. Training continues the
+        fitted engine (weights, optimiser states, random streams) for
+        ``partial_fit`` and for ``fit`` with ``warm_start=True``.
+        """
+        continuing = hasattr(self, "_engine") and (incremental or self.warm_start)
         X = _flatten_images(X, _check_image_shape(self.image_shape))
-        if not first:  # scikit-learn's own message for a wrong number of features
+        if continuing:  # scikit-learn's own message for a wrong number of features
             validate_data(self, X, reset=False, skip_check_array=True)
         X_checked = self._check_X(X)
-        signature = self._network_signature(X_checked.shape[1])
-        if self.early_stopping:
+        spec = self._network_spec(X_checked.shape[1])
+        if incremental and self.early_stopping:
             raise ValueError(
                 "partial_fit does not hold out validation data; set early_stopping=False."
             )
-        if not first and signature != self._signature:
+        if continuing and spec != self._engine.spec:
+            how = "partial_fit" if incremental else "warm_start=True"
             raise ValueError(
-                "partial_fit continues the fitted networks, so the number of features, "
-                "n_components, n_info_components, the layer sizes and the likelihood must "
-                "stay as fitted; call fit to start afresh."
+                f"{how} continues the fitted networks, so the number of features, "
+                "n_components, n_info_components, the layer sizes, the likelihood, "
+                "architecture, image_shape and conv_channels must stay as fitted; "
+                "call fit with warm_start=False to start afresh."
             )
-        config = dataclasses.replace(
-            self._training_config(self._effective_batch_size(X_checked.shape[0])), max_iter=1
-        )
-        if first:
-            device = resolve_device(self.device)
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            engine, history = self._build_engine(X_checked, signature, device, seed), []
+        seed = seed_from(self.random_state)
+        X_train, X_valid = (X_checked, None) if incremental else self._split(X_checked, seed)
+        config = self._training_config(self._effective_batch_size(X_train.shape[0]))
+        if continuing:
+            engine = self._engine
+            engine.configure(config)
         else:
-            engine, history, seed = self._engine, list(self.history_), self._seed
-        engine.precision, engine.compile = self.precision, self.compile
-
-        with torch_threads(self.n_threads):
-            history = engine.train(
-                X_checked, config, seed, history=history, stream=_is_streamed(X),
-                resume_rng=not first,
+            engine = Engine.build(
+                spec, X_train, device=resolve_device(self.device), seed=seed, config=config,
+                encoder=self.encoder, decoder=self.decoder, critic=self.critic,
             )
-            info_mean = self._info_mean(engine, X_checked)
-        return self._finish(X, engine, signature, config, seed, history, info_mean, reset=first)
+        with torch_threads(self.n_threads):
+            engine.train(
+                X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
+                stream=_is_streamed(X) and X_valid is None,
+            )
+            info_mean = self._info_mean(engine, X_train)
+        if not continuing:  # X was checked before training: only record its features here
+            validate_data(self, X, reset=True, skip_check_array=True)
+        self._engine = engine
+        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
+        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
+        self.history_, self.n_iter_ = list(engine.history), len(engine.history)
+        self.info_mean_ = info_mean
+        self.batch_size_, self.device_ = config.batch_size, engine.device
+        return self
+
+    @staticmethod
+    def _info_mean(engine, X):
+        """Mean of the c codes over X: the stand-in for c's prior mean in ``reconstruct``."""
+        if engine.n_info_components == 0:
+            return np.zeros(0)
+        return engine.encode(X)[2].mean(axis=0, dtype=np.float64)
 
     # -- using the fitted model ------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
-        X = _flatten_images(X, self._signature.image_shape)
+        X = _flatten_images(X, self._engine.spec.image_shape)
         return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
 
     def transform(self, X):
@@ -671,14 +581,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if Z.shape[1] != n_codes:
             raise ValueError(
                 f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} codes "
-                f"(n_components={self._signature.n_components} + n_info_components={self._signature.n_info_components})."
+                f"(n_components={self._engine.spec.n_components} + n_info_components={self._engine.spec.n_info_components})."
             )
         with torch_threads(self.n_threads):
             return self._engine.decode(Z).astype(Z.dtype, copy=False)
 
     def _code_index(self, component):
         """Column of ``[z, c]`` named by ``component``: an int, or "z<i>" / "c<i>"."""
-        n_z, n_c = self._signature.n_components, self._signature.n_info_components
+        n_z, n_c = self._engine.spec.n_components, self._engine.spec.n_info_components
         n_codes = n_z + n_c
         if isinstance(component, Integral) and not isinstance(component, bool):
             if 0 <= component < n_codes:
@@ -699,7 +609,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def _images_like(self, X_new, X):
         """Give ``X_new`` the (C, H, W) layout when X came as images."""
         if _ndim(X) in (3, 4):
-            return X_new.reshape(X_new.shape[0], *self._signature.image_shape)
+            return X_new.reshape(X_new.shape[0], *self._engine.spec.image_shape)
         return X_new
 
     def latent_traversal(self, x, component, values):
@@ -773,7 +683,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if keep not in ("all", "z", "c"):
             raise ValueError(f"keep must be 'all', 'z' or 'c', got {keep!r}.")
         codes = self.transform(X)
-        n_z = self._signature.n_components
+        n_z = self._engine.spec.n_components
         if keep == "z":
             codes[:, n_z:] = self.info_mean_
         elif keep == "c":
@@ -786,15 +696,18 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if X.shape[0] < 2:
             raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
         with torch_threads(self.n_threads):
-            return self._engine.evaluate(X, self._config, self._seed, stream=stream)
+            return self._engine.evaluate(X, stream=stream)
 
     def score(self, X, y=None):
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
-        Uses the trained critic, the fitted batch size and a fixed seed, so it
-        is repeatable for a fixed model and data. It grows with ``alpha`` and
-        ``n_components`` by construction: for model selection prefer a
-        downstream score (see Notes of the class).
+        The trained critic's bound on fixed batches of the fitted batch size,
+        each taking every mismatched pair of the batch as a draw from the
+        product of the marginals; repeatable for a fixed model and data. It
+        grows with ``alpha`` and ``n_components`` by construction: for model
+        selection prefer a downstream score (see Notes of the class). A value
+        below -1 nat warns (RuntimeWarning): no valid critic of a trained
+        model should score that low.
 
         Parameters
         ----------
@@ -807,15 +720,18 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        return self._evaluate(X)["mi"]
+        mi = self._evaluate(X)["mi"]
+        warn_if_implausible(mi, self.mi_estimator)
+        return mi
 
     def mi_bounds(self, X, *, refit_critic=False, refit_max_iter=100):
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
         - **lower**: the critic's bound (``mi_estimator``) on held-out data,
-          the mean over fixed batches of the fitted batch size; its standard
-          error is ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single
-          batch: give at least two batches' worth of samples).
+          the mean over fixed batches of the fitted batch size, each taking
+          every mismatched pair as a marginal draw; its standard error is
+          ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch:
+          give at least two batches' worth of samples).
         - **upper**: the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, exact
           per sample; standard error ``sd / sqrt(n)``. The rate bounds
           I(x; z) from above for any encoder. With ``n_info_components > 0``
@@ -829,12 +745,13 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             Held-out data; at least 2 samples (at least 8 to refit).
         refit_critic : bool, default=False
             The paper's protocol: freeze the encoder, train a *fresh* critic
-            (same layer sizes, Adam at lr 1e-3, early stopping) on posterior
-            draws for a random half of X (a fifth of that half for early
-            stopping), and evaluate both bounds on the other half. The trained
-            model, including its own critic, is not changed. Noisy on small
-            sets (a few hundred rows): check ``lower_se``. False uses the
-            jointly trained critic on all of X (``lower == score(X)``).
+            of the trained one's architecture on posterior draws for half of
+            X (early-stopped on part of it) and evaluate both bounds on the
+            other half (:func:`skinfomax.estimation.refit_critic_bounds`).
+            The trained model, including its own critic, is not changed.
+            Noisy on small sets (a few hundred rows): check ``lower_se``.
+            False uses the jointly trained critic on all of X
+            (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
 
@@ -864,30 +781,44 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 f"mi_bounds needs at least {min_samples} samples"
                 f"{' with refit_critic=True' if refit_critic else ''}; got {X.shape[0]}."
             )
+        engine = self._engine
         with torch_threads(self.n_threads):
             if refit_critic:
-                X_fit, X_eval = train_test_split(X, test_size=0.5, random_state=self._seed)
-                X_fit, X_valid = train_test_split(X_fit, test_size=0.2, random_state=self._seed)
-                batch = min(self.batch_size_, X_fit.shape[0], X_valid.shape[0], X_eval.shape[0])
-                config = CriticConfig(
-                    estimator=self._config.mi_estimator,
-                    batch_size=max(batch, 2),
-                    max_iter=refit_max_iter,
-                )
-                values = self._engine.fresh_critic_batches(
-                    X_fit, X_valid, X_eval, config, self._seed
+                values, eval_rows = refit_critic_bounds(
+                    engine.encoder, engine.critic, X, estimator=self.mi_estimator,
+                    batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
+                    verbose=self.verbose,
                 )
                 lower, lower_se = mean_and_se(values)
+                X_eval = X[eval_rows]
             else:
-                X_eval = X
-                values, sizes = self._engine.mi_batches(X, self._config, self._seed)
+                values, sizes = engine.mi_batches(X)
                 lower = float(np.dot(values, sizes) / sizes.sum())
-                lower_se = mean_and_se(values)[1]
-            if self._signature.n_info_components > 0:
+                lower_se, X_eval = mean_and_se(values)[1], X
+            warn_if_implausible(lower, self.mi_estimator)
+            if engine.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
             else:
-                upper, upper_se = mean_and_se(self._engine.kl_per_dimension(X_eval).sum(axis=1))
+                upper, upper_se = mean_and_se(engine.kl_per_dimension(X_eval).sum(axis=1))
         return MIBounds(lower, lower_se, upper, upper_se)
+
+    def kl_per_dimension(self, X):
+        """KL(q(z|x) || N(0, I)) of each sample and z dimension, in nats.
+
+        Its row sums average to ``mi_bounds(X).upper`` (without info codes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        kl : ndarray of shape (n_samples, n_components)
+        """
+        stream = _is_streamed(X)
+        X = self._validated(X)
+        with torch_threads(self.n_threads):
+            return self._engine.kl_per_dimension(X, stream=stream).astype(np.float64)
 
     def elbo(self, X):
         """Mean evidence lower bound per sample in nats: ``-(recon + KL)``.
@@ -907,7 +838,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def n_components_out_(self):
         """Width of :meth:`transform`'s output: ``n_components + n_info_components`` as fitted."""
         check_is_fitted(self)
-        return self._signature.n_components + self._signature.n_info_components
+        return self._engine.spec.n_components + self._engine.spec.n_info_components
 
     def get_feature_names_out(self, input_features=None):
         """Names of the codes: ``<prefix>z0, ..., <prefix>c0, ...``.
@@ -924,7 +855,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
         prefix = type(self).__name__.lower()
-        n_z, n_c = self._signature.n_components, self._signature.n_info_components
+        n_z, n_c = self._engine.spec.n_components, self._engine.spec.n_info_components
         names = [f"{prefix}_z{i}" for i in range(n_z)] + [f"{prefix}_c{i}" for i in range(n_c)]
         return np.asarray(names, dtype=object)
 

@@ -7,6 +7,7 @@ positive-integer tuples.
 
 import contextlib
 import math
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -22,7 +23,12 @@ __all__ = [
     "seed_from",
     "seeded",
     "torch_threads",
+    "warn_if_implausible",
 ]
+
+# A held-out lower bound this far below zero is no estimate of I >= 0: the
+# critic scores some mismatched held-out pairs far above anything it saw.
+IMPLAUSIBLE_BOUND = -1.0
 
 
 # -- devices and threads -------------------------------------------------------
@@ -131,6 +137,21 @@ def mean_and_se(values):
     values = np.asarray(values, dtype=float)
     se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else math.nan
     return float(values.mean()), float(se)
+
+
+def warn_if_implausible(bound, estimator, advice=None):
+    """RuntimeWarning when a held-out MI lower bound is below ``IMPLAUSIBLE_BOUND`` nats."""
+    if bound < IMPLAUSIBLE_BOUND:
+        advice = advice or (
+            "heavy-tailed or unscaled features are the usual cause; scale X, or check "
+            "the critic with mi_bounds(X, refit_critic=True)"
+        )
+        warnings.warn(
+            f"The held-out {estimator} bound is {bound:.3g} nats, which no valid estimate of "
+            f"I >= 0 is: the critic extrapolates wildly to some held-out pairs; {advice}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 # -- early stopping ----------------------------------------------------------------

@@ -300,7 +300,7 @@ def test_custom_modules_that_do_not_fit_are_named(conv_fitted, digit_images, par
 
 def test_fresh_critic_keeps_the_conv_architecture(conv_fitted, digit_images, monkeypatch):
     """refit_critic re-initialises a copy of the trained (conv) critic, not an MLP over pixels."""
-    import skinfomax.training as training
+    import skinfomax.estimation as training
 
     X, _ = digit_images
     before = copy.deepcopy(conv_fitted.critic_.state_dict())

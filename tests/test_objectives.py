@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from skinfomax.likelihoods import GaussianLikelihood
 from skinfomax.objectives import (
     CRITIC_BOUND,
-    GaussianLikelihood,
     all_pairs_influence,
     bernoulli_nll,
     bound_influence,
