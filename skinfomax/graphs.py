@@ -1,9 +1,8 @@
 """Training steps replayed as CUDA graphs.
 
-At the layer sizes of tabular and MNIST models a GPU training step is bound
-by the host, not the GPU: eager PyTorch launches about 190 kernels per step
-at several microseconds each, while the GPU needs well under a millisecond
-for the arithmetic of a 1,024-row batch. A CUDA graph records the whole step
+At the layer sizes of tabular and MNIST models an eager GPU step is bound by
+kernel launches on the host, not by the GPU's arithmetic
+(docs/performance.md#gpu). A CUDA graph records the whole step
 once (forward, backward and both Adam updates) and replays it with a single
 launch. What changes from step to step (the batch, the reparameterisation
 noise and the critic's pairing shift) goes through static buffers that are

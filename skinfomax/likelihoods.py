@@ -23,8 +23,8 @@ _HOST_BLOCK = 8192
 def feature_variance(X):
     """Per-feature variance in blocks: no temporary of X's size (X may be a memmap).
 
-    Squares are taken in X's float32 and summed in float64 (relative error
-    ~1e-9, three times faster than upcasting every block).
+    Squares are taken in X's float32 and summed in float64, accurate to
+    ~1e-9 relative without upcasting every block.
     """
     n = X.shape[0]
     blocks = range(0, n, _HOST_BLOCK)

@@ -118,7 +118,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     alpha : float, default=1.0
         Weight of the mutual-information term (0 gives a plain VAE; the critic
         is still trained so :meth:`score` means the same for every alpha).
-        Where it helps and where it does not: docs/science.md, "Representations".
+        Where it helps and where it does not: docs/science.md#4-representation-benchmark.
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -168,8 +168,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     learning_rate : float, default=1e-3
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
-        Adam learning rate of the critic (docs/science.md compares it with
-        the paper's 1e-5).
+        Adam learning rate of the critic; a slower critic gave the encoder a
+        weaker MI gradient (docs/science.md#4-representation-benchmark).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop when the validation
         loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
