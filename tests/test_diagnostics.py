@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from skinfomax import InfoMaxVAETransformer, diagnostics, reconstruction_scorer
 from skinfomax.diagnostics import active_units
 
-from .conftest import TINY, snapshot
+from .conftest import TINY, assert_unchanged, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,7 @@ def test_fresh_critic_on_frozen_encoder_changes_nothing(trained, digits):
     bounds = trained.mi_bounds(X[160:], refit_critic=True, refit_max_iter=10)
     assert np.isfinite(bounds.lower) and bounds.lower <= bounds.upper + 2 * bounds.lower_se
     assert bounds == trained.mi_bounds(X[160:], refit_critic=True, refit_max_iter=10)
-    after = snapshot(trained)
-    assert before[0] == after[0]
-    np.testing.assert_array_equal(before[1], after[1])
+    assert_unchanged(trained, before)
     for k, v in trained.critic_.state_dict().items():
         torch.testing.assert_close(v, critic_state[k], rtol=0, atol=0)
 
@@ -108,6 +106,4 @@ def test_bad_inputs_raise_and_change_nothing(trained, digits):
         trained.mi_bounds(X, refit_critic="yes")
     with pytest.raises(ValueError, match="refit_max_iter"):
         trained.mi_bounds(X, refit_critic=True, refit_max_iter=0)
-    after = snapshot(trained)
-    assert before[0] == after[0]
-    np.testing.assert_array_equal(before[1], after[1])
+    assert_unchanged(trained, before)
