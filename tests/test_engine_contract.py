@@ -178,12 +178,16 @@ def near_deterministic(digits):
     X = X[:80]
     est = InfoMaxVAETransformer(
         n_components=N_Z, n_info_components=2, mi_estimator="infonce", alpha=2.5, beta=0.3,
-        batch_size=len(X), warm_start=True, **{**TINY, "max_iter": 2},
+        batch_size=8, critic_learning_rate=1e-2, warm_start=True, n_threads=1,
+        **{**TINY, "max_iter": 5},
     ).fit(X)
-    est.set_params(max_iter=1)
+    est.set_params(max_iter=1, batch_size=len(X))
     with torch.no_grad():
-        est.encoder_.head.weight[N_Z:2 * N_Z] = 0.0
-        est.encoder_.head.bias[N_Z:2 * N_Z] = -20.0
+        head = est.encoder_.head  # rows: z mean, z log-variance, c
+        head.weight[N_Z:2 * N_Z] = 0.0
+        head.bias[N_Z:2 * N_Z] = -20.0
+        head.weight[:N_Z] *= 10.0  # spread the codes: an MI term well above rounding
+        head.weight[2 * N_Z:] *= 10.0
     return est, X
 
 
@@ -197,11 +201,15 @@ def test_history_records_the_engines_terms_of_the_epoch(near_deterministic):
     recon, kl, mi = recon.mean().item(), kl.mean().item(), mi.item()
     # The record is taken on the step's forward pass, before its update.
     record = est.fit(X).history_[-1]
-    assert est.n_iter_ == 3 and record["epoch"] == 3
+    assert est.n_iter_ == 6 and record["epoch"] == 6
     assert record["reconstruction"] == pytest.approx(recon, rel=1e-5)
     assert record["kl"] == pytest.approx(kl, rel=1e-5, abs=1e-4)
-    assert record["mi"] == pytest.approx(mi, abs=2e-3)
-    assert record["loss"] == pytest.approx(recon + 0.3 * kl - 2.5 * mi, rel=1e-5, abs=5e-3)
+    assert record["mi"] == pytest.approx(mi, abs=1e-4)
+    assert record["loss"] == pytest.approx(recon + 0.3 * kl - 2.5 * mi, rel=1e-5)
+    # alpha and beta weigh the recorded terms (apart from the reconstruction, which dwarfs them).
+    assert abs(1.5 * record["mi"]) > 1e-3  # what alpha = 1 instead of 2.5 would change
+    weighted = record["loss"] - record["reconstruction"]
+    assert weighted == pytest.approx(0.3 * record["kl"] - 2.5 * record["mi"], abs=1e-6)
     # KL of z alone: counting c as a unit-variance Gaussian would add 0.5 c^2.
     assert 0.5 * c.square().sum(1).mean().item() > 100 * abs(record["kl"] - kl) + 1e-3
 
