@@ -32,9 +32,7 @@ def _frozen(value, seen):
     """A deep copy of ``value`` that compares by value: module weights, optimiser state, arrays."""
     if id(value) in seen:  # a cycle: compared where it was first met
         return ("seen", type(value).__name__)
-    if isinstance(value, torch.nn.Module):
-        return (type(value), _frozen(value.state_dict(), seen))
-    if isinstance(value, torch.optim.Optimizer):
+    if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
         return (type(value), _frozen(value.state_dict(), seen))
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
@@ -60,11 +58,7 @@ def _assert_same(before, after, path):
         assert before.keys() == after.keys(), f"{path}: keys {before.keys()} became {after.keys()}"
         for key in before:
             _assert_same(before[key], after[key], f"{path}[{key!r}]")
-    elif isinstance(before, tuple):
-        assert len(before) == len(after), f"{path}: length changed"
-        for i, (b, a) in enumerate(zip(before, after)):
-            _assert_same(b, a, f"{path}[{i}]")
-    elif isinstance(before, list):
+    elif isinstance(before, (tuple, list)):
         assert len(before) == len(after), f"{path}: length changed"
         for i, (b, a) in enumerate(zip(before, after)):
             _assert_same(b, a, f"{path}[{i}]")

@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 from skinfomax import InfoMaxVAETransformer
 
