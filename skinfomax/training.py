@@ -318,9 +318,15 @@ class Engine:
         return self._terms_from_noise(x, eps, shift, estimator, mi_gradient_scale)
 
     def _step_loss(self, x, eps, shift, estimator, alpha, beta):
-        """The training objective and the batch's loss sums (the compiled unit)."""
+        """The training objective and the batch's loss sums (the compiled unit).
+
+        The objective's value is the VAE loss ``recon + beta * KL - alpha * I``;
+        its gradient is each player's (the critic's is that of ``-I``): the
+        ``(1 - alpha) * I`` correction carries no gradient, and
+        ``_ScaleGradient`` scales what reaches the encoder from I by alpha.
+        """
         recon, kl, mi = self._terms_from_noise(x, eps, shift, estimator, alpha)
-        objective = recon.mean() + beta * kl.mean() - mi
+        objective = recon.mean() + beta * kl.mean() - mi + (1.0 - alpha) * mi.detach()
         sums = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]]).detach()
         return objective, sums
 

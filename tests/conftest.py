@@ -1,5 +1,8 @@
+import copy
+
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
 from skinfomax import InfoMaxVAETransformer
@@ -25,8 +28,53 @@ def fitted(digits):
     return InfoMaxVAETransformer(n_components=3, n_info_components=1, **TINY).fit(X)
 
 
+def _frozen(value, seen):
+    """A deep copy of ``value`` that compares by value: module weights, optimiser state, arrays."""
+    if id(value) in seen:  # a cycle: compared where it was first met
+        return ("seen", type(value).__name__)
+    if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+        return (type(value), _frozen(value.state_dict(), seen))
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {k: _frozen(v, seen) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (type(value), [_frozen(v, seen) for v in value])
+    if type(value).__module__.startswith("skinfomax") and hasattr(value, "__dict__"):
+        seen.add(id(value))  # the engine and anything else of ours: every attribute
+        return (type(value), _frozen(vars(value), seen))
+    return copy.deepcopy(value)
+
+
+def _assert_same(before, after, path):
+    assert type(before) is type(after), f"{path}: {type(before)} became {type(after)}"
+    if isinstance(before, torch.Tensor):
+        assert before.shape == after.shape and torch.equal(before, after), f"{path} changed"
+    elif isinstance(before, np.ndarray):
+        np.testing.assert_array_equal(before, after, err_msg=f"{path} changed")
+    elif isinstance(before, dict):
+        assert before.keys() == after.keys(), f"{path}: keys {before.keys()} became {after.keys()}"
+        for key in before:
+            _assert_same(before[key], after[key], f"{path}[{key!r}]")
+    elif isinstance(before, (tuple, list)):
+        assert len(before) == len(after), f"{path}: length changed"
+        for i, (b, a) in enumerate(zip(before, after)):
+            _assert_same(b, a, f"{path}[{i}]")
+    else:
+        assert before == after, f"{path}: {before!r} became {after!r}"
+
+
 def snapshot(est):
-    """What a failed call must leave unchanged: attributes and transform output."""
-    keys = sorted(vars(est))
-    out = est.transform(np.zeros((2, est.n_features_in_))) if hasattr(est, "_engine") else None
-    return keys, out
+    """What a failed call must leave unchanged: every attribute's value and transform's output."""
+    state = _frozen(vars(est), set())
+    out = est.transform(np.zeros((2, est.n_features_in_))) if hasattr(est, "n_features_in_") else None
+    return state, out
+
+
+def assert_unchanged(est, before):
+    """Assert that ``est`` still matches its :func:`snapshot` ``before``, value by value."""
+    after = snapshot(est)
+    _assert_same(before[0], after[0], type(est).__name__)
+    np.testing.assert_array_equal(before[1], after[1])

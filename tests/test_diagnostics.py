@@ -5,13 +5,15 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skinfomax import InfoMaxVAETransformer, diagnostics, reconstruction_scorer
 from skinfomax.diagnostics import active_units
 
-from .conftest import TINY, snapshot
+from .conftest import TINY, assert_unchanged, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +45,11 @@ def test_lower_bound_is_score_and_below_rate(trained, digits):
 
 def test_fresh_critic_on_frozen_encoder_changes_nothing(trained, digits):
     X, _ = digits
-    before = snapshot(trained)
-    critic_state = {k: v.clone() for k, v in trained.critic_.state_dict().items()}
+    before = snapshot(trained)  # every weight, the critic's included
     bounds = trained.mi_bounds(X[160:], refit_critic=True, refit_max_iter=10)
     assert np.isfinite(bounds.lower) and bounds.lower <= bounds.upper + 2 * bounds.lower_se
     assert bounds == trained.mi_bounds(X[160:], refit_critic=True, refit_max_iter=10)
-    after = snapshot(trained)
-    assert before[0] == after[0]
-    np.testing.assert_array_equal(before[1], after[1])
-    for k, v in trained.critic_.state_dict().items():
-        torch.testing.assert_close(v, critic_state[k], rtol=0, atol=0)
+    assert_unchanged(trained, before)
 
 
 def test_info_codes_have_no_finite_upper_bound(fitted, digits):
@@ -73,10 +70,19 @@ def test_diagnostics_keys_and_values(trained, digits):
     Z = trained.transform(X[160:])
     np.testing.assert_allclose(report["posterior_mean_variance"], Z.var(axis=0))
     assert report["n_active_units"] == int((Z.var(axis=0) >= 0.05).sum())
-    assert report["kl_per_dimension"].shape == (3,)
+    # Closed-form KL of each z dimension from the encoder's posterior, averaged over samples.
+    with torch.no_grad():
+        mean, log_var, _ = trained.encoder_(torch.as_tensor(X[160:], dtype=torch.float32))
+    kl = (0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)).mean(0).double().numpy()
+    np.testing.assert_allclose(report["kl_per_dimension"], kl, rtol=1e-5, atol=1e-7)
     assert report["kl_per_dimension"].sum() == pytest.approx(report["mi_upper"], rel=1e-5)
     assert report["reconstruction_mse"] == pytest.approx(-reconstruction_scorer(trained, X[160:]))
-    assert 0.0 <= report["linear_probe_accuracy"] <= 1.0
+    # The documented probe (logistic regression on standardised codes, 3 stratified folds)
+    # on other folds: measured 0.50 against 0.55; chance is 0.10.
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    accuracy = cross_val_score(probe, Z, y[160:], cv=3).mean()
+    assert report["linear_probe_accuracy"] == pytest.approx(accuracy, abs=0.15)
+    assert report["linear_probe_accuracy"] > 0.3
     assert "linear_probe_accuracy" not in diagnostics(trained, X[160:])
 
 
@@ -108,6 +114,4 @@ def test_bad_inputs_raise_and_change_nothing(trained, digits):
         trained.mi_bounds(X, refit_critic="yes")
     with pytest.raises(ValueError, match="refit_max_iter"):
         trained.mi_bounds(X, refit_critic=True, refit_max_iter=0)
-    after = snapshot(trained)
-    assert before[0] == after[0]
-    np.testing.assert_array_equal(before[1], after[1])
+    assert_unchanged(trained, before)

@@ -10,20 +10,38 @@ import torch
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def test_bfloat16_precision_trains_and_keeps_float32_outputs(tiny_vae, digits):
+@pytest.fixture(scope="module")
+def float32_reference(digits):
+    from skinfomax import InfoMaxVAETransformer
+
+    from .conftest import TINY
+
     X, _ = digits
-    vae = tiny_vae(precision="bfloat16", max_iter=2).fit(X.astype(np.float32))
-    assert all(np.isfinite(h["loss"]) for h in vae.history_)
+    return InfoMaxVAETransformer(**{**TINY, "max_iter": 2}).fit(X.astype(np.float32))
+
+
+def test_bfloat16_precision_trains_like_float32_and_keeps_float32_outputs(
+    tiny_vae, digits, float32_reference
+):
+    X, _ = digits
+    X = X.astype(np.float32)
+    vae = tiny_vae(precision="bfloat16", max_iter=2).fit(X)
     assert next(vae.encoder_.parameters()).dtype == torch.float32
-    Z = vae.transform(X.astype(np.float32))
-    assert Z.dtype == np.float32 and np.isfinite(Z).all()
+    # Same seed, same batches: only bfloat16 rounding apart (measured: 0.2% and 1.4e-3).
+    for key in ("reconstruction", "kl", "mi"):
+        assert vae.history_[0][key] == pytest.approx(float32_reference.history_[0][key], rel=1e-2)
+    Z = vae.transform(X)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(Z, float32_reference.transform(X), atol=1e-2)
 
 
-def test_float16_precision_uses_a_grad_scaler(tiny_vae, digits):
+def test_float16_precision_uses_a_grad_scaler(tiny_vae, digits, float32_reference):
     X, _ = digits
-    vae = tiny_vae(precision="float16", max_iter=1, device="cpu").fit(X)
+    vae = tiny_vae(precision="float16", max_iter=1, device="cpu").fit(X.astype(np.float32))
     assert vae._engine.scaler is not None
-    assert np.isfinite(vae.history_[-1]["loss"])
+    # The first epoch's terms come from the initial weights (measured: 1e-4 apart).
+    for key in ("reconstruction", "kl", "mi"):
+        assert vae.history_[0][key] == pytest.approx(float32_reference.history_[0][key], rel=1e-2)
 
 
 def test_compiled_fit_pickles_and_failures_fall_back(tiny_vae, digits, monkeypatch):
@@ -55,6 +73,7 @@ def test_partial_fit_on_the_same_data_equals_fit(tiny_vae, digits):
     assert parts.n_iter_ == 3
     assert parts.history_ == full.history_
     np.testing.assert_array_equal(parts.transform(X), full.transform(X))
+    assert parts.score(X) == full.score(X)  # the critic followed the same path
 
 
 def test_partial_fit_chunks_and_errors(tiny_vae, digits):
@@ -85,9 +104,13 @@ def test_memmap_input_is_streamed_and_matches_in_memory(tiny_vae, digits, tmp_pa
 
 def test_threads_restored_after_partial_fit(tiny_vae, digits):
     X, _ = digits
-    before = torch.get_num_threads()
-    tiny_vae(n_threads=1).partial_fit(X)
-    assert torch.get_num_threads() == before
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)  # differs from n_threads whatever this machine has
+    try:
+        tiny_vae(n_threads=1).partial_fit(X)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)
 
 
 @requires_cuda
