@@ -117,11 +117,14 @@ def _fit(X, params, method):
 @given(X=matrices(), params=parameters(), method=st.sampled_from(["fit", "partial_fit"]))
 def test_fit_works_or_names_the_problem(X, params, method):
     expected = expected_fit_error(X, params, method)
+    before = X.copy()
     if expected is not None:
         with pytest.raises(ValueError, match=expected):
             _fit(X, params, method)
+        np.testing.assert_array_equal(X, before)
         return
     vae = _fit(X, params, method)
+    np.testing.assert_array_equal(X, before)  # the caller's data is only read
     assert all(np.isfinite(record["loss"]) for record in vae.history_)
     Z = vae.transform(X)
     assert Z.shape == (X.shape[0], params["n_components"] + params["n_info_components"])
