@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-__all__ = ["dump_torch_state", "load_torch_state"]
+__all__ = ["available_device", "dump_torch_state", "load_torch_state"]
 
 
 def dump_torch_state(objects):
@@ -20,25 +20,31 @@ def dump_torch_state(objects):
     return buffer.getvalue()
 
 
-def load_torch_state(blob, device):
-    """Inverse of :func:`dump_torch_state`; returns ``(objects, device_used)``.
-
-    Falls back to the CPU, with a warning, when ``device`` is not available here.
-    """
+def available_device(device, stacklevel=3):
+    """``device`` if this machine has it, else the CPU with a UserWarning saying so."""
     device = torch.device(device)
     available = device.type == "cpu" or (
         device.type == "cuda"
         and torch.cuda.is_available()
         and (device.index or 0) < torch.cuda.device_count()
     ) or (device.type == "mps" and torch.backends.mps.is_available())
-    if not available:
-        warnings.warn(
-            f"This model was fitted on {device}, which is not available here; "
-            "loading it on the CPU.",
-            UserWarning,
-            stacklevel=3,
-        )
-        device = torch.device("cpu")
+    if available:
+        return device
+    warnings.warn(
+        f"This model was fitted on {device}, which is not available here; "
+        "loading it on the CPU.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return torch.device("cpu")
+
+
+def load_torch_state(blob, device):
+    """Inverse of :func:`dump_torch_state`; returns ``(objects, device_used)``.
+
+    Falls back to the CPU, with a warning, when ``device`` is not available here.
+    """
+    device = available_device(device, stacklevel=4)
     # weights_only=False: the blob holds whole modules, and it comes from the
     # enclosing pickle, which the caller already chose to trust.
     objects = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)

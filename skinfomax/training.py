@@ -30,7 +30,7 @@ sizes. Optional: mixed precision (``precision``), a compiled loss
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .graphs import GraphedStep
 from .likelihoods import build_likelihood
-from .networks import build_networks, check_networks
+from .networks import NetworkSpec, build_networks, check_networks
 from .objectives import (
     MI_BOUNDS,
     all_pairs_bound,
@@ -117,6 +117,11 @@ def score_matrix(critic, x, codes, max_pairs=_MAX_PAIRS):
 
 def _generator_state(cpu, noise):
     return (cpu.get_state(), noise.get_state())
+
+
+def _with_prefix(tensors, prefix):
+    """The entries of ``tensors`` whose names start with ``prefix``, without it."""
+    return {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
 
 
 def _warn_fallback(what, exc, how):
@@ -490,6 +495,98 @@ class Engine:
         self.rng_state = _generator_state(cpu_gen, noise_gen)
         self._set_train(False)
         return self.history
+
+    # -- saved state --------------------------------------------------------
+    def _named_modules(self):
+        return {"encoder": self.encoder, "decoder": self.decoder, "critic": self.critic,
+                "likelihood": self.likelihood}
+
+    def _named_optimizers(self):
+        return {"vae_optimizer": self.vae_optimizer, "critic_optimizer": self.critic_optimizer}
+
+    def state_tensors(self):
+        """Every tensor training needs to resume, by name: weights, optimiser and stream states.
+
+        Names are ``<module>.<state_dict key>``,
+        ``<optimizer>.state.<parameter index>.<key>`` (Adam's ``step``,
+        ``exp_avg``, ``exp_avg_sq``) and ``rng.cpu`` / ``rng.noise``
+        (generator states, uint8). Tensors stay where they are; the caller
+        copies them.
+        """
+        tensors = {
+            f"{name}.{key}": tensor
+            for name, module in self._named_modules().items()
+            for key, tensor in module.state_dict().items()
+        }
+        for name, optimizer in self._named_optimizers().items():
+            if optimizer is not None:
+                for index, state in optimizer.state_dict()["state"].items():
+                    tensors.update({f"{name}.state.{index}.{k}": t for k, t in state.items()})
+        if self.rng_state is not None:
+            tensors["rng.cpu"], tensors["rng.noise"] = self.rng_state
+        return tensors
+
+    def state_metadata(self):
+        """Everything else :meth:`from_state` needs, as plain Python values."""
+        if self.spec is None:
+            raise ValueError("Only an engine made by Engine.build can be saved (it needs a spec).")
+        return {
+            "spec": asdict(self.spec),
+            "config": asdict(self.config),
+            "seed": self.seed,
+            "device": str(self.device),
+            "cuda_graphs": self.cuda_graphs,
+            "history": self.history,
+            "optimizers": self.vae_optimizer is not None,
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, metadata, tensors, *, device, encoder=None, decoder=None, critic=None):
+        """The engine that :meth:`state_metadata` and :meth:`state_tensors` describe, on ``device``.
+
+        ``encoder`` / ``decoder`` / ``critic`` rebuild custom networks (as in
+        :meth:`build`); their weights then come from ``tensors``. Training
+        resumes exactly where it stopped on the same kind of device; on
+        another kind the noise stream starts afresh from the seed (the CPU
+        and CUDA generators share no state). Raises RuntimeError, KeyError or
+        TypeError when the pieces do not fit together.
+        """
+        spec = NetworkSpec(**metadata["spec"])
+        seed = metadata["seed"]
+        with seeded(seed):
+            networks = build_networks(spec, encoder, decoder, critic)
+        # Placeholder data: every value of the likelihood is then loaded.
+        likelihood = build_likelihood(spec.likelihood, np.zeros((1, spec.n_features), np.float32))
+        engine = cls(
+            *networks, likelihood, device=device, seed=seed,
+            config=TrainingConfig(**metadata["config"]),
+            code_sizes=(spec.n_components, spec.n_info_components),
+            cuda_graphs=metadata["cuda_graphs"],
+        )
+        engine.spec, engine.history = spec, list(metadata["history"])
+        for name, module in engine._named_modules().items():
+            module.load_state_dict(_with_prefix(tensors, f"{name}."), strict=True)
+        if metadata["optimizers"]:
+            engine._configure_optimizers()  # this device's fused / capturable flags
+            for name, optimizer in engine._named_optimizers().items():
+                state = _with_prefix(tensors, f"{name}.state.")
+                per_parameter = {}
+                for key, tensor in state.items():
+                    index, entry = key.split(".", 1)
+                    per_parameter.setdefault(int(index), {})[entry] = tensor
+                optimizer.load_state_dict(
+                    {"state": per_parameter, "param_groups": optimizer.state_dict()["param_groups"]}
+                )
+            if metadata["scaler"] is not None and engine.scaler is not None:
+                engine.scaler.load_state_dict(metadata["scaler"])
+        if "rng.cpu" in tensors:
+            noise = tensors["rng.noise"]
+            if torch.device(metadata["device"]).type != engine.device.type:
+                noise = torch.Generator(device=engine.device).manual_seed(seed).get_state()
+            engine.rng_state = (tensors["rng.cpu"], noise)
+            generators(seed, engine.device, engine.rng_state)  # a bad state fails here, not in fit
+        return engine
 
     # -- evaluation ---------------------------------------------------------
     @torch.no_grad()

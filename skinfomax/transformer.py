@@ -8,6 +8,7 @@ is changed, and converts results back to numpy.
 
 import math
 import re
+import warnings
 from collections import namedtuple
 from numbers import Integral, Real
 
@@ -23,8 +24,9 @@ from sklearn.utils.validation import (
 )
 
 from .estimation import refit_critic_bounds
+from .model_file import from_json, read_model_file, to_json, write_model_file
 from .networks import NetworkSpec
-from .serialization import dump_torch_state, load_torch_state
+from .serialization import available_device, dump_torch_state, load_torch_state
 from .training import Engine, TrainingConfig
 from .utils import (
     as_positive_ints,
@@ -43,6 +45,13 @@ MIBounds.__doc__ = """Held-out bounds on I(x; codes) in nats, each with its stan
 _FLOAT_DTYPES = (np.float64, np.float32)
 # Fitted attributes that hold torch objects; pickled together (see __getstate__).
 _TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
+_CUSTOM_NETWORKS = ("encoder", "decoder", "critic")
+
+
+def _describe_code(value):
+    """Where a custom module or factory comes from, for messages (never imported back)."""
+    named = value if hasattr(value, "__qualname__") else type(value)  # a function or an instance
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 def _is_streamed(X):
@@ -161,8 +170,11 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Donsker-Varadhan, or InfoNCE (capped at log(batch_size)).
     batch_size : int or "auto", default="auto"
         Minibatch size; "auto" is ``min(128, n_samples)``. Must be at least 2
-        (the MI bound pairs each sample with another one's code) and no larger
-        than the number of training samples.
+        (the MI bound pairs each sample with another one's code). An int
+        larger than the training samples of a call (the last, short chunk of
+        a stream in :meth:`partial_fit`, or a small X in :meth:`fit`) is
+        clipped to their number with a UserWarning, as scikit-learn's MLP
+        clips it; ``batch_size_`` records the size used last.
     max_iter : int, default=100
         Number of epochs.
     learning_rate : float, default=1e-3
@@ -412,10 +424,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if self.batch_size == "auto":
             return min(128, n_train)
         if self.batch_size > n_train:
-            raise ValueError(
-                f"batch_size={self.batch_size} is larger than the {n_train} training "
-                "samples; lower batch_size or use batch_size='auto'."
+            # As scikit-learn's MLP: the last chunk of a stream is usually short.
+            warnings.warn(
+                f"batch_size={self.batch_size} is larger than the {n_train} training samples; "
+                f"it is clipped to {n_train} for this call.",
+                UserWarning,
+                stacklevel=5,  # the user's fit / partial_fit call
             )
+            return n_train
         return self.batch_size
 
     def _training_config(self, batch_size):
@@ -466,9 +482,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            A chunk of training data; at least 2 samples, and at least
-            ``batch_size`` when that is an int. A :class:`numpy.memmap` is
-            streamed batch by batch.
+            A chunk of training data; at least 2 samples. A chunk smaller
+            than an int ``batch_size`` is trained on as one batch (with a
+            warning). A chunk of 1 sample raises ValueError rather than
+            train the VAE without its MI term: the bound pairs each sample
+            with another one's code, so join it to a neighbouring chunk. A
+            :class:`numpy.memmap` is streamed batch by batch.
         y : None
             Ignored.
 
@@ -880,3 +899,131 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             objects["_engine"].device = device
             state.update(objects, device_=device)
         super().__setstate__(state)
+
+    # -- model files -------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model to one file from which loading runs no code.
+
+        A safetensors file (:mod:`skinfomax.model_file`): weights, optimiser
+        and random-stream states as tensors; parameters, fitted attributes
+        and history as JSON; a format version, the writing versions of
+        skinfomax, torch and numpy, and a SHA-256 digest of it all.
+        :meth:`load` gives back a model that transforms identically and,
+        with ``warm_start=True`` or :meth:`partial_fit`, trains on exactly as
+        this one would. Custom ``encoder`` / ``decoder`` / ``critic`` networks
+        are saved as weights only: their code stays yours, and :meth:`load`
+        needs the same module or factory passed again.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (replaced whole: a crash mid-write leaves any
+            previous file there intact).
+
+        Raises
+        ------
+        TypeError
+            When a parameter or fitted attribute has no JSON form (for
+            example a ``random_state`` that is a numpy ``Generator``).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skinfomax import InfoMaxVAETransformer
+        >>> X = load_digits().data[:200] / 16
+        >>> vae = InfoMaxVAETransformer(n_components=2, max_iter=2, random_state=0).fit(X)
+        >>> path = os.path.join(tempfile.mkdtemp(), "vae.safetensors")
+        >>> vae.save(path)
+        >>> restored = InfoMaxVAETransformer.load(path)
+        >>> bool((restored.transform(X) == vae.transform(X)).all())
+        True
+        """
+        check_is_fitted(self)
+        params = self.get_params(deep=False)
+        custom = {name: _describe_code(params[name]) for name in _CUSTOM_NETWORKS
+                  if params[name] is not None}
+        fitted = {k: v for k, v in vars(self).items() if k not in params and k not in _TORCH_ATTRIBUTES}
+        document = {
+            "estimator": _qualified_name(type(self)),
+            "params": {k: to_json(v, f"parameter {k}") for k, v in params.items()
+                       if k not in _CUSTOM_NETWORKS},
+            "custom_networks": custom,
+            "fitted": {k: to_json(v, f"fitted attribute {k}") for k, v in fitted.items()},
+            "engine": to_json(self._engine.state_metadata(), "the training state"),
+        }
+        write_model_file(path, self._engine.state_tensors(), document)
+
+    @classmethod
+    def load(cls, path, device=None, *, encoder=None, decoder=None, critic=None):
+        """A model from a file written by :meth:`save`, without running code from it.
+
+        The file is checked whole before anything is built: a truncated or
+        changed file, one that is not a skinfomax model, or one written in a
+        newer format raises ValueError naming the reason.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, torch.device or None, default=None
+            Where to put the networks; also becomes the ``device`` parameter.
+            None keeps the device it was fitted on when this machine has it,
+            and otherwise loads on the CPU with a UserWarning.
+        encoder, decoder, critic : torch.nn.Module, callable or None, default=None
+            Required exactly when the model was fitted with custom networks:
+            the same module or factory as at fit (the file holds their
+            weights, never their code). They become the parameters of the
+            loaded model.
+
+        Returns
+        -------
+        model : InfoMaxVAETransformer
+            Fitted; training state (optimisers, random streams, history)
+            included, so a warm start or :meth:`partial_fit` continues exactly
+            as the saved model would have on the same kind of device.
+        """
+        tensors, document = read_model_file(path)
+        name = f"{path!r}"
+        if document.get("estimator") != _qualified_name(cls):
+            raise ValueError(f"{name} holds a {document.get('estimator')!r}, not a {cls.__name__}.")
+        given = {"encoder": encoder, "decoder": decoder, "critic": critic}
+        recorded = document.get("custom_networks", {})
+        for network, code in given.items():
+            if network in recorded and code is None:
+                raise ValueError(
+                    f"{name} was fitted with a custom {network} ({recorded[network]}); a model "
+                    f"file holds its weights, not its code: pass {network}=<the same module or "
+                    "factory> to load. (pickle and joblib store the code, and run it on load.)"
+                )
+            if network not in recorded and code is not None:
+                raise ValueError(
+                    f"{name} was fitted with the built-in {network}; do not pass {network}=."
+                )
+        try:
+            saved_device = document["engine"]["device"]
+            target = available_device(saved_device) if device is None else resolve_device(device)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"{name} records no usable device: {exc}") from None
+        try:
+            model = cls(**{k: from_json(v) for k, v in document["params"].items()}, **given)
+            if device is not None:
+                model.device = device
+            model._validate_params()
+            engine = Engine.from_state(
+                from_json(document["engine"]), tensors, device=target, **given
+            )
+            fitted = {k: from_json(v) for k, v in document["fitted"].items()}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise ValueError(
+                f"{name} passed its integrity check but does not describe a model this "
+                f"skinfomax can rebuild: {type(exc).__name__}: {exc}"
+            ) from None
+        vars(model).update(fitted)
+        model._engine, model.device_ = engine, engine.device
+        model.encoder_, model.decoder_ = engine.encoder, engine.decoder
+        model.critic_, model.likelihood_ = engine.critic, engine.likelihood
+        return model
+
+
+def _qualified_name(kind):
+    return f"{kind.__module__}.{kind.__qualname__}"

@@ -88,6 +88,37 @@ def test_partial_fit_chunks_and_errors(tiny_vae, digits):
         tiny_vae(early_stopping=True).partial_fit(X)
 
 
+def test_short_last_chunk_is_trained_with_a_clipped_batch(tiny_vae, digits):
+    X, _ = digits
+    chunks = [X[:100], X[100:110]]  # batch_size=64: the last chunk has 10 rows
+    streamed = tiny_vae(batch_size=64)
+    streamed.partial_fit(chunks[0])
+    with pytest.warns(UserWarning, match="batch_size=64 is larger than the 10 training samples; "
+                                         "it is clipped to 10"):
+        streamed.partial_fit(chunks[1])
+    assert streamed.n_iter_ == 2 and streamed.batch_size_ == 10
+    # The clipped call is the call with batch_size=10: same streams, same weights after it.
+    explicit = tiny_vae(batch_size=64)
+    explicit.partial_fit(chunks[0])
+    explicit.set_params(batch_size=10).partial_fit(chunks[1])
+    assert streamed.history_ == explicit.history_
+    np.testing.assert_array_equal(streamed.transform(X), explicit.transform(X))
+    with pytest.raises(ValueError, match="minimum of 2"):
+        streamed.partial_fit(X[:1])
+    assert streamed.n_iter_ == 2
+
+
+def test_fit_clips_batch_size_like_partial_fit(tiny_vae, digits):
+    X, _ = digits
+    with pytest.warns(UserWarning, match="batch_size=1000 is larger than the 240"):
+        clipped = tiny_vae(batch_size=1000).fit(X)
+    whole = tiny_vae(batch_size=240).fit(X)
+    assert clipped.batch_size_ == 240 and clipped.history_ == whole.history_
+    # With early stopping the training part is what is clipped to.
+    with pytest.warns(UserWarning, match="larger than the 216 training samples"):
+        tiny_vae(batch_size=1000, early_stopping=True, max_iter=1).fit(X)
+
+
 def test_memmap_input_is_streamed_and_matches_in_memory(tiny_vae, digits, tmp_path):
     X, _ = digits
     X = X.astype(np.float32)

@@ -1,0 +1,98 @@
+"""Soak: many fit / transform / score / save / load cycles in one process; memory must not grow.
+
+Each cycle fits a fresh small model on 500 digits, transforms, scores, saves
+it to a model file, loads it back and transforms again (checking the loaded
+model's output equals the original's). Resident memory (``VmRSS``, and
+``RssAnon``: the process's own allocations, without mapped files) is read
+from /proc/self/status after every cycle, and CUDA allocated/reserved memory
+where a GPU is used. The figures at cycle 10 (after warm-up: allocator pools
+and lazily loaded libraries are in place) and at the last cycle are
+compared; growth above 5% exits with status 1.
+
+    PYTHONPATH=. python benchmarks/soak.py --cycles 200
+    PYTHONPATH=. python benchmarks/soak.py --cycles 200 --device cuda
+"""
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import header  # noqa: E402
+
+from skinfomax import InfoMaxVAETransformer  # noqa: E402
+
+MiB = 2**20
+LIMIT = 0.05
+
+
+def memory(device):
+    """Current resident and anonymous memory (and CUDA memory), in bytes."""
+    figures = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            field, _, value = line.partition(":")
+            if field in ("VmRSS", "RssAnon"):
+                figures[field] = int(value.split()[0]) * 1024
+    if device.startswith("cuda"):
+        figures["cuda_allocated"] = torch.cuda.memory_allocated()
+        figures["cuda_reserved"] = torch.cuda.memory_reserved()
+    return figures
+
+
+def cycle(X, device, path):
+    vae = InfoMaxVAETransformer(
+        n_components=4, hidden_layer_sizes=(32,), critic_hidden_layer_sizes=(32,),
+        max_iter=2, batch_size=64, device=device, random_state=0,
+    ).fit(X)
+    Z = vae.transform(X)
+    vae.score(X)
+    vae.save(path)
+    loaded = InfoMaxVAETransformer.load(path)
+    if not np.array_equal(loaded.transform(X), Z):
+        raise AssertionError("the loaded model transforms differently")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--reference", type=int, default=10, help="cycle whose memory is the base")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    header()
+    X = (load_digits().data[:500] / 16).astype(np.float32)
+    base = None
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "vae.safetensors")
+        for i in range(1, args.cycles + 1):
+            cycle(X, args.device, path)
+            gc.collect()
+            figures = memory(args.device)
+            if i == args.reference:
+                base = figures
+            if i in (1, args.reference, args.cycles) or i % 50 == 0:
+                print(f"cycle {i:4d}: " + "  ".join(
+                    f"{k} {v / MiB:8.2f} MiB" for k, v in figures.items()), flush=True)
+    print()
+    failed = False
+    for field, value in figures.items():
+        growth = (value - base[field]) / base[field] if base[field] else 0.0
+        failed |= growth > LIMIT
+        print(f"{field:15s} cycle {args.reference}: {base[field] / MiB:8.2f} MiB   "
+              f"cycle {args.cycles}: {value / MiB:8.2f} MiB   growth {100 * growth:+.2f}%")
+    print("load    :", "%.2f %.2f %.2f (1/5/15 min)" % os.getloadavg())
+    print(f"{'FAIL' if failed else 'OK'}: limit {100 * LIMIT:.0f}% growth")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
