@@ -15,7 +15,6 @@ import torch.nn.functional as F
 __all__ = [
     "CRITIC_BOUND",
     "MI_BOUNDS",
-    "all_pairs_bound",
     "all_pairs_influence",
     "bound_influence",
     "bernoulli_nll",
@@ -183,13 +182,3 @@ def all_pairs_influence(estimator, scores):
         return scores.diagonal() - mean - deviation
     return scores.diagonal() - torch.log(mean) - deviation / mean
 
-
-def all_pairs_bound(estimator, scores):
-    """The bound from a ``(B, B)`` score matrix, every mismatched pair a marginal draw.
-
-    NWJ and DV take the ``B(B - 1)`` off-diagonal scores as their marginal
-    sample (see :func:`off_diagonal`); InfoNCE uses the matrix as it is.
-    """
-    if estimator == "infonce":
-        return infonce_bound(scores)
-    return MI_BOUNDS[estimator](scores.diagonal(), off_diagonal(scores))

@@ -721,8 +721,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
         The trained critic's bound on fixed batches of the fitted batch size,
-        each taking every mismatched pair of the batch as a draw from the
-        product of the marginals; repeatable for a fixed model and data. It
+        each taking every mismatched pair within blocks of 16 rows as a draw
+        from the product of the marginals (InfoNCE: every pair of the batch);
+        repeatable for a fixed model and data. It
         grows with ``alpha`` and ``n_components`` by construction: for model
         selection prefer a downstream score (see Notes of the class). A value
         below -1 nat warns (RuntimeWarning): no valid critic of a trained
@@ -748,7 +749,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
         - **lower**: the critic's bound (``mi_estimator``) on held-out data,
           the mean over fixed batches of the fitted batch size, each taking
-          every mismatched pair as a marginal draw; its standard error is
+          every mismatched pair within blocks of 16 rows as a marginal draw
+          (:func:`skinfomax.training.held_out_bound`); its standard error is
           ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch:
           give at least two batches' worth of samples).
         - **upper**: the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, exact
