@@ -37,7 +37,7 @@ def search(max_iter):
 def client():
     children_before = {p.pid for p in psutil.Process().children(recursive=True)}
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     yield client
