@@ -25,12 +25,26 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 from skinfomax import InfoMaxVAETransformer  # noqa: E402
 
-GRID = {"alpha": [0.0, 5.0], "beta": [1.0], "n_components": [2, 3]}
+GRID = {"alpha": [0.0, 5.0], "beta": [0.5, 1.0], "n_components": [2, 3]}
 SMALL = dict(hidden_layer_sizes=(16,), critic_hidden_layer_sizes=(16,), random_state=0)
 
 
 def search(max_iter):
     return GridSearchCV(InfoMaxVAETransformer(max_iter=max_iter, **SMALL), GRID, cv=3)
+
+
+def cluster_processes(known):
+    """Running child processes of this one that are not in ``known``."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            # multiprocessing's resource tracker serves this interpreter, not the cluster
+            if (process.pid not in known and process.status() != psutil.STATUS_ZOMBIE
+                    and "resource_tracker" not in " ".join(process.cmdline())):
+                found.append(process)
+        except psutil.NoSuchProcess:  # ended while we looked
+            pass
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +59,7 @@ def client():
     cluster.close()
     # Nothing the cluster started outlives it (the nanny waits for its worker).
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        leaked = [
-            p for p in psutil.Process().children(recursive=True)
-            if p.pid not in children_before and p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE
-            # multiprocessing's resource tracker serves this interpreter, not the cluster
-            and "resource_tracker" not in " ".join(p.cmdline())
-        ]
-        if not leaked:
-            break
+    while (leaked := cluster_processes(children_before)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not leaked, f"processes left running after the cluster closed: {leaked}"
 
