@@ -509,19 +509,32 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_train, X_valid = (X_checked, None) if incremental else self._split(X_checked, seed)
         config = self._training_config(self._effective_batch_size(X_train.shape[0]))
         if continuing:
-            engine = self._engine
+            engine, previous_config = self._engine, self._engine.config
             engine.configure(config)
         else:
             engine = Engine.build(
                 spec, X_train, device=resolve_device(self.device), seed=seed, config=config,
                 encoder=self.encoder, decoder=self.decoder, critic=self.critic,
             )
+        n_epochs_before = len(engine.history)
         with torch_threads(self.n_threads):
-            engine.train(
-                X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
-                stream=_is_streamed(X) and X_valid is None,
-            )
-            info_mean = self._info_mean(engine, X_train)
+            try:
+                engine.train(
+                    X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
+                    stream=_is_streamed(X) and X_valid is None,
+                )
+            except BaseException as exc:
+                # An interrupted engine keeps the epochs it completed; any other failed
+                # call (divergence, bad input) leaves it as it was, and so this estimator.
+                if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
+                    self._set_fitted(engine, X, X_train, continuing)
+                elif continuing:
+                    engine.configure(previous_config)
+                raise
+            return self._set_fitted(engine, X, X_train, continuing)
+
+    def _set_fitted(self, engine, X, X_train, continuing):
+        info_mean = self._info_mean(engine, X_train)
         if not continuing:  # X was checked before training: only record its features here
             validate_data(self, X, reset=True, skip_check_array=True)
         self._engine = engine
@@ -529,7 +542,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         self.history_, self.n_iter_ = list(engine.history), len(engine.history)
         self.info_mean_ = info_mean
-        self.batch_size_, self.device_ = config.batch_size, engine.device
+        self.batch_size_, self.device_ = engine.config.batch_size, engine.device
         return self
 
     @staticmethod
@@ -785,7 +798,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             if refit_critic:
                 values, eval_rows = refit_critic_bounds(
-                    engine.encoder, engine.critic, X, estimator=self.mi_estimator,
+                    engine.encoder, engine.critic, engine.inputs(X), estimator=self.mi_estimator,
                     batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
                     verbose=self.verbose,
                 )
@@ -795,6 +808,11 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 values, sizes = engine.mi_batches(X)
                 lower = float(np.dot(values, sizes) / sizes.sum())
                 lower_se, X_eval = mean_and_se(values)[1], X
+            if not math.isfinite(lower):  # only a refitted critic can get here
+                raise FloatingPointError(
+                    "The refitted critic diverged: its bound on this X is not finite. Give "
+                    "more samples, or use refit_critic=False."
+                )
             warn_if_implausible(lower, self.mi_estimator)
             if engine.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
