@@ -46,7 +46,9 @@ class GaussianLikelihood(torch.nn.Module):
     def __init__(self, feature_variance, min_variance):
         super().__init__()
         variance = torch.as_tensor(feature_variance, dtype=torch.float32)
-        self.register_buffer("log_min_variance", torch.tensor(math.log(min_variance)))
+        self.register_buffer(
+            "log_min_variance", torch.tensor(math.log(min_variance), dtype=torch.float32)
+        )
         # softplus^-1 of the initial gap above the floor: start at the data's variance.
         gap = (torch.log(variance + min_variance) - self.log_min_variance).clamp_min(1e-4)
         self.raw_log_var = torch.nn.Parameter(gap + torch.log(-torch.expm1(-gap)))

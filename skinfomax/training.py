@@ -26,6 +26,14 @@ captured once as a CUDA graph and replayed (:mod:`skinfomax.graphs`): the
 host's per-kernel launch cost, not the GPU, bounds eager steps at these
 sizes. Optional: mixed precision (``precision``), a compiled loss
 (``compile``), and fused Adam kernels wherever torch has them.
+
+Trust: with the Gaussian likelihood every input passes through the engine's
+:class:`~skinfomax.units.InputUnits` (standard units) on its way to the
+device. Each epoch's single host sync also carries a finiteness probe of
+the weights, so a NaN or inf in any step's loss or in the weights is caught
+in the epoch it happens; a training call that diverges puts the engine back
+as it was (a checkpoint taken at the start of the call). Ctrl-C is deferred
+to the end of the current step.
 """
 
 import contextlib
@@ -50,7 +58,14 @@ from .objectives import (
     infonce_bound,
 )
 from .units import InputUnits, to_float32
-from .utils import EarlyStopping, batch_slices, deferred_interrupt, generators, seeded
+from .utils import (
+    EarlyStopping,
+    batch_slices,
+    default_dtype,
+    deferred_interrupt,
+    generators,
+    seeded,
+)
 
 __all__ = ["PRECISIONS", "Engine", "TrainingConfig", "TrainingDiverged"]
 
@@ -263,15 +278,16 @@ class Engine:
         pass on two rows of X checks that the networks fit each other and
         the data.
         """
-        with seeded(seed):
-            networks = build_networks(spec, encoder, decoder, critic)
-        units = likelihood = None
+        units = None
         if spec.likelihood == "gaussian":
             channels = spec.image_shape[0] if spec.architecture == "conv" else None
             units = InputUnits.fit(X, n_channels=channels)
-            likelihood = build_likelihood("gaussian", units.feature_variance)
-        else:
-            likelihood = build_likelihood(spec.likelihood)
+        # float32 whatever the caller's default dtype: the data are sent in float32.
+        with seeded(seed), default_dtype(torch.float32):
+            networks = build_networks(spec, encoder, decoder, critic)
+            likelihood = build_likelihood(
+                spec.likelihood, None if units is None else units.feature_variance
+            )
         # CUDA graphs replay the step without running Python: only for the
         # built-in networks, whose forward passes are known to be capture-safe.
         builtin = all(custom is None for custom in (encoder, decoder, critic))
@@ -356,7 +372,8 @@ class Engine:
 
     def _terms(self, x, estimator, shift, noise, mi_gradient_scale=1.0):
         """:meth:`_terms_from_noise` with the noise drawn from the generator ``noise``."""
-        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device)
+        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device,
+                          dtype=torch.float32)
         return self._terms_from_noise(x, eps, shift, estimator, mi_gradient_scale)
 
     def _step_loss(self, x, eps, shift, estimator, alpha, beta):
@@ -463,20 +480,21 @@ class Engine:
         return sums
 
     def _train_epoch(self, rows, cpu_gen, noise_gen, interrupt):
-        """One epoch (up to an ``interrupt`` request); its summary and whether the weights are finite.
+        """One epoch (or less, on an ``interrupt`` request): its summary, and whether weights are finite.
 
         Loss sums and a finiteness probe of the weights stay on the device
         and come back in one host sync; a NaN or inf anywhere in the epoch's
         losses reaches the sums, so every step is checked at no extra sync.
         """
         self._set_train(True)
-        totals = torch.zeros(3, device=self.device)  # recon, kl, mi (sums over samples)
+        # recon, kl, mi (sums over samples)
+        totals = torch.zeros(3, dtype=torch.float32, device=self.device)
         for x in rows.batches(self.config.batch_size, cpu_gen):
             if interrupt.requested:
                 break
             shift = derangement_shift(x.shape[0], cpu_gen)
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
-                              device=self.device)
+                              dtype=torch.float32, device=self.device)
             totals += self._step(x, shift, eps)
         *sums, weight_sum = torch.cat([totals, self._weight_sum().reshape(1)]).tolist()
         return self._summary(sums, rows.n_rows), math.isfinite(weight_sum)
@@ -502,7 +520,7 @@ class Engine:
         optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
         return {
             "modules": [copy.deepcopy(m.state_dict()) for m in self._modules()],
-            "optimizers": [None if o is None else copy.deepcopy(o.state_dict()) for o in optimizers],
+            "optimizers": [o if o is None else copy.deepcopy(o.state_dict()) for o in optimizers],
             "rng_state": self.rng_state,
             "n_epochs": len(self.history),
         }
@@ -658,7 +676,7 @@ class Engine:
         recons, kls, mis, sizes = [], [], [], []
         for x in rows.batches(self.config.batch_size):
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
-                              device=self.device)
+                              dtype=torch.float32, device=self.device)
             with self._autocast():
                 mean, log_var, c = (t.float() for t in self.encoder(x))
                 codes = codes_from_noise(mean, log_var, c, eps)

@@ -152,10 +152,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         own x extractor in it). A dry pass on 2 samples checks the shapes
         before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution. "gaussian" learns one variance per feature
-        (floored at 1e-3 times the mean feature variance), so the balance of
-        reconstruction and KL does not depend on the data's units.
-        "bernoulli" requires data in [0, 1].
+        Decoder distribution. "gaussian" needs no scaler in front: the model
+        works in standard units, with a centre and scale per feature (per
+        channel with ``architecture="conv"``) taken from the first fit's X
+        in float64, applied before the encoder and the critic and undone
+        after the decoder. Fits on X and on ``a * X + b`` (any positive
+        per-feature ``a``) give the same codes and :meth:`score`;
+        :meth:`inverse_transform` answers in X's units and reconstruction
+        NLLs are reported in them. Features constant in training are
+        reconstructed as their constant. It learns one variance per
+        feature, floored at 1e-3 times their mean (in standard units).
+        "bernoulli" takes X as it is, which must lie in [0, 1]
+        (probabilities, e.g. grey levels divided by their maximum): scale
+        other data yourself, e.g. with ``MinMaxScaler``.
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
         Lower bound on I(x; z): NWJ (as both reference designs),
         Donsker-Varadhan, or InfoNCE (capped at log(batch_size)).
@@ -244,11 +253,44 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     it alone: score a downstream task (see the module's README) or use the
     scorers in :mod:`skinfomax.scoring`.
 
-    X that fits in memory is moved to the device once (a C-contiguous
-    float32 array is shared, not copied). A :class:`numpy.memmap` is never
-    loaded whole: it is streamed to the device one batch at a time, in fit,
-    :meth:`partial_fit`, :meth:`transform` and :meth:`score`. For data that
-    does not fit at all, call :meth:`partial_fit` on successive chunks.
+    X that fits in memory is moved to the device once (standardised on the
+    host first with the Gaussian likelihood; with the Bernoulli one a
+    C-contiguous float32 array is shared, not copied). A
+    :class:`numpy.memmap` is never loaded whole: it is streamed to the
+    device one batch at a time, in fit, :meth:`partial_fit`,
+    :meth:`transform` and :meth:`score`. For data that does not fit at all,
+    call :meth:`partial_fit` on successive chunks.
+
+    **No silent garbage.** Training checks every epoch for a NaN or
+    infinite loss (any step's) or weight, at no extra host synchronisation.
+    On divergence, :meth:`fit` and :meth:`partial_fit` raise
+    ``FloatingPointError`` (:class:`skinfomax.training.TrainingDiverged`)
+    naming the epoch and the likely causes, and the estimator keeps exactly
+    the state it had before the call (fitted or not, weights, optimiser
+    states, random streams and ``history_``). With ``early_stopping=True``
+    and a finite best epoch, fit instead keeps that epoch's weights and
+    warns. :meth:`transform`, :meth:`inverse_transform`, :meth:`score`,
+    :meth:`mi_bounds` and the other methods raise ValueError rather than
+    return NaN or inf, e.g. for rows too far outside the training data.
+
+    **Ctrl-C keeps the work.** A KeyboardInterrupt during :meth:`fit` or
+    :meth:`partial_fit` stops training at the end of the current step, warns
+    (RuntimeWarning) and leaves a fitted estimator with the epochs completed
+    so far: ``history_`` lists them, the weights are those after the last
+    step (the best epoch's with early stopping). The KeyboardInterrupt is
+    then re-raised, so a script or a grid search stops as the user asked;
+    in a notebook the estimator is ready to use in the next cell, and
+    ``warm_start=True`` or :meth:`partial_fit` continue it. If no epoch of
+    the call completed, the estimator is as it was before the call. A
+    second Ctrl-C stops at once (mid-step); so does one where Python's
+    default SIGINT handler is not installed or outside the main thread.
+
+    With an int ``random_state`` results are repeatable bit for bit on one
+    machine and thread count: the same ``transform``, ``history_`` and
+    :meth:`score` from two fits, in two processes, after a pickle round trip
+    or after :meth:`set_params` and other fits in between. Torch's global
+    random state, thread count and default dtype are left as the caller had
+    them.
 
     Examples
     --------
@@ -449,6 +491,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         self : InfoMaxVAETransformer
             The fitted transformer.
+
+        Raises
+        ------
+        FloatingPointError
+            When training diverges (see Notes of the class); the estimator
+            is left as it was.
+        KeyboardInterrupt
+            Re-raised after Ctrl-C, with the completed epochs kept (see
+            Notes of the class).
         """
         return self._fit(X, incremental=False)
 

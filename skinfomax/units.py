@@ -115,7 +115,8 @@ class InputUnits:
         they carry no information, and their scale (their magnitude, or 1
         when zero) is no unit of the data.
         """
-        return np.where(self.constant, self.center, X.astype(np.float64) * self.scale + self.center)
+        restored = X.astype(np.float64) * self.scale + self.center
+        return np.where(self.constant, self.center, restored)
 
 
 def _group_max(values, groups):

@@ -19,6 +19,7 @@ __all__ = [
     "EarlyStopping",
     "as_positive_ints",
     "batch_slices",
+    "default_dtype",
     "deferred_interrupt",
     "generators",
     "mean_and_se",
@@ -108,6 +109,17 @@ def deferred_interrupt():
     finally:
         if defer:
             signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """Make ``dtype`` torch's default inside the block, restoring the caller's afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 # -- seeds and random streams ----------------------------------------------------
@@ -213,7 +225,7 @@ class EarlyStopping:
         self.n_iter_no_change, self.tol = n_iter_no_change, tol
         first = self.tensors[0]
         n_members, device = first.shape[0], first.device
-        self.best = torch.full((n_members,), -math.inf, device=device)
+        self.best = torch.full((n_members,), -math.inf, dtype=torch.float32, device=device)
         self.stale = torch.zeros(n_members, dtype=torch.long, device=device)
         self.best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
         with torch.no_grad():

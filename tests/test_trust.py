@@ -69,7 +69,7 @@ def test_units_do_not_matter(cancer):
 
 
 def test_reconstruction_nll_is_in_the_users_units(cancer):
-    """The density of ``a * x + b`` is that of x divided by ``prod |a|``: NLLs shift by sum log a."""
+    """The density of ``a * x + b`` is that of x over ``prod |a|``: NLLs shift by sum log a."""
     X = cancer[:, :-2]
     factors = 10.0 ** np.random.RandomState(2).uniform(-5, 5, X.shape[1])
     plain, scaled = small_vae().fit(X), small_vae().fit(X * factors - 3.0)
@@ -129,7 +129,8 @@ class CountingDecoder(torch.nn.Module):
 
     def __init__(self, n_codes, n_features, at, action):
         super().__init__()
-        self.net, self.steps, self.at, self.action = build_mlp([n_codes, 16, n_features]), 0, at, action
+        self.net = build_mlp([n_codes, 16, n_features])
+        self.steps, self.at, self.action = 0, at, action
 
     def forward(self, codes):
         out = self.net(codes)
@@ -309,11 +310,18 @@ def test_set_params_between_fits_leaks_nothing(digits):
     assert digest(vae.fit(X), X) == first
 
 
-def test_public_methods_leave_the_callers_torch_state(digits):
+@pytest.fixture
+def float64_default():
+    """A caller who made float64 torch's default dtype."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_public_methods_leave_the_callers_torch_state(digits, float64_default):
     X = digits[0]
     torch.manual_seed(5)
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
-    state = torch.get_rng_state()
+    threads, state = torch.get_num_threads(), torch.get_rng_state()
     vae = small_vae(n_threads=1, n_info_components=1)
     calls = {
         "fit": lambda: vae.fit(X),
@@ -332,4 +340,14 @@ def test_public_methods_leave_the_callers_torch_state(digits):
         call()
         assert torch.equal(torch.get_rng_state(), state), name
         assert torch.get_num_threads() == threads, name
-        assert torch.get_default_dtype() == dtype, name
+        assert torch.get_default_dtype() == torch.float64, name
+
+
+def test_callers_default_dtype_changes_nothing(digits):
+    X = digits[0]
+    expected = digest(small_vae(n_threads=1).fit(X), X)
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert digest(small_vae(n_threads=1).fit(X), X) == expected
+    finally:
+        torch.set_default_dtype(torch.float32)
