@@ -8,12 +8,19 @@ see roofline.py) that each one reaches.
 
     PYTHONPATH=. python benchmarks/bench_fit.py --n-samples 5000 --repeats 5
     PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,compiled,tight
+    PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,unchecked
+
+"unchecked" is the estimator with the engine's divergence check switched off
+(no per-epoch weight probe, no checkpoint at the start of fit): its ratio to
+"estimator" is the cost of the check.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -23,13 +30,24 @@ import handwritten  # noqa: E402
 import roofline  # noqa: E402
 from _common import MODEL, header, load_data, median, timed  # noqa: E402
 from skinfomax import InfoMaxVAETransformer  # noqa: E402
+from skinfomax.training import Engine  # noqa: E402
 
 
-def estimator_runner(**params):
+@contextlib.contextmanager
+def divergence_check_off():
+    """The engine's divergence check replaced by no-ops (the reference for its cost)."""
+    no_probe = lambda self: torch.zeros((), device=self.device)  # noqa: E731
+    no_checkpoint = lambda self: {"n_epochs": len(self.history)}  # noqa: E731
+    with mock.patch.object(Engine, "_weight_sum", no_probe), \
+            mock.patch.object(Engine, "_checkpoint", no_checkpoint):
+        yield
+
+
+def estimator_runner(context=contextlib.nullcontext, **params):
     def run(X, epochs):
         est = InfoMaxVAETransformer(max_iter=epochs, device="cpu", random_state=0,
                                     **{**MODEL, **params})
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), context():
             warnings.simplefilter("ignore", UserWarning)
             return est.fit(X)
     return run
@@ -39,6 +57,7 @@ CONTENDERS = {
     "estimator": estimator_runner(),
     "compiled": estimator_runner(compile=True),
     "bf16": estimator_runner(precision="bfloat16"),
+    "unchecked": estimator_runner(divergence_check_off),
     "tight": handwritten.train_tight,
     "typical": handwritten.train_typical,
 }
@@ -89,6 +108,10 @@ def main():
         gflops = rate[name] * flops_per_sample / 1e9
         print(f"{name:16s} {median(times[name]):9.2f} {rate[name]:10,.0f} {best[name]:9,.0f} "
               f"{gflops:8.1f} {gflops / ceiling:10.1%}")
+    if "unchecked" in rate and "estimator" in rate:
+        print(f"divergence check: estimator / unchecked time "
+              f"{rate['unchecked'] / rate['estimator']:.3f}x "
+              f"(best-of: {best['unchecked'] / best['estimator']:.3f}x)")
     for ref in ("tight", "typical"):
         if ref in rate:
             for name in names:

@@ -26,9 +26,19 @@ captured once as a CUDA graph and replayed (:mod:`skinfomax.graphs`): the
 host's per-kernel launch cost, not the GPU, bounds eager steps at these
 sizes. Optional: mixed precision (``precision``), a compiled loss
 (``compile``), and fused Adam kernels wherever torch has them.
+
+Trust: with the Gaussian likelihood every input passes through the engine's
+:class:`~skinfomax.units.InputUnits` (standard units) on its way to the
+device. Each epoch's single host sync also carries a finiteness probe of
+the weights, so a NaN or inf in any step's loss or in the weights is caught
+in the epoch it happens; a training call that diverges puts the engine back
+as it was (a checkpoint taken at the start of the call). Ctrl-C is deferred
+to the end of the current step.
 """
 
 import contextlib
+import copy
+import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -47,9 +57,17 @@ from .objectives import (
     infonce_bound,
     off_diagonal,
 )
-from .utils import EarlyStopping, batch_slices, generators, seeded
+from .units import InputUnits, to_float32
+from .utils import (
+    EarlyStopping,
+    batch_slices,
+    default_dtype,
+    deferred_interrupt,
+    generators,
+    seeded,
+)
 
-__all__ = ["PRECISIONS", "Engine", "TrainingConfig"]
+__all__ = ["PRECISIONS", "Engine", "TrainingConfig", "TrainingDiverged"]
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -84,6 +102,10 @@ class _ScaleGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad * ctx.scale, None
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss or a weight became NaN or infinite; the engine is as it was before the call."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +181,14 @@ def _warn_fallback(what, exc, how):
     )
 
 
+def _check_finite(values, what):
+    if not all(np.isfinite(v).all() for v in values):
+        raise ValueError(
+            f"The trained networks give NaN or infinite values for {what} of this input: "
+            "it lies too far outside the data they were trained on."
+        )
+
+
 def _fused_adam_available(device):
     # Fused Adam: one kernel for all parameters; CUDA always, CPU since torch 2.4.
     if device.type == "cuda":
@@ -173,26 +203,33 @@ def _fused_adam_available(device):
 
 
 class _Rows:
-    """Rows of X, either resident on the device or streamed from a host array.
+    """Rows of X in the networks' units, either resident on the device or streamed.
 
-    Resident: one transfer; a contiguous writable float32 array is shared,
+    With ``units`` (:class:`~skinfomax.units.InputUnits`) rows are
+    standardised on the host, in float64, on their way. Resident: one
+    transfer; without units a contiguous writable float32 array is shared,
     not copied (the caller's array is only read). Streamed (for a numpy
     memmap, or any array that should not be copied whole): each batch is
     gathered on the host and sent on its own, so memory holds one batch.
     """
 
-    def __init__(self, X, device, stream=False):
-        self.device, self.n_rows = device, X.shape[0]
+    def __init__(self, X, device, stream=False, units=None, what="X"):
+        self.device, self.n_rows, self.units, self.what = device, X.shape[0], units, what
         if stream:
             self.host, self.tensor = X, None
         else:
-            X = np.require(X, dtype=np.float32, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-            self.host, self.tensor = None, torch.from_numpy(X).to(device)
+            self.host, self.tensor = None, torch.from_numpy(self._float32(X)).to(device)
+
+    def _float32(self, rows):
+        if self.units is None:
+            return to_float32(rows, self.what)
+        return self.units.standardise(rows, self.what)
 
     def _send(self, rows):
         # One batch: copied when read-only (a memmap), so torch may own it.
-        rows = np.require(rows, dtype=np.float32, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-        return torch.from_numpy(rows).to(self.device, non_blocking=self.device.type == "cuda")
+        return torch.from_numpy(self._float32(rows)).to(
+            self.device, non_blocking=self.device.type == "cuda"
+        )
 
     def batches(self, batch_size, generator=None):
         """Batches of rows on the device (:func:`~skinfomax.utils.batch_slices`)."""
@@ -224,6 +261,10 @@ class Engine:
     likelihood : torch.nn.Module
         Has ``nll(x, decoder_output)`` and ``mean(decoder_output)``
         (:mod:`skinfomax.likelihoods`).
+    units : InputUnits or None
+        Standardisation applied to every input before the networks and
+        undone on decoder means (:mod:`skinfomax.units`); reconstruction
+        NLLs are reported in the data's units. None feeds X as it is.
     device : torch.device
     seed : int
         Starts the random streams (batch order, pairing shifts, noise) and
@@ -238,7 +279,7 @@ class Engine:
         modules known to be capture-safe).
     """
 
-    def __init__(self, encoder, decoder, critic, likelihood, *, device, seed,
+    def __init__(self, encoder, decoder, critic, likelihood, *, device, seed, units=None,
                  config=TrainingConfig(), code_sizes=None, cuda_graphs=True):
         if code_sizes is None:
             n_z, _, n_c = encoder.split_sizes
@@ -247,7 +288,7 @@ class Engine:
         self.encoder, self.decoder = encoder.to(device), decoder.to(device)
         self.critic, self.likelihood = critic.to(device), likelihood.to(device)
         self.device, self.seed, self.config = device, seed, config
-        self.cuda_graphs = cuda_graphs
+        self.units, self.cuda_graphs = units, cuda_graphs
         self.spec = None  # the NetworkSpec the networks were built from, if any
         self.history = []  # one record per epoch, across training calls
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
@@ -262,18 +303,28 @@ class Engine:
 
         Weights are drawn under ``seed``; ``encoder`` / ``decoder`` /
         ``critic`` replace the built networks (see
-        :func:`~skinfomax.networks.build_networks`). A dry pass on two rows of
-        X checks that the networks fit each other and the data.
+        :func:`~skinfomax.networks.build_networks`). The Gaussian likelihood
+        works in standard units, taken from X per feature (per channel for
+        the convolutional networks); the Bernoulli one on X as it is. A dry
+        pass on two rows of X checks that the networks fit each other and
+        the data.
         """
-        with seeded(seed):
+        units = None
+        if spec.likelihood == "gaussian":
+            channels = spec.image_shape[0] if spec.architecture == "conv" else None
+            units = InputUnits.fit(X, n_channels=channels)
+        # float32 whatever the caller's default dtype: the data are sent in float32.
+        with seeded(seed), default_dtype(torch.float32):
             networks = build_networks(spec, encoder, decoder, critic)
+            likelihood = build_likelihood(
+                spec.likelihood, None if units is None else units.feature_variance
+            )
         # CUDA graphs replay the step without running Python: only for the
         # built-in networks, whose forward passes are known to be capture-safe.
         builtin = all(custom is None for custom in (encoder, decoder, critic))
         engine = cls(
-            *networks, build_likelihood(spec.likelihood, X), device=device, seed=seed,
-            config=config, code_sizes=(spec.n_components, spec.n_info_components),
-            cuda_graphs=builtin,
+            *networks, likelihood, device=device, seed=seed, units=units, config=config,
+            code_sizes=(spec.n_components, spec.n_info_components), cuda_graphs=builtin,
         )
         engine.spec = spec
         check_networks(
@@ -306,8 +357,15 @@ class Engine:
         return self.cuda_graphs and self.device.type == "cuda" and self.precision != "float16"
 
     def _tensor(self, X):
-        """X as a float32 tensor on the device (shares a float32 array's memory)."""
-        return _Rows(X, self.device).tensor
+        """X in the networks' units, as a float32 tensor on the device."""
+        return self._rows(X).tensor
+
+    def _rows(self, X, stream=False, what="X"):
+        return _Rows(X, self.device, stream, self.units, what)
+
+    def inputs(self, X):
+        """X as the networks see it (standardised when the engine has units), float32 numpy."""
+        return to_float32(X) if self.units is None else self.units.standardise(X)
 
     # -- pieces -------------------------------------------------------------
     def _vae_modules(self):
@@ -345,7 +403,8 @@ class Engine:
 
     def _terms(self, x, estimator, shift, noise, mi_gradient_scale=1.0):
         """:meth:`_terms_from_noise` with the noise drawn from the generator ``noise``."""
-        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device)
+        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device,
+                          dtype=torch.float32)
         return self._terms_from_noise(x, eps, shift, estimator, mi_gradient_scale)
 
     def _step_loss(self, x, eps, shift, estimator, alpha, beta):
@@ -457,25 +516,75 @@ class Engine:
             self.scaler.update()
         return sums
 
-    def _train_epoch(self, rows, cpu_gen, noise_gen):
+    def _train_epoch(self, rows, cpu_gen, noise_gen, interrupt):
+        """One epoch (or less, on an ``interrupt`` request): its summary, and whether weights are finite.
+
+        Loss sums and a finiteness probe of the weights stay on the device
+        and come back in one host sync; a NaN or inf anywhere in the epoch's
+        losses reaches the sums, so every step is checked at no extra sync.
+        """
         self._set_train(True)
-        totals = torch.zeros(3, device=self.device)  # recon, kl, mi (sums over samples)
+        # recon, kl, mi (sums over samples)
+        totals = torch.zeros(3, dtype=torch.float32, device=self.device)
         for x in rows.batches(self.config.batch_size, cpu_gen):
+            if interrupt.requested:
+                break
             shift = derangement_shift(x.shape[0], cpu_gen)
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
-                              device=self.device)
-            # Accumulated on the device: one host sync per epoch, not per step.
+                              dtype=torch.float32, device=self.device)
             totals += self._step(x, shift, eps)
-        return self._summary(totals.tolist(), rows.n_rows)
+        *sums, weight_sum = torch.cat([totals, self._weight_sum().reshape(1)]).tolist()
+        return self._summary(sums, rows.n_rows), math.isfinite(weight_sum)
+
+    @torch.no_grad()
+    def _weight_sum(self):
+        """Sum of every weight: finite exactly when all of them are (short of overflow)."""
+        return torch.stack([p.sum() for m in self._modules() for p in m.parameters()]).sum()
 
     def _summary(self, sums, n_samples):
         recon, kl, mi = (s / n_samples for s in sums)
+        if self.units is not None:  # NLL in the data's units: the Jacobian of standardising
+            recon += self.units.log_scale_sum
         loss = recon + self.config.beta * kl - self.config.alpha * mi
         return {"loss": loss, "reconstruction": recon, "kl": kl, "mi": mi}
 
     def _weights(self):
         """Every module's weights and buffers as one-member views (see EarlyStopping)."""
         return [t.unsqueeze(0) for m in self._modules() for t in m.state_dict().values()]
+
+    def _checkpoint(self):
+        """Copies of everything a training call changes: weights, optimiser states, streams."""
+        optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
+        return {
+            "modules": [copy.deepcopy(m.state_dict()) for m in self._modules()],
+            "optimizers": [o if o is None else copy.deepcopy(o.state_dict()) for o in optimizers],
+            "rng_state": self.rng_state,
+            "n_epochs": len(self.history),
+        }
+
+    def _restore(self, checkpoint):
+        for module, state in zip(self._modules(), checkpoint["modules"]):
+            module.load_state_dict(state)
+        optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
+        if any(state is None for state in checkpoint["optimizers"][:2]):
+            self.vae_optimizer = self.critic_optimizer = self.scaler = None  # built at first use
+        else:
+            for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
+                if optimizer is not None and state is not None:
+                    optimizer.load_state_dict(state)
+        self.rng_state = checkpoint["rng_state"]
+        del self.history[checkpoint["n_epochs"]:]
+
+    def _divergence_message(self, epoch, what):
+        config = self.config
+        return (
+            f"Training diverged in epoch {epoch}: {what} became NaN or infinite. Likely causes: "
+            f"a learning rate too high for this data (learning_rate={config.learning_rate:g}, "
+            f"critic_learning_rate={config.critic_learning_rate:g}), an alpha "
+            f"({config.alpha:g}) large enough for the MI term to run away, or inputs the "
+            "networks cannot take as they are (unscaled X with likelihood='bernoulli', "
+            "custom networks). Lower them and train again."
+        )
 
     def train(self, X, n_epochs, X_valid=None, stream=False):
         """Train for up to ``n_epochs`` epochs; appends to and returns :attr:`history`.
@@ -486,41 +595,106 @@ class Engine:
         ``config.n_iter_no_change`` epochs, and the weights of the best epoch
         are restored. ``stream=True`` keeps X on the host and sends one batch
         at a time.
+
+        Divergence (a NaN or infinite loss in any step of an epoch, or
+        non-finite weights after it) raises :class:`TrainingDiverged` at the
+        end of that epoch and puts the engine back as it was before the
+        call; with ``X_valid`` and a finite best epoch in this call, the
+        best epoch's weights are kept instead (with fresh optimiser moments)
+        and a RuntimeWarning says so. A KeyboardInterrupt (Ctrl-C) stops
+        training at the end of the current step and is re-raised after the
+        engine is put in order: the completed epochs stay in the history and
+        the weights are those of the last step (the best epoch's, with
+        ``X_valid``); if no epoch completed, the engine is as before the call.
         """
         config = self.config
-        # Graphs bake in this call's alpha, beta and learning rates: captured afresh per call.
-        self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
-        self._configure_optimizers()
-        cpu_gen, noise_gen = generators(self.seed, self.device, self.rng_state)
-        rows = _Rows(X, self.device, stream)
-        valid = None if X_valid is None else _Rows(X_valid, self.device, stream)
-        stopping = None
-        if valid is not None:
-            stopping = EarlyStopping(self._weights(), config.n_iter_no_change, config.tol)
+        rows = self._rows(X, stream)  # input errors first, before any state changes
+        valid = None if X_valid is None else self._rows(X_valid, stream, "X_valid")
+        checkpoint = self._checkpoint()
+        with deferred_interrupt() as interrupt:
+            # Graphs bake in this call's alpha, beta and learning rates: captured afresh per call.
+            self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
+            self._configure_optimizers()
+            cpu_gen, noise_gen = generators(self.seed, self.device, self.rng_state)
+            stopping = None
+            if valid is not None:
+                stopping = EarlyStopping(self._weights(), config.n_iter_no_change, config.tol)
+            try:
+                diverged = self._epochs(n_epochs, rows, valid, stopping, cpu_gen, noise_gen,
+                                        interrupt)
+            except KeyboardInterrupt:  # raised inside a step: no deferral (not the main thread)
+                interrupt.requested = True
+                diverged = None
+                if not math.isfinite(self._weight_sum().item()):
+                    diverged = (len(self.history) + 1, "the weights")
+            finally:
+                self._release_graphs()
+        self.rng_state = _generator_state(cpu_gen, noise_gen)
+        self._set_train(False)
+        completed = len(self.history) - checkpoint["n_epochs"]
+        if diverged is not None:
+            self._after_divergence(checkpoint, stopping, completed, *diverged)
+        elif stopping is not None:
+            stopping.restore()
+        if interrupt.requested:
+            if completed == 0:
+                self._restore(checkpoint)
+            warnings.warn(
+                f"Training interrupted: {completed} epoch(s) of this call completed and kept"
+                + ("." if completed else "; the model is as it was before the call."),
+                RuntimeWarning, stacklevel=2,
+            )
+            raise KeyboardInterrupt
+        return self.history
+
+    def _epochs(self, n_epochs, rows, valid, stopping, cpu_gen, noise_gen, interrupt):
+        """The epoch loop; returns ``(epoch, what)`` when training diverged, else None."""
         first_epoch = len(self.history) + 1
         epochs = range(first_epoch, first_epoch + n_epochs)
-        with tqdm(epochs, desc="InfoMaxVAE", unit="epoch", disable=not config.verbose) as bar:
+        with tqdm(epochs, desc="InfoMaxVAE", unit="epoch", disable=not self.config.verbose) as bar:
             for epoch in bar:
-                record = {"epoch": epoch, **self._train_epoch(rows, cpu_gen, noise_gen)}
+                summary, weights_finite = self._train_epoch(rows, cpu_gen, noise_gen, interrupt)
+                if not weights_finite:
+                    return epoch, "the weights"
+                if not all(map(math.isfinite, summary.values())):
+                    return epoch, "the loss"
+                if interrupt.requested:  # mid-epoch: the epoch is not recorded
+                    return None
+                record = {"epoch": epoch, **summary}
                 if valid is not None:
                     scores = self._evaluate_rows(valid)
                     record.update({f"valid_{k}": v for k, v in scores.items()})
+                    if not math.isfinite(record["valid_loss"]):
+                        return epoch, "the validation loss"
                 self.history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", mi=f"{record['mi']:.3g}")
                 if stopping is not None:
                     stopping.update(-record["valid_loss"])
                     if bool(stopping.stopped):
-                        break
+                        return None
+        return None
+
+    def _release_graphs(self):
         if self._graphs is not None:
             # Release the graphs' memory pools; their gradient buffers go with them.
             self._graphs = self._warmups = None
             self.vae_optimizer.zero_grad(set_to_none=True)
             self.critic_optimizer.zero_grad(set_to_none=True)
-        if stopping is not None:
-            stopping.restore()
-        self.rng_state = _generator_state(cpu_gen, noise_gen)
-        self._set_train(False)
-        return self.history
+
+    def _after_divergence(self, checkpoint, stopping, completed, epoch, what):
+        message = self._divergence_message(epoch, what)
+        if stopping is None or completed == 0:
+            self._restore(checkpoint)
+            raise TrainingDiverged(message)
+        stopping.restore()
+        # The moments of the diverged steps would carry the NaNs into the next call.
+        self.vae_optimizer = self.critic_optimizer = self.scaler = None
+        best = checkpoint["n_epochs"] + int(stopping.best_epoch.item())
+        warnings.warn(
+            f"{message} Early stopping keeps the weights of the best epoch ({best}); the "
+            f"history ends at epoch {len(self.history)}, the last finite one.",
+            RuntimeWarning, stacklevel=3,
+        )
 
     # -- saved state --------------------------------------------------------
     def _named_modules(self):
@@ -550,6 +724,9 @@ class Engine:
                     tensors.update({f"{name}.state.{index}.{k}": t for k, t in state.items()})
         if self.rng_state is not None:
             tensors["rng.cpu"], tensors["rng.noise"] = self.rng_state
+        if self.units is not None:
+            tensors.update({f"units.{k}": torch.from_numpy(np.asarray(v))
+                            for k, v in self.units.state().items()})
         return tensors
 
     def state_metadata(self):
@@ -582,10 +759,14 @@ class Engine:
         seed = metadata["seed"]
         with seeded(seed):
             networks = build_networks(spec, encoder, decoder, critic)
-        # Placeholder data: every value of the likelihood is then loaded.
-        likelihood = build_likelihood(spec.likelihood, np.zeros((1, spec.n_features), np.float32))
+        units = None
+        if "units.center" in tensors:
+            units = InputUnits(**{k: tensors[f"units.{k}"].cpu().numpy()
+                                  for k in ("center", "scale", "feature_variance", "constant")})
+        # Placeholder variances: every value of the likelihood is then loaded.
+        likelihood = build_likelihood(spec.likelihood, np.ones(spec.n_features))
         engine = cls(
-            *networks, likelihood, device=device, seed=seed,
+            *networks, likelihood, device=device, seed=seed, units=units,
             config=TrainingConfig(**metadata["config"]),
             code_sizes=(spec.n_components, spec.n_info_components),
             cuda_graphs=metadata["cuda_graphs"],
@@ -631,7 +812,7 @@ class Engine:
         recons, kls, mis, sizes = [], [], [], []
         for x in rows.batches(self.config.batch_size):
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
-                              device=self.device)
+                              dtype=torch.float32, device=self.device)
             with self._autocast():
                 mean, log_var, c = (t.float() for t in self.encoder(x))
                 codes = codes_from_noise(mean, log_var, c, eps)
@@ -647,8 +828,13 @@ class Engine:
         return self._summary([recon.sum().item(), kl.sum().item(), mi_sum], rows.n_rows)
 
     def evaluate(self, X, stream=False):
-        """Per-sample means of reconstruction NLL, KL, the MI bound and the loss on X."""
-        return self._evaluate_rows(_Rows(X, self.device, stream))
+        """Per-sample means of reconstruction NLL, KL, the MI bound and the loss on X.
+
+        Raises ValueError if any is not finite (X far outside the training data).
+        """
+        summary = self._evaluate_rows(self._rows(X, stream))
+        _check_finite(summary.values(), "the losses")
+        return summary
 
     def mi_batches(self, X, stream=False):
         """The trained critic's per-batch MI bounds on X and the batch sizes (numpy).
@@ -656,30 +842,42 @@ class Engine:
         The batches of :meth:`evaluate`: the size-weighted mean of the values
         is ``evaluate(X)["mi"]``.
         """
-        _, _, mi, sizes = self._evaluate_batches(_Rows(X, self.device, stream))
-        return mi.cpu().numpy().astype(float), sizes
+        _, _, mi, sizes = self._evaluate_batches(self._rows(X, stream))
+        mi = mi.cpu().numpy().astype(float)
+        _check_finite(mi, "the MI bounds")
+        return mi, sizes
 
     def kl_per_dimension(self, X, stream=False):
         """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
         (kl,) = self._chunked(
-            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),), X, stream
+            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),),
+            self._rows(X, stream), "the KL terms",
         )
         return kl
 
     @torch.no_grad()
-    def _chunked(self, function, X, stream=False):
-        """Apply ``function`` in fixed-shape chunks; returns a tuple of numpy arrays."""
+    def _chunked(self, function, rows, what):
+        """Apply ``function`` in fixed-shape chunks of ``rows``; a tuple of finite numpy arrays."""
         self._set_train(False)
-        rows = _Rows(X, self.device, stream)
         with self._autocast():
             parts = [[t.float() for t in function(chunk)] for chunk in rows.chunks(EVAL_CHUNK)]
-        return tuple(torch.cat(p)[: rows.n_rows].cpu().numpy() for p in zip(*parts))
+        outputs = tuple(torch.cat(p)[: rows.n_rows].cpu().numpy() for p in zip(*parts))
+        _check_finite(outputs, what)
+        return outputs
 
     def encode(self, X, stream=False):
-        """Posterior means, log-variances and info codes, as numpy arrays."""
-        return self._chunked(self.encoder, X, stream)
+        """Posterior means, log-variances and info codes, as numpy arrays.
+
+        Raises ValueError if any is not finite (X far outside the training data).
+        """
+        return self._chunked(self.encoder, self._rows(X, stream), "the codes")
 
     def decode(self, codes, stream=False):
-        """Decoder means for codes ``[z, c]``, as a numpy array."""
-        (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),), codes, stream)
-        return out
+        """Decoder means for codes ``[z, c]``, as a numpy array in the data's units.
+
+        Raises ValueError if any is not finite (codes far outside the prior).
+        """
+        (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),),
+                               _Rows(codes, self.device, stream, what="the codes"),
+                               "the decoder's means")
+        return out if self.units is None else self.units.restore(out)

@@ -161,10 +161,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         own x extractor in it). A dry pass on 2 samples checks the shapes
         before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution. "gaussian" learns one variance per feature
-        (floored at 1e-3 times the mean feature variance), so the balance of
-        reconstruction and KL does not depend on the data's units.
-        "bernoulli" requires data in [0, 1].
+        Decoder distribution. "gaussian" needs no scaler in front: the model
+        works in standard units, with a centre and scale per feature (per
+        channel with ``architecture="conv"``) taken from the first fit's X
+        in float64, applied before the encoder and the critic and undone
+        after the decoder. Fits on X and on ``a * X + b`` (any positive
+        per-feature ``a``) give the same codes and :meth:`score`;
+        :meth:`inverse_transform` answers in X's units and reconstruction
+        NLLs are reported in them. Features constant in training are
+        reconstructed as their constant. It learns one variance per
+        feature, floored at 1e-3 times their mean (in standard units).
+        "bernoulli" takes X as it is, which must lie in [0, 1]
+        (probabilities, e.g. grey levels divided by their maximum): scale
+        other data yourself, e.g. with ``MinMaxScaler``.
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
         Lower bound on I(x; z): NWJ (as both reference designs),
         Donsker-Varadhan, or InfoNCE (capped at log(batch_size)).
@@ -256,11 +265,44 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     it alone: score a downstream task (see the module's README) or use the
     scorers in :mod:`skinfomax.scoring`.
 
-    X that fits in memory is moved to the device once (a C-contiguous
-    float32 array is shared, not copied). A :class:`numpy.memmap` is never
-    loaded whole: it is streamed to the device one batch at a time, in fit,
-    :meth:`partial_fit`, :meth:`transform` and :meth:`score`. For data that
-    does not fit at all, call :meth:`partial_fit` on successive chunks.
+    X that fits in memory is moved to the device once (standardised on the
+    host first with the Gaussian likelihood; with the Bernoulli one a
+    C-contiguous float32 array is shared, not copied). A
+    :class:`numpy.memmap` is never loaded whole: it is streamed to the
+    device one batch at a time, in fit, :meth:`partial_fit`,
+    :meth:`transform` and :meth:`score`. For data that does not fit at all,
+    call :meth:`partial_fit` on successive chunks.
+
+    **No silent garbage.** Training checks every epoch for a NaN or
+    infinite loss (any step's) or weight, at no extra host synchronisation.
+    On divergence, :meth:`fit` and :meth:`partial_fit` raise
+    ``FloatingPointError`` (:class:`skinfomax.training.TrainingDiverged`)
+    naming the epoch and the likely causes, and the estimator keeps exactly
+    the state it had before the call (fitted or not, weights, optimiser
+    states, random streams and ``history_``). With ``early_stopping=True``
+    and a finite best epoch, fit instead keeps that epoch's weights and
+    warns. :meth:`transform`, :meth:`inverse_transform`, :meth:`score`,
+    :meth:`mi_bounds` and the other methods raise ValueError rather than
+    return NaN or inf, e.g. for rows too far outside the training data.
+
+    **Ctrl-C keeps the work.** A KeyboardInterrupt during :meth:`fit` or
+    :meth:`partial_fit` stops training at the end of the current step, warns
+    (RuntimeWarning) and leaves a fitted estimator with the epochs completed
+    so far: ``history_`` lists them, the weights are those after the last
+    step (the best epoch's with early stopping). The KeyboardInterrupt is
+    then re-raised, so a script or a grid search stops as the user asked;
+    in a notebook the estimator is ready to use in the next cell, and
+    ``warm_start=True`` or :meth:`partial_fit` continue it. If no epoch of
+    the call completed, the estimator is as it was before the call. A
+    second Ctrl-C stops at once (mid-step); so does one where Python's
+    default SIGINT handler is not installed or outside the main thread.
+
+    With an int ``random_state`` results are repeatable bit for bit on one
+    machine and thread count: the same ``transform``, ``history_`` and
+    :meth:`score` from two fits, in two processes, after a pickle round trip
+    or after :meth:`set_params` and other fits in between. Torch's global
+    random state, thread count and default dtype are left as the caller had
+    them.
 
     Examples
     --------
@@ -465,6 +507,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         self : InfoMaxVAETransformer
             The fitted transformer.
+
+        Raises
+        ------
+        FloatingPointError
+            When training diverges (see Notes of the class); the estimator
+            is left as it was.
+        KeyboardInterrupt
+            Re-raised after Ctrl-C, with the completed epochs kept (see
+            Notes of the class).
         """
         return self._fit(X, incremental=False)
 
@@ -528,19 +579,32 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_train, X_valid = (X_checked, None) if incremental else self._split(X_checked, seed)
         config = self._training_config(self._effective_batch_size(X_train.shape[0]))
         if continuing:
-            engine = self._engine
+            engine, previous_config = self._engine, self._engine.config
             engine.configure(config)
         else:
             engine = Engine.build(
                 spec, X_train, device=resolve_device(self.device), seed=seed, config=config,
                 encoder=self.encoder, decoder=self.decoder, critic=self.critic,
             )
+        n_epochs_before = len(engine.history)
         with torch_threads(self.n_threads):
-            engine.train(
-                X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
-                stream=_is_streamed(X) and X_valid is None,
-            )
-            info_mean = self._info_mean(engine, X_train)
+            try:
+                engine.train(
+                    X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
+                    stream=_is_streamed(X) and X_valid is None,
+                )
+            except BaseException as exc:
+                # An interrupted engine keeps the epochs it completed; any other failed
+                # call (divergence, bad input) leaves it as it was, and so this estimator.
+                if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
+                    self._set_fitted(engine, X, X_train, continuing)
+                elif continuing:
+                    engine.configure(previous_config)
+                raise
+            return self._set_fitted(engine, X, X_train, continuing)
+
+    def _set_fitted(self, engine, X, X_train, continuing):
+        info_mean = self._info_mean(engine, X_train)
         if not continuing:  # X was checked before training: only record its features here
             validate_data(self, X, reset=True, skip_check_array=True)
         self._engine = engine
@@ -548,7 +612,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         self.history_, self.n_iter_ = list(engine.history), len(engine.history)
         self.info_mean_ = info_mean
-        self.batch_size_, self.device_ = config.batch_size, engine.device
+        self.batch_size_, self.device_ = engine.config.batch_size, engine.device
         return self
 
     @staticmethod
@@ -806,7 +870,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             if refit_critic:
                 values, eval_rows = refit_critic_bounds(
-                    engine.encoder, engine.critic, X, estimator=self.mi_estimator,
+                    engine.encoder, engine.critic, engine.inputs(X), estimator=self.mi_estimator,
                     batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
                     verbose=self.verbose,
                 )
@@ -816,6 +880,11 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 values, sizes = engine.mi_batches(X)
                 lower = float(np.dot(values, sizes) / sizes.sum())
                 lower_se, X_eval = mean_and_se(values)[1], X
+            if not math.isfinite(lower):  # only a refitted critic can get here
+                raise FloatingPointError(
+                    "The refitted critic diverged: its bound on this X is not finite. Give "
+                    "more samples, or use refit_critic=False."
+                )
             warn_if_implausible(lower, self.mi_estimator)
             if engine.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan

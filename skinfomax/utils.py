@@ -7,6 +7,8 @@ positive-integer tuples.
 
 import contextlib
 import math
+import signal
+import threading
 import warnings
 from numbers import Integral
 
@@ -17,6 +19,8 @@ __all__ = [
     "EarlyStopping",
     "as_positive_ints",
     "batch_slices",
+    "default_dtype",
+    "deferred_interrupt",
     "generators",
     "mean_and_se",
     "resolve_device",
@@ -74,6 +78,48 @@ def torch_threads(n_threads):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class _InterruptRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Turn a first Ctrl-C (SIGINT) inside the block into a request the caller polls.
+
+    Yields an object whose ``requested`` becomes True, so that a training
+    loop can stop at a step boundary instead of mid-step; a second Ctrl-C
+    raises KeyboardInterrupt at once. Only where Python's own handler is in
+    place and only in the main thread (signals are handled there); elsewhere
+    KeyboardInterrupt is raised as usual. The caller's handler is restored.
+    """
+    request = _InterruptRequest()
+
+    def handle(signum, frame):
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    defer = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, handle) if defer else None
+    try:
+        yield request
+    finally:
+        if defer:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """Make ``dtype`` torch's default inside the block, restoring the caller's afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 # -- seeds and random streams ----------------------------------------------------
@@ -179,7 +225,7 @@ class EarlyStopping:
         self.n_iter_no_change, self.tol = n_iter_no_change, tol
         first = self.tensors[0]
         n_members, device = first.shape[0], first.device
-        self.best = torch.full((n_members,), -math.inf, device=device)
+        self.best = torch.full((n_members,), -math.inf, dtype=torch.float32, device=device)
         self.stale = torch.zeros(n_members, dtype=torch.long, device=device)
         self.best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
         with torch.no_grad():
