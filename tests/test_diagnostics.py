@@ -72,7 +72,9 @@ def test_diagnostics_keys_and_values(trained, digits):
     assert report["n_active_units"] == int((Z.var(axis=0) >= 0.05).sum())
     # Closed-form KL of each z dimension from the encoder's posterior, averaged over samples.
     with torch.no_grad():
-        mean, log_var, _ = trained.encoder_(torch.as_tensor(X[160:], dtype=torch.float32))
+        # The networks see X in the model's standard units.
+        inputs = torch.as_tensor(trained._engine.inputs(X[160:]))
+        mean, log_var, _ = trained.encoder_(inputs)
     kl = (0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)).mean(0).double().numpy()
     np.testing.assert_allclose(report["kl_per_dimension"], kl, rtol=1e-5, atol=1e-7)
     assert report["kl_per_dimension"].sum() == pytest.approx(report["mi_upper"], rel=1e-5)

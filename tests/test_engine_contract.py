@@ -188,12 +188,15 @@ def near_deterministic(digits):
 
 def test_history_records_the_engines_terms_of_the_epoch(near_deterministic):
     est, X = near_deterministic
-    x = torch.as_tensor(X, dtype=torch.float32, device=est.device_)
+    # The networks see X in the model's standard units; the history reports the
+    # reconstruction NLL in X's units: plus the log-Jacobian sum(log scale).
+    x = torch.as_tensor(est._engine.inputs(X), device=est.device_)
     with torch.no_grad():
         eps = torch.zeros(len(X), N_Z, device=est.device_)
         recon, kl, mi = terms_by_hand(est, x, eps, 1, "infonce")
         _, _, c = est.encoder_(x)
-    recon, kl, mi = recon.mean().item(), kl.mean().item(), mi.item()
+    log_jacobian = float(np.log(est._engine.units.scale).sum())
+    recon, kl, mi = recon.mean().item() + log_jacobian, kl.mean().item(), mi.item()
     # The record is taken on the step's forward pass, before its update.
     record = est.fit(X).history_[-1]
     assert est.n_iter_ == 6 and record["epoch"] == 6
@@ -218,7 +221,7 @@ def test_early_stopping_restores_the_best_epochs_weights(tiny_vae, digits):
     """
     X, _ = digits
     X = X[:60]
-    kw = dict(early_stopping=True, validation_fraction=0.3, tol=0.0, learning_rate=3e-2,
+    kw = dict(early_stopping=True, validation_fraction=0.3, tol=0.0, learning_rate=5e-2,
               batch_size=8, n_threads=1)
     stopped = tiny_vae(max_iter=40, n_iter_no_change=3, **kw).fit(X)
     best = int(np.argmin([r["valid_loss"] for r in stopped.history_])) + 1
@@ -330,6 +333,7 @@ def test_infonce_score_is_capped_by_the_evaluated_batch_size(digits):
         n_components=1, mi_estimator="infonce", batch_size=4, max_iter=1,
         encoder=ProjectionEncoder(w), critic=DistanceCritic(w, k), hidden_layer_sizes=(8,),
         learning_rate=1e-12, critic_learning_rate=1e-12, random_state=0, n_threads=1,
+        likelihood="bernoulli",  # X as it is: the encoder projects the raw pixels
     ).fit(X[:40])
     held_out = X[200:207]
     u = held_out @ w.numpy()[:, 0].astype(np.float64)
