@@ -119,3 +119,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_sidebars = {"install": [], "getting_started": []}
+
+# Types are documented by numpydoc in the docstrings; the expanded numpy
+# ArrayLike union would swamp the signatures.
+autodoc_typehints = "none"

@@ -1,6 +1,7 @@
 """One-call diagnostics of a fitted InfoMax VAE: active units, MI bounds, errors."""
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -15,7 +16,8 @@ __all__ = ["ACTIVE_UNIT_THRESHOLD", "active_units", "diagnostics"]
 ACTIVE_UNIT_THRESHOLD = 0.05
 
 
-def active_units(posterior_means, threshold=ACTIVE_UNIT_THRESHOLD):
+def active_units(posterior_means: ArrayLike,
+                 threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
     """Boolean mask of the active latent units.
 
     A unit d is active when the variance over the data of its posterior mean,
@@ -48,7 +50,8 @@ def active_units(posterior_means, threshold=ACTIVE_UNIT_THRESHOLD):
     return means.var(axis=0) >= threshold
 
 
-def diagnostics(model, X, y=None, *, refit_critic=False, cv=5):
+def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
+                refit_critic: bool = False, cv: int = 5) -> dict:
     """Active units, MI bounds, reconstruction error, KL per dimension, probe accuracy.
 
     Parameters

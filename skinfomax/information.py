@@ -13,6 +13,7 @@ from collections import namedtuple
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils import check_random_state
@@ -122,25 +123,25 @@ def _standardise(train, *others, scaling="standard", seed=0):
     prefer_skip_nested_validation=True,
 )
 def mutual_information(
-    X,
-    Z,
-    estimator="nwj",
+    X: ArrayLike,
+    Z: ArrayLike,
+    estimator: str = "nwj",
     *,
-    scaling="standard",
-    n_folds=5,
-    test_size=0.3,
-    validation_fraction=0.2,
+    scaling: str = "standard",
+    n_folds: int | None = 5,
+    test_size: float = 0.3,
+    validation_fraction: float = 0.2,
     critic_hidden_layer_sizes="auto",
-    batch_size=256,
-    max_iter=200,
-    learning_rate=1e-3,
-    n_iter_no_change=20,
-    weight_decay=0.5,
-    n_critics=5,
-    device="cpu",
-    n_threads=None,
+    batch_size: int = 256,
+    max_iter: int = 200,
+    learning_rate: float = 1e-3,
+    n_iter_no_change: int = 20,
+    weight_decay: float = 0.5,
+    n_critics: int = 5,
+    device: str = "cpu",
+    n_threads: int | None = None,
     random_state=None,
-):
+) -> MIEstimate:
     """Estimate I(X; Z) in nats with a trained critic, on held-out samples.
 
     The paired samples are cross-fitted: split into ``n_folds`` folds, each

@@ -13,12 +13,13 @@ choose those, score reconstruction, the ELBO, or a downstream classifier.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.pipeline import Pipeline
 
 __all__ = ["elbo_scorer", "final_step", "mi_scorer", "reconstruction_scorer"]
 
 
-def final_step(model, X):
+def final_step(model, X: ArrayLike) -> tuple:
     """The InfoMax VAE a model ends in, and X passed through the steps before it.
 
     ``model`` is a fitted :class:`~skinfomax.InfoMaxVAETransformer` or a
@@ -35,20 +36,20 @@ def final_step(model, X):
     return vae, Xt
 
 
-def mi_scorer(estimator, X, y=None):
+def mi_scorer(estimator, X: ArrayLike, y: None = None) -> float:
     """Held-out lower bound on I(x; z) in nats (the transformer's ``score``)."""
     vae, Xt = final_step(estimator, X)
     return vae.score(Xt)
 
 
-def reconstruction_scorer(estimator, X, y=None):
+def reconstruction_scorer(estimator, X: ArrayLike, y: None = None) -> float:
     """Negative mean squared error of ``inverse_transform(transform(X))``."""
     vae, Xt = final_step(estimator, X)
     Xt = np.asarray(Xt, dtype=float)
     return -float(np.mean((Xt - vae.inverse_transform(vae.transform(Xt))) ** 2))
 
 
-def elbo_scorer(estimator, X, y=None):
+def elbo_scorer(estimator, X: ArrayLike, y: None = None) -> float:
     """Mean evidence lower bound per sample in nats."""
     vae, Xt = final_step(estimator, X)
     return vae.elbo(Xt)

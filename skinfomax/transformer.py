@@ -7,12 +7,14 @@ is changed, and converts results back to numpy.
 """
 
 import math
+import os
 import re
 import warnings
 from collections import namedtuple
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -493,7 +495,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: None = None) -> "InfoMaxVAETransformer":
         """Train the VAE and its critic on X.
 
         Parameters
@@ -520,7 +522,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: ArrayLike, y: None = None) -> "InfoMaxVAETransformer":
         """Train for one epoch over X, continuing the fitted networks if any.
 
         The first call builds the networks (the Gaussian likelihood's initial
@@ -628,7 +630,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X = _flatten_images(X, self._engine.spec.image_shape)
         return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Encode X as posterior means ``[z_mean, c]`` (deterministic).
 
         Parameters
@@ -646,7 +648,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             mean, _, c = self._engine.encode(X, stream=stream)
         return np.hstack([mean, c]).astype(X.dtype, copy=False)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Decode codes ``[z, c]`` to the decoder's means in input space.
 
         Parameters
@@ -695,7 +697,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             return X_new.reshape(X_new.shape[0], *self._engine.spec.image_shape)
         return X_new
 
-    def latent_traversal(self, x, component, values):
+    def latent_traversal(self, x: ArrayLike, component: int | str,
+                         values: ArrayLike) -> np.ndarray:
         """Decode one sample while sweeping one latent code over ``values``.
 
         The other codes stay at the sample's posterior means (its
@@ -744,7 +747,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         codes[:, column] = values
         return self._images_like(self.inverse_transform(codes), x)
 
-    def reconstruct(self, X, keep="all"):
+    def reconstruct(self, X: ArrayLike, keep: str = "all") -> np.ndarray:
         """Reconstruct X from some of its codes, the others at their prior mean.
 
         Encodes X to posterior means ``[z, c]``, replaces the codes not kept
@@ -781,7 +784,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             return self._engine.evaluate(X, stream=stream)
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: None = None) -> float:
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
         The trained critic's bound on fixed batches of the fitted batch size,
@@ -808,7 +811,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         warn_if_implausible(mi, self.mi_estimator)
         return mi
 
-    def mi_bounds(self, X, *, refit_critic=False, refit_max_iter=100):
+    def mi_bounds(self, X: ArrayLike, *, refit_critic: bool = False,
+                  refit_max_iter: int = 100) -> MIBounds:
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
         - **lower**: the critic's bound (``mi_estimator``) on held-out data,
@@ -892,7 +896,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 upper, upper_se = mean_and_se(engine.kl_per_dimension(X_eval).sum(axis=1))
         return MIBounds(lower, lower_se, upper, upper_se)
 
-    def kl_per_dimension(self, X):
+    def kl_per_dimension(self, X: ArrayLike) -> np.ndarray:
         """KL(q(z|x) || N(0, I)) of each sample and z dimension, in nats.
 
         Its row sums average to ``mi_bounds(X).upper`` (without info codes).
@@ -910,7 +914,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             return self._engine.kl_per_dimension(X, stream=stream).astype(np.float64)
 
-    def elbo(self, X):
+    def elbo(self, X: ArrayLike) -> float:
         """Mean evidence lower bound per sample in nats: ``-(recon + KL)``.
 
         Parameters
@@ -925,12 +929,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return -(terms["reconstruction"] + terms["kl"])
 
     @property
-    def n_components_out_(self):
+    def n_components_out_(self) -> int:
         """Width of :meth:`transform`'s output: ``n_components + n_info_components`` as fitted."""
         check_is_fitted(self)
         return self._engine.spec.n_components + self._engine.spec.n_info_components
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of the codes: ``<prefix>z0, ..., <prefix>c0, ...``.
 
         Parameters
@@ -972,7 +976,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
 
     # -- model files -------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one file from which loading runs no code.
 
         A safetensors file (:mod:`skinfomax.model_file`): weights, optimiser
@@ -1026,7 +1030,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         write_model_file(path, self._engine.state_tensors(), document)
 
     @classmethod
-    def load(cls, path, device=None, *, encoder=None, decoder=None, critic=None):
+    def load(cls, path: str | os.PathLike, device: str | None = None, *, encoder=None,
+             decoder=None, critic=None) -> "InfoMaxVAETransformer":
         """A model from a file written by :meth:`save`, without running code from it.
 
         The file is checked whole before anything is built: a truncated or
