@@ -37,7 +37,7 @@ def batches(vae, X, pair_block=None):
     or every mismatched pair within blocks of ``pair_block`` rows."""
     engine = vae._engine
     cpu_gen, noise_gen = generators(engine.seed, engine.device)
-    X = torch.as_tensor(X)
+    X = torch.as_tensor(engine.inputs(X))  # the networks' (standard) units
     values = []
     for x in X.tensor_split(max(1, X.shape[0] // vae.batch_size_)):
         mean, log_var, c = engine.encoder(x)

@@ -11,9 +11,11 @@ Prints markdown tables (true MI, estimate +- SE, relative error)::
 """
 
 import argparse
+import ast
 import glob
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -35,6 +37,10 @@ def fmt(r, truth):
     return f"{r.mi:.3f} ± {r.se:.3f} ({100 * (r.mi - truth) / truth:+.1f}%){chosen}"
 
 
+def elapsed(start):
+    return f"{time.time() - start:.0f} ({os.getloadavg()[0]:.1f})"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dims", default="1,5,20")
@@ -53,8 +59,14 @@ def main():
                    help='cross-fitting folds, or "none" for one 30%% held-out split')
     p.add_argument("--seed", type=int, default=0, help="mutual_information's random_state")
     p.add_argument("--tasks", default=None, help="comma-separated substrings of bmi task names")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other mutual_information keyword, VALUE a Python literal "
+                        "(repeatable), e.g. --set max_iter=100")
     args = p.parse_args()
     options = dict(scaling=args.scaling, random_state=args.seed)
+    for assignment in args.set:
+        name, value = assignment.split("=", 1)
+        options[name] = ast.literal_eval(value)
     if args.weight_decay is not None:
         options["weight_decay"] = args.weight_decay
     if args.n_critics is not None:
@@ -70,29 +82,37 @@ def main():
     print("command:", " ".join(sys.argv))
     print(f"machine: {platform.machine()} CPU, torch {torch.__version__}, 1 thread; "
           f"n={args.n} samples (20% of the non-held-out rows for validation); options {options}, "
-          "mutual_information defaults otherwise\n", flush=True)
+          "mutual_information defaults otherwise")
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    print(f"checkout: {revision.stdout.strip() or 'unknown'}; load %.2f %.2f %.2f\n"
+          % os.getloadavg(), flush=True)
     if not args.skip_grid:
-        print("| d | true MI | " + " | ".join(estimators) + " |")
-        print("|---|---|" + "---|" * len(estimators))
+        print("| d | true MI | " + " | ".join(estimators) + " | s (wall, load) |")
+        print("|---|---|" + "---|" * (len(estimators) + 1))
         for d in [int(v) for v in args.dims.split(",")]:
             for mi in [float(v) for v in args.mis.split(",")]:
                 x, z = linear_gaussian(d, mi, args.n, seed=d)
+                start = time.time()
                 cells = [fmt(mutual_information(x, z, e, **options), mi) for e in estimators]
-                print(f"| {d} | {mi:g} | " + " | ".join(cells) + " |", flush=True)
+                print(f"| {d} | {mi:g} | " + " | ".join(cells) + f" | {elapsed(start)} |",
+                      flush=True)
     if args.bmi_dir:
-        print("\n| bmi task | true MI | " + " | ".join(estimators) + " | KSG (bmi) | CCA (bmi) |")
-        print("|---|---|" + "---|" * (len(estimators) + 2))
+        print("\n| bmi task | true MI | " + " | ".join(estimators) + " | KSG (bmi) | CCA (bmi) "
+              "| s (wall, load) |")
+        print("|---|---|" + "---|" * (len(estimators) + 3))
         for path in sorted(glob.glob(os.path.join(args.bmi_dir, "*.npz"))):
             if args.tasks and not any(t in path for t in args.tasks.split(",")):
                 continue
             f = np.load(path)
             truth = float(f["mi_true"])
-            t = time.time()
+            start = time.time()
             cells = [fmt(mutual_information(f["X"], f["Y"], e, **options), truth)
                      for e in estimators]
             name = os.path.basename(path)[:-4]
             print(f"| {name} | {truth:.3f} | " + " | ".join(cells) +
-                  f" | {float(f['ksg']):.3f} | {float(f['cca']):.3f} |", flush=True)
+                  f" | {float(f['ksg']):.3f} | {float(f['cca']):.3f} | {elapsed(start)} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ __all__ = ["InputUnits", "to_float32"]
 # A group whose spread is below this fraction of its largest magnitude is
 # constant (float64 rounding, not data); it gets that magnitude as its scale.
 _RELATIVE_MIN_SPREAD = 1e-12
+# Each scale is at least this fraction of its group's range in the training
+# data (a Gaussian-like feature of a few hundred rows or more spans over 6
+# standard deviations, so its scale is its standard deviation).
+_RANGE_FRACTION = 0.1
 # Rows per block when reducing over X on the host (bounded temporaries).
 _HOST_BLOCK = 8192
 
@@ -50,10 +54,11 @@ class InputUnits:
     Parameters
     ----------
     center, scale : ndarray of shape (n_features,)
-        float64; every scale is positive.
+        float64; every scale is positive: the group's standard deviation,
+        floored at a tenth of its range.
     feature_variance : ndarray of shape (n_features,)
-        Each feature's variance in standard units (1 for every non-constant
-        feature when each feature is its own group).
+        Each feature's variance in standard units (1 for a non-constant
+        feature that is its own group, unless the range floor applies).
     constant : ndarray of bool, shape (n_features,)
         Features whose group was constant in the training data: they are
         restored to their constant, whatever the decoder says.
@@ -73,10 +78,11 @@ class InputUnits:
         """
         n_rows, n_features = X.shape
         groups = n_features if n_channels is None else n_channels
-        magnitude = np.zeros(n_features)
+        low, high = np.full(n_features, np.inf), np.full(n_features, -np.inf)
         for block in _blocks(X):
-            np.maximum(magnitude, np.abs(block).max(axis=0), out=magnitude)
-        magnitude = _group_max(magnitude, groups)
+            np.minimum(low, block.min(axis=0), out=low)
+            np.maximum(high, block.max(axis=0), out=high)
+        magnitude = _group_max(np.maximum(np.abs(low), np.abs(high)), groups)
         magnitude[magnitude == 0] = 1.0  # an all-zero group: nothing to scale
         mean = sum((block / magnitude).sum(axis=0) for block in _blocks(X)) / n_rows
         variance = sum(
@@ -87,6 +93,12 @@ class InputUnits:
         spread = np.sqrt(group_variance)
         constant = spread <= _RELATIVE_MIN_SPREAD
         spread[constant] = 1.0  # scaled by its magnitude
+        # A rare value (a pixel that is almost always blank) has a tiny
+        # standard deviation: floored at a fraction of the group's range, no
+        # training value lies more than 1 / _RANGE_FRACTION scales from the
+        # centre, and held-out rows are not blown up either.
+        value_range = _group_max((high - low) / magnitude, groups)
+        spread = np.maximum(spread, _RANGE_FRACTION * value_range)
         return cls(group_mean * magnitude, spread * magnitude, variance / np.square(spread),
                    constant)
 
