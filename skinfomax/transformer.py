@@ -278,7 +278,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     **No silent garbage.** Training checks every epoch for a NaN or
     infinite loss (any step's) or weight, at no extra host synchronisation.
     On divergence, :meth:`fit` and :meth:`partial_fit` raise
-    ``FloatingPointError`` (:class:`skinfomax.training.TrainingDiverged`)
+    ``FloatingPointError`` (``skinfomax.training.TrainingDiverged``)
     naming the epoch and the likely causes, and the estimator keeps exactly
     the state it had before the call (fitted or not, weights, optimiser
     states, random streams and ``history_``). With ``early_stopping=True``
@@ -302,7 +302,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     With an int ``random_state`` results are repeatable bit for bit on one
     machine and thread count: the same ``transform``, ``history_`` and
     :meth:`score` from two fits, in two processes, after a pickle round trip
-    or after :meth:`set_params` and other fits in between. Torch's global
+    or after ``set_params`` and other fits in between. Torch's global
     random state, thread count and default dtype are left as the caller had
     them.
 
@@ -818,7 +818,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         - **lower**: the critic's bound (``mi_estimator``) on held-out data,
           the mean over fixed batches of the fitted batch size, each taking
           every mismatched pair within blocks of 16 rows as a marginal draw
-          (:func:`skinfomax.training.held_out_bound`); its standard error is
+          (``skinfomax.training.held_out_bound``); its standard error is
           ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch:
           give at least two batches' worth of samples).
         - **upper**: the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, exact
@@ -836,7 +836,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             The paper's protocol: freeze the encoder, train a *fresh* critic
             of the trained one's architecture on posterior draws for half of
             X (early-stopped on part of it) and evaluate both bounds on the
-            other half (:func:`skinfomax.estimation.refit_critic_bounds`).
+            other half (``skinfomax.estimation.refit_critic_bounds``).
             The trained model, including its own critic, is not changed.
             Noisy on small sets (a few hundred rows): check ``lower_se``.
             False uses the jointly trained critic on all of X
@@ -979,7 +979,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one file from which loading runs no code.
 
-        A safetensors file (:mod:`skinfomax.model_file`): weights, optimiser
+        A safetensors file (``skinfomax.model_file``): weights, optimiser
         and random-stream states as tensors; parameters, fitted attributes
         and history as JSON; a format version, the writing versions of
         skinfomax, torch and numpy, and a SHA-256 digest of it all.
