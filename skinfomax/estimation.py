@@ -33,23 +33,22 @@ from .objectives import (
     MI_BOUNDS,
     all_pairs_influence,
     bound_influence,
+    codes_from_noise,
     derangement_shift,
     infonce_bound,
     off_diagonal,
 )
+from .training import critic_bound, critic_scores
+from .utils import generators, mean_and_se
 
 __all__ = [
     "batch_bounds",
     "choose_critic",
-    "codes_from_noise",
-    "critic_bound",
     "CriticConfig",
     "CriticEnsemble",
     "estimate_mi",
     "fit_critic",
     "FixedCodes",
-    "generators",
-    "mean_and_se",
     "one_standard_error_choice",
     "PosteriorCodes",
     "refit_critic_bounds",
@@ -58,53 +57,18 @@ __all__ = [
 ]
 
 
-def generators(seed, device, state=None):
-    """A CPU generator (batch order, shifts) and one on ``device`` (noise).
-
-    ``state`` (a pair of generator states saved after an earlier call)
-    resumes where that call stopped instead of starting from ``seed``.
-    """
-    cpu = torch.Generator().manual_seed(seed)
-    noise = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
-    if state is not None:
-        cpu.set_state(state[0])
-        if noise is not cpu:
-            noise.set_state(state[1])
-    return cpu, noise
-
-
 def _critic_outputs(critic, x, codes, estimator, shift):
-    # Scores in float32 even under autocast: the bounds exponentiate them.
-    if estimator == "infonce":
-        return (critic.score_matrix(x, codes).float(),)
-    return tuple(t.float() for t in critic.joint_and_shifted(x, codes, shift))
+    return critic_scores(critic, x, codes, estimator, shift)
 
 
 def _bound(estimator, outputs):
     return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
 
 
-def critic_bound(critic, x, codes, estimator, shift):
-    """The ``estimator`` lower bound on I(x; codes) for one batch (a scalar tensor)."""
-    return _bound(estimator, _critic_outputs(critic, x, codes, estimator, shift))
-
-
-def codes_from_noise(mean, log_var, c, eps):
-    """The posterior sample ``[mean + eps * std, c]`` for given standard-normal ``eps``."""
-    return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
-
-
 def reparameterise(mean, log_var, c, noise):
     """A posterior sample ``[mean + eps * std, c]`` with ``eps`` drawn from ``noise``."""
     eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
     return codes_from_noise(mean, log_var, c, eps)
-
-
-def mean_and_se(values):
-    """Mean and standard error of the mean (ddof=1; nan for a single value)."""
-    values = np.asarray(values, dtype=float)
-    se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else math.nan
-    return float(values.mean()), float(se)
 
 
 class FixedCodes:
