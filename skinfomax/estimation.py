@@ -39,7 +39,7 @@ from .objectives import (
     off_diagonal,
 )
 from .training import critic_bound, critic_scores
-from .utils import generators, mean_and_se
+from .utils import batch_slices, generators, mean_and_se
 
 __all__ = [
     "batch_bounds",
@@ -109,11 +109,6 @@ class CriticConfig:
     weight_decay: float = 0.0
 
 
-def _fixed_batches(n_samples, batch_size, device):
-    idx = torch.arange(n_samples, device=device)
-    return idx.tensor_split(max(1, n_samples // batch_size))
-
-
 def _score_matrix(critic, x, codes, max_pairs=1 << 16):
     # Row blocks keep the pairwise activations to ``max_pairs`` rows of the
     # critic's width, whatever the batch size.
@@ -150,7 +145,7 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
     critic.eval()
     cpu_gen, noise_gen = generators(seed, X.device)
     values, terms = [], []
-    for idx in _fixed_batches(X.shape[0], batch_size, X.device):
+    for idx in batch_slices(X.shape[0], batch_size, device=X.device):
         x = X[idx]
         codes = source(x, idx, noise_gen)
         if all_pairs:
@@ -186,8 +181,7 @@ def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None)
     for epoch in range(1, config.max_iter + 1):
         critic.train()
         total = torch.zeros((), device=X.device)
-        order = torch.randperm(X.shape[0], generator=cpu_gen).to(X.device)
-        for idx in order.tensor_split(n_batches):
+        for idx in batch_slices(X.shape[0], config.batch_size, cpu_gen, X.device):
             x = X[idx]
             shift = derangement_shift(x.shape[0], cpu_gen)
             bound = critic_bound(critic, x, source(x, idx, noise_gen), config.estimator, shift)

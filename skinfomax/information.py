@@ -8,7 +8,6 @@ to :mod:`skinfomax.estimation`, which trains the same
 uses during training.
 """
 
-import warnings
 from collections import namedtuple
 from numbers import Integral, Real
 
@@ -16,18 +15,19 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import QuantileTransformer
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
 from .estimation import CriticConfig, estimate_mi
-from .utils import resolve_device, torch_threads
+from .utils import (
+    as_positive_ints,
+    resolve_device,
+    seed_from,
+    torch_threads,
+    warn_if_implausible,
+)
 
 __all__ = ["MIEstimate", "mutual_information"]
-
-# A held-out bound this far below zero is no estimate of I >= 0: the critic
-# scores some mismatched held-out pairs far above anything it was trained on.
-IMPLAUSIBLE_BOUND = -1.0
 
 AUTO_CRITICS = ((32, 32), (64, 64), (128, 128), (256, 256))
 
@@ -52,15 +52,8 @@ class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
 
 
 def _layer_sizes(value):
-    """``value`` as a tuple of positive ints, or None if it is not one."""
-    try:
-        sizes = tuple(value)
-    except TypeError:
-        return None
-    if sizes and all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
-                     for s in sizes):
-        return tuple(int(s) for s in sizes)
-    return None
+    """``value`` as a non-empty tuple of positive ints, or None if it is not one."""
+    return as_positive_ints(value) or None
 
 
 def _critic_candidates(value):
@@ -286,7 +279,7 @@ def mutual_information(
             f"({held_out}, validation_fraction={validation_fraction})."
         )
     device = resolve_device(device)
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    seed = seed_from(random_state)
     if n_folds is None:
         rest, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
         held_out = [(rest, test)]
@@ -306,14 +299,10 @@ def mutual_information(
         mi, se, chosen, validation = estimate_mi(
             folds, candidates, config, seed, device, n_critics=n_critics
         )
-    if mi < IMPLAUSIBLE_BOUND:
-        warnings.warn(
-            f"The held-out {estimator} bound is {mi:.3g} nats: the critic extrapolates wildly "
-            "to some held-out pairs, typically because of heavy-tailed features; "
-            "scaling='quantile' maps each feature to a normal first.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    warn_if_implausible(
+        mi, estimator, "typically heavy-tailed features; scaling='quantile' maps each "
+        "feature to a normal first",
+    )
     return MIEstimate(mi, se, chosen, validation)
 
 
