@@ -1,24 +1,29 @@
-"""Critic training and held-out evaluation of the mutual-information bounds.
+"""The package's critic trainer and the held-out evaluation of the MI bounds.
 
-The torch side of :func:`skinfomax.mutual_information` and of the
-transformer's "fresh critic on a frozen encoder" protocol. It reuses the
+The torch side of :func:`skinfomax.mutual_information` (:func:`estimate_mi`)
+and of the transformer's "fresh critic on a frozen encoder" protocol
+(:func:`refit_critic_bounds`). It reuses the
 :class:`~skinfomax.networks.Critic` and the bounds of
 :mod:`skinfomax.objectives` that the training engine uses, so a number from
-here means the same as the transformer's :meth:`score`. (The held-out
-bounds of :func:`estimate_mi` take every mismatched pair of a batch as the
-marginal sample; ``score`` takes one shifted pairing: the same bound, with
-more variance.)
+here means the same as the transformer's :meth:`score`.
+
+:func:`train_critics` is the one critic training loop: it trains critic
+*stacks* (:mod:`skinfomax.ensembles`), every member on its own rows, all
+members of all stacks in one batched forward pass and one optimiser step per
+batch, with early stopping per member (a stopped member keeps its best
+weights and stops moving; the loop ends when every member has stopped).
 
 Codes come from a *code source*, a callable ``source(x, idx, noise) -> codes``
-given the batch of inputs, their row indices and a noise generator:
+given the inputs, their row indices (any leading shape, e.g. ``(members,
+batch)``) and a noise generator:
 
 - :class:`FixedCodes`: given samples ``Z`` (``codes = Z[idx]``);
 - :class:`PosteriorCodes`: fresh reparameterised draws ``[z, c]`` from a
   frozen encoder's posterior q(z | x), a new draw every time.
 
 Standard errors are taken over the per-batch estimates on the evaluation
-split (disjoint, fixed batches): ``sd(batch estimates) / sqrt(n_batches)``,
-nan when the split holds a single batch.
+rows (disjoint, fixed batches): ``sd(batch estimates) / sqrt(n_batches)``,
+nan when they hold a single batch.
 """
 
 import copy
@@ -27,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .networks import build_critic
+from .ensembles import MeanCritic, SingleCritic, StackedCritic
 from .objectives import (
     MI_BOUNDS,
     all_pairs_influence,
@@ -38,16 +44,13 @@ from .objectives import (
     infonce_bound,
     off_diagonal,
 )
-from .training import critic_bound, critic_scores
-from .utils import batch_slices, generators, mean_and_se
+from .training import critic_scores, held_out_bound, score_matrix
+from .utils import EarlyStopping, batch_slices, generators, mean_and_se, seeded
 
 __all__ = [
     "batch_bounds",
-    "choose_critic",
     "CriticConfig",
-    "CriticEnsemble",
     "estimate_mi",
-    "fit_critic",
     "FixedCodes",
     "one_standard_error_choice",
     "PosteriorCodes",
@@ -56,13 +59,15 @@ __all__ = [
     "train_critics",
 ]
 
-
-def _critic_outputs(critic, x, codes, estimator, shift):
-    return critic_scores(critic, x, codes, estimator, shift)
-
-
-def _bound(estimator, outputs):
-    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
+# An epoch of critic training (the unit of ``max_iter`` and of the patience)
+# is one pass over a member's training rows or this many batches, whichever is
+# shorter: how many steps a critic needs does not grow with the sample, so
+# large samples are validated (and stopped) several times a pass.
+EPOCH_BATCHES = 16
+# Pairs per member that the early-stopping score of NWJ and DV aims at:
+# ceil(this / validation rows) shifted pairings of every validation row, from
+# 1 to 4, a less noisy score than one shift on small parts.
+VALIDATION_PAIRS = 4096
 
 
 def reparameterise(mean, log_var, c, noise):
@@ -87,16 +92,18 @@ class PosteriorCodes:
     def __init__(self, encoder):
         self.encoder = encoder
 
+    @torch.no_grad()
     def __call__(self, x, idx, noise):
-        with torch.no_grad():
-            return reparameterise(*self.encoder(x), noise)
+        lead = idx.shape
+        codes = reparameterise(*self.encoder(x.reshape(-1, *x.shape[len(lead):])), noise)
+        return codes.view(*lead, -1)
 
 
 @dataclass(frozen=True)
 class CriticConfig:
-    """How to train a critic: bound, batch size, epochs, Adam learning rate, patience.
+    """How to train critics: bound, batch size, epochs, learning rate, patience, decay.
 
-    ``weight_decay > 0`` switches to AdamW (decoupled decay), which curbs the
+    ``weight_decay`` is AdamW's decoupled decay (0 is Adam): it curbs the
     critic's overfitting of the train part in high dimensions.
     """
 
@@ -109,17 +116,190 @@ class CriticConfig:
     weight_decay: float = 0.0
 
 
-def _score_matrix(critic, x, codes, max_pairs=1 << 16):
-    # Row blocks keep the pairwise activations to ``max_pairs`` rows of the
-    # critic's width, whatever the batch size.
-    rows = max(1, max_pairs // codes.shape[0])
-    return torch.cat([critic.score_matrix(block, codes) for block in x.split(rows)])
+# -- the training loop -----------------------------------------------------------
+def _member_bounds(stack, x, codes, estimator, shifts, batch_size=None):
+    """Each member's bound on its rows ``x[m]``, shape ``(M,)``.
+
+    NWJ and DV pair every row with its joint code and with the codes
+    ``shifts`` rows on; InfoNCE takes the score matrix of consecutive
+    batches of ``batch_size`` rows (all rows when None).
+    """
+    if estimator == "infonce":
+        n = x.shape[1]
+        slices = torch.arange(n, device=x.device).tensor_split(
+            max(1, n // batch_size) if batch_size else 1)
+        bounds = [infonce_bound(stack.score_matrix(x[:, s], codes[:, s]).float())
+                  for s in slices]
+        return torch.stack(bounds).mean(0)
+    joint, shifted = stack.joint_and_shifted(x, codes, shifts)
+    return MI_BOUNDS[estimator](joint.float(), shifted.float())
+
+
+class _Members:
+    """One stack's training state: rows, batch order, early stopping, members still training."""
+
+    def __init__(self, stack, train_rows, valid_rows, seeds, config):
+        self.stack = stack
+        self.train_rows = train_rows
+        # Validation parts differ by at most a row between folds: keep the
+        # common length, fixed for the whole run.
+        n_valid = min(len(r) for r in valid_rows)
+        self.valid_rows = torch.stack([r[:n_valid] for r in valid_rows])
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.stopping = EarlyStopping(stack.member_tensors(), config.n_iter_no_change,
+                                      config.tol)
+        self.training = list(range(len(seeds)))
+
+    def shuffle(self, n_rows):
+        """A fresh order of every member's training rows, ``n_rows`` each: ``(M, n_rows)``."""
+        device = self.train_rows[0].device
+        self.order = torch.stack([
+            rows[torch.randperm(len(rows), generator=gen)[:n_rows].to(device)]
+            for rows, gen in zip(self.train_rows, self.generators)
+        ])
+
+    def narrow(self):
+        """Compute only the members still training (the stopped ones hold still)."""
+        stopped = self.stopping.stopped.tolist()
+        self.training = [m for m, s in enumerate(stopped) if not s]
+        if isinstance(self.stack, StackedCritic):
+            self.stack.active = (None if len(self.training) == len(stopped) else
+                                 torch.as_tensor(self.training,
+                                                 device=self.valid_rows.device))
+        if len(self.training) < len(stopped):
+            self.stopping.hold_stopped()
+
+
+def _set_train(states, mode):
+    for members in states:
+        members.stack.train(mode)
+
+
+def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, member_seeds,
+                  verbose=0):
+    """Train critic stacks together to maximise the bound; early-stopped per member.
+
+    Every step draws one batch per member from that member's own training
+    rows (all members the same number of rows: the parts of different folds
+    differ by at most a row, so at most one row a member sits out a pass),
+    evaluates every active stack in one batched pass, and takes one
+    optimiser step (AdamW, Adam without decay) for all of them. After each
+    epoch (a pass over the training rows, or :data:`EPOCH_BATCHES` batches
+    of it when that is shorter) every member's bound on its own validation
+    rows (fixed shifts, see :data:`VALIDATION_PAIRS`; fixed noise for
+    posterior codes)
+    updates its early stopping; a member that has not improved by
+    ``config.tol`` for ``config.n_iter_no_change`` epochs is put back to its
+    best weights and no longer moves, and the loop ends once every member
+    has stopped. At the end every member holds its best weights.
+
+    Members are independent: a member's weights depend only on its initial
+    weights, rows, seed and the shared ``seed``, not on the other members
+    (tested: a member trained in a stack equals it trained alone).
+
+    Parameters
+    ----------
+    stacks : list of StackedCritic or SingleCritic
+    X : torch.Tensor of shape (n_rows, ...)
+        Inputs; the rows of all members (e.g. every fold's parts, each
+        scaled by its fold's statistics) in one tensor.
+    source : callable
+        Code source: ``source(x, idx, noise)``.
+    train_rows, valid_rows : list of list of torch.Tensor
+        Per stack, per member: the row indices into ``X`` it trains on and is
+        early-stopped on.
+    config : CriticConfig
+    seed : int
+        Seeds the shifts and the posterior noise.
+    member_seeds : list of list of int
+        Per stack, per member: seeds of that member's batch order.
+    verbose : int, default=0
+        Shows a progress bar over epochs when positive.
+
+    Returns
+    -------
+    best_epochs : list of ndarray
+        Per stack, each member's epoch of best validation bound (0: never improved).
+    """
+    states = [_Members(*args, config)
+              for args in zip(stacks, train_rows, valid_rows, member_seeds)]
+    parameters = [p for s in stacks for p in s.parameters() if p.requires_grad]
+    # One fused kernel per step for all members' weights (CPU and CUDA).
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate,
+                                  weight_decay=config.weight_decay,
+                                  fused=X.device.type in ("cpu", "cuda"))
+    cpu_gen, noise_gen = generators(seed, X.device)
+    n_rows = min(len(r) for rows in train_rows for r in rows)
+    n_valid = min(s.valid_rows.shape[1] for s in states)
+    batch_size = min(config.batch_size, n_rows)
+    n_batches = max(1, n_rows // batch_size)
+    epochs = torch.arange(n_rows).tensor_split(max(1, n_batches // EPOCH_BATCHES))
+    n_shifts = min(4, max(1, math.ceil(VALIDATION_PAIRS / n_valid)))
+    valid_shifts = [derangement_shift(n_valid, cpu_gen) for _ in range(n_shifts)]
+    progress = tqdm(total=config.max_iter, desc="critics", unit="epoch", disable=not verbose)
+    try:
+        for epoch in range(config.max_iter):
+            active = [s for s in states if s.training]
+            if not active:
+                break
+            if epoch % len(epochs) == 0:  # a new pass over the training rows
+                for members in states:
+                    members.shuffle(n_rows)
+            _set_train(active, True)
+            for columns in batch_slices(len(epochs[epoch % len(epochs)]), batch_size):
+                columns = columns + epochs[epoch % len(epochs)][0]
+                shift = derangement_shift(len(columns), cpu_gen)
+                loss = 0.0
+                for members in active:
+                    idx = members.order[members.training][:, columns]
+                    x = X[idx]
+                    bounds = _member_bounds(members.stack, x, source(x, idx, noise_gen),
+                                            config.estimator, [shift])
+                    loss = loss - bounds.sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for members in active:
+                    if len(members.training) < members.stack.n_members:
+                        members.stopping.hold_stopped()
+            _set_train(active, False)
+            _validate(active, X, source, config, seed, valid_shifts)
+            progress.update()
+            progress.set_postfix(training=sum(len(s.training) for s in active))
+    finally:
+        progress.close()
+    for members in states:
+        members.stopping.restore()
+        if isinstance(members.stack, StackedCritic):
+            members.stack.active = None
+    _set_train(states, False)
+    return [s.stopping.best_epoch.cpu().numpy() for s in states]
+
+
+@torch.no_grad()
+def _validate(active, X, source, config, seed, shifts):
+    # Stopped members are not scored: their early stopping no longer moves.
+    _, noise_gen = generators(seed + 1, X.device)
+    for members in active:
+        idx = members.valid_rows[members.training]
+        x = X[idx]
+        scores = torch.full((members.stack.n_members,), -math.inf, device=X.device)
+        scores[members.training] = _member_bounds(
+            members.stack, x, source(x, idx, noise_gen), config.estimator, shifts,
+            config.batch_size)
+        members.stopping.update(scores)
+        members.narrow()
+
+
+# -- held-out evaluation -------------------------------------------------------------
+def _bound(estimator, outputs):
+    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
 
 
 def _all_pairs_outputs(critic, x, codes, estimator, influence):
     # Every mismatched pair of the batch is a marginal draw: the same bound,
     # far less variance than one shifted pairing. InfoNCE uses them anyway.
-    scores = _score_matrix(critic, x, codes).float()
+    scores = score_matrix(critic, x, codes)
     if estimator == "infonce":
         outputs, terms = (scores,), bound_influence
     else:
@@ -129,14 +309,17 @@ def _all_pairs_outputs(critic, x, codes, estimator, influence):
 
 @torch.no_grad()
 def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False,
-                 all_pairs=False):
-    """Per-batch bound values on fixed, unshuffled batches of ``X`` (numpy array).
+                 pairs="shift"):
+    """Per-batch bound values on fixed, unshuffled batches of ``X`` (a tensor).
 
     Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
     near-equal slices); ``seed`` fixes the shifts and the posterior noise, so
-    the values are repeatable. With ``all_pairs=True`` NWJ and DV take every
-    mismatched pair of a batch as their marginal sample instead of one
-    shifted pairing (``B - 1`` times the critic evaluations). With
+    the values are repeatable. ``pairs`` says which mismatched pairs NWJ and
+    DV take as their marginal sample: "shift" one shifted pairing, "all"
+    every mismatched pair of a batch (``B - 1`` times the critic
+    evaluations), "blocks" every mismatched pair within blocks of
+    :data:`~skinfomax.training.PAIR_BLOCK` rows (``score``'s held-out bound;
+    no influence terms). With
     ``influence=True`` the per-sample terms of
     :func:`~skinfomax.objectives.bound_influence` (or
     :func:`~skinfomax.objectives.all_pairs_influence`) come back as well, for
@@ -148,11 +331,14 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
     for idx in batch_slices(X.shape[0], batch_size, device=X.device):
         x = X[idx]
         codes = source(x, idx, noise_gen)
-        if all_pairs:
+        if pairs == "blocks":
+            values.append(held_out_bound(critic, x, codes, estimator))
+            continue
+        if pairs == "all":
             outputs, batch_terms = _all_pairs_outputs(critic, x, codes, estimator, influence)
         else:
             shift = derangement_shift(x.shape[0], cpu_gen)
-            outputs = _critic_outputs(critic, x, codes, estimator, shift)
+            outputs = critic_scores(critic, x, codes, estimator, shift)
             batch_terms = bound_influence(estimator, *outputs) if influence else None
         values.append(_bound(estimator, outputs))
         terms.append(batch_terms)
@@ -160,92 +346,6 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
     if influence:
         return values, torch.cat(terms).cpu().numpy().astype(float)
     return values
-
-
-def fit_critic(critic, X, source, config, seed, X_valid=None, source_valid=None):
-    """Train ``critic`` to maximise the bound on ``(X, source)``; returns the history.
-
-    With a validation split, training stops once the validation bound has not
-    improved by ``config.tol`` for ``config.n_iter_no_change`` epochs, and the
-    critic of the best epoch is restored. Only the critic's parameters move.
-    """
-    if config.weight_decay:
-        optimizer = torch.optim.AdamW(
-            critic.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-    else:
-        optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
-    cpu_gen, noise_gen = generators(seed, X.device)
-    n_batches = max(1, X.shape[0] // config.batch_size)
-    best, best_state, stale, history = -math.inf, None, 0, []
-    for epoch in range(1, config.max_iter + 1):
-        critic.train()
-        total = torch.zeros((), device=X.device)
-        for idx in batch_slices(X.shape[0], config.batch_size, cpu_gen, X.device):
-            x = X[idx]
-            shift = derangement_shift(x.shape[0], cpu_gen)
-            bound = critic_bound(critic, x, source(x, idx, noise_gen), config.estimator, shift)
-            optimizer.zero_grad(set_to_none=True)
-            (-bound).backward()
-            optimizer.step()
-            total += bound.detach()
-        record = {"epoch": epoch, "mi": float(total) / n_batches}
-        if X_valid is not None:
-            valid = batch_bounds(
-                critic, X_valid, source_valid, config.estimator, config.batch_size, seed
-            )
-            record["valid_mi"] = float(valid.mean())
-            if record["valid_mi"] > best + config.tol:
-                best, best_state, stale = record["valid_mi"], copy.deepcopy(critic.state_dict()), 0
-            else:
-                stale += 1
-        history.append(record)
-        if X_valid is not None and stale >= config.n_iter_no_change:
-            break
-    if best_state is not None:
-        critic.load_state_dict(best_state)
-    critic.eval()
-    return history
-
-
-class CriticEnsemble(torch.nn.Module):
-    """A critic whose scores are the mean of its members' scores.
-
-    Any function of (x, z) gives a valid held-out bound, so the mean of
-    independently trained critics does too; averaging cancels much of what
-    each member overfits to its training samples (in 25 + 25 dimensions with
-    2,800 training samples one critic lost ~30% of the MI, five 5-11%).
-    """
-
-    def __init__(self, critics):
-        super().__init__()
-        self.critics = torch.nn.ModuleList(critics)
-
-    def joint_and_shifted(self, x, codes, shift):
-        joint, shifted = zip(*(c.joint_and_shifted(x, codes, shift) for c in self.critics))
-        return torch.stack(joint).mean(0), torch.stack(shifted).mean(0)
-
-    def score_matrix(self, x, codes):
-        return torch.stack([c.score_matrix(x, codes) for c in self.critics]).mean(0)
-
-
-def train_critics(splits, critic_sizes, config, seed, n_critics=1):
-    """``n_critics`` critics of one architecture, trained and early-stopped.
-
-    ``splits`` starts ``(X_train, Z_train, X_valid, Z_valid)``. Returns the
-    critic, a :class:`CriticEnsemble` when ``n_critics > 1``.
-    """
-    X_train, Z_train, X_valid, Z_valid = splits[:4]
-    critics = []
-    for k in range(n_critics):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + k)
-            critic = build_critic(X_train.shape[1], Z_train.shape[1], critic_sizes)
-        critic = critic.to(X_train.device)
-        fit_critic(critic, X_train, FixedCodes(Z_train), config, seed + k,
-                   X_valid, FixedCodes(Z_valid))
-        critics.append(critic)
-    return critics[0] if n_critics == 1 else CriticEnsemble(critics).eval()
 
 
 def one_standard_error_choice(values, terms):
@@ -266,113 +366,191 @@ def one_standard_error_choice(values, terms):
     return best
 
 
-def choose_critic(splits, candidates, config, seed, n_critics=1):
-    """Pick one of several critic architectures on the validation part.
+# -- mutual_information's protocol ------------------------------------------------------
+@dataclass(frozen=True)
+class _FoldRows:
+    """Row indices of one fold's parts in the stacked tensors of :func:`estimate_mi`."""
 
-    Each candidate is trained with early stopping on one half of the
-    validation rows. Early stopping picks each critic's best epoch on the
-    rows it stops on, which flatters the most flexible critics there, so the
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+
+def _stacked_folds(folds, device):
+    """Every fold's parts in one X and one Z tensor, and each fold's rows in them."""
+    X = torch.cat([torch.as_tensor(np.concatenate(f[0::2]), device=device) for f in folds])
+    Z = torch.cat([torch.as_tensor(np.concatenate(f[1::2]), device=device) for f in folds])
+    rows, start = [], 0
+    for fold in folds:
+        n_train, n_valid, n_test = (len(fold[i]) for i in (0, 2, 4))
+        r = torch.arange(start, start + n_train + n_valid + n_test, device=device)
+        rows.append(_FoldRows(r[:n_train], r[n_train:n_train + n_valid], r[n_train + n_valid:]))
+        start += len(r)
+    return X, Z, rows
+
+
+def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
+    """All-pairs batch bounds of the mean critic of ``members`` on ``rows`` (numpy)."""
+    critic = MeanCritic(stack.select(members))
+    return batch_bounds(critic, X[rows], FixedCodes(Z[rows]), config.estimator,
+                        config.batch_size, seed, influence=influence, pairs="all")
+
+
+def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose):
+    """Pick one candidate architecture on one fold's validation part.
+
+    Every candidate (``n_members`` members each) trains on the fold's train
+    part, early-stopped on one half of its validation part; early stopping
+    flatters the most flexible critics on the rows it stops on, so the
     candidates are compared on the other half, on the same fixed batches with
-    every mismatched pair as a marginal draw (a paired comparison), by
-    :func:`one_standard_error_choice`.
-
-    Returns the chosen architecture and every candidate's bound on the
-    comparison half.
+    every mismatched pair a marginal draw (a paired comparison), by
+    :func:`one_standard_error_choice`. Returns the choice and every
+    candidate's bound on the comparison half.
     """
-    X_train, Z_train, X_valid, Z_valid = splits
-    half = X_valid.shape[0] // 2
-    stopping = (X_train, Z_train, X_valid[:half], Z_valid[:half])
+    half = len(fold.valid) // 2
+    stop, compare = fold.valid[:half], fold.valid[half:]
+    seeds = [seed + k for k in range(n_members)]
+    # One stack per candidate: padding narrow candidates to the widest (one
+    # pass for all) was slower, the widest's arithmetic dominating.
+    stacks = [StackedCritic.build(X.shape[1], Z.shape[1], sizes, seeds).to(device)
+              for sizes in candidates]
+    train_critics(stacks, X, FixedCodes(Z), [[fold.train] * n_members] * len(stacks),
+                  [[stop] * n_members] * len(stacks), config, seed, [seeds] * len(stacks),
+                  verbose)
     values, terms = {}, {}
-    for sizes in candidates:
-        critic = train_critics(stopping, sizes, config, seed, n_critics)
-        batch_values, terms[sizes] = batch_bounds(
-            critic, X_valid[half:], FixedCodes(Z_valid[half:]), config.estimator,
-            config.batch_size, seed + 2, influence=True, all_pairs=True,
-        )
+    for sizes, stack in zip(candidates, stacks):
+        batch_values, terms[sizes] = _mean_critic_bounds(
+            stack, list(range(n_members)), X, Z, compare, config, seed + 2, True)
         values[sizes] = float(batch_values.mean())
     return one_standard_error_choice(values, terms), values
 
 
-def estimate_mi(folds, candidates, config, seed, device, n_critics=1):
-    """Train critics on given samples, pick one on validation, bound MI on held-out rows.
+def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0):
+    """Train critics on given samples, pick an architecture on validation rows, bound MI.
+
+    With several candidate architectures, :func:`_choose` picks one on the
+    first fold (one member per candidate). The chosen one
+    is then trained in every fold, ``n_critics`` members each, all folds'
+    members as one batched stack (:func:`train_critics`), each early-stopped
+    on its fold's whole validation part; each fold's test part is scored by
+    the mean critic of its members, every mismatched pair of a batch a
+    marginal draw.
 
     Parameters
     ----------
     folds : sequence of tuple of ndarray
         One ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` tuple
-        (float32) per fold; the test parts of several folds partition the
-        samples (cross-fitting), so every sample is scored once by critics
-        that never saw it.
+        (float32, scaled by that fold's train part) per fold; the test parts
+        of several folds partition the samples (cross-fitting), so every
+        sample is scored once by critics that never saw it.
     candidates : sequence of tuple of int
         Critic architectures (layer sizes; first one: the joint layer),
-        simplest first. With several, :func:`choose_critic` picks one on the
-        first fold's validation split; the chosen one is then trained in
-        every fold with early stopping on its whole validation split, and the
-        test splits give the estimate.
+        simplest first.
     config : CriticConfig
     seed : int
     device : torch.device
     n_critics : int, default=1
-        Critics trained per architecture and fold (fold ``f`` seeds
-        ``seed + f * n_critics, ...``); the bound uses the mean of their scores
-        (:class:`CriticEnsemble`).
+        Members per fold (fold ``f`` seeds ``seed + f * n_critics, ...``); a
+        fold's bound uses the mean of its members' scores.
+    verbose : int, default=0
+        Progress bars over the training epochs when positive.
 
     Returns
     -------
     estimate, se : float
-        Mean of the per-batch bounds on the test splits (every mismatched
-        pair of a batch is a marginal draw) and its standard error.
+        Mean of the per-batch bounds on the test parts and its standard error.
     chosen : tuple of int
         The architecture evaluated.
     validation : dict
-        Bound of every candidate on the choice half of the first fold's
-        validation split, keyed by architecture (empty for one candidate).
+        Bound of every candidate on the comparison half of the first fold's
+        validation part, keyed by architecture (empty for one candidate).
     """
-    folds = [tuple(torch.as_tensor(a, device=device) for a in fold) for fold in folds]
+    X, Z, rows = _stacked_folds(folds, device)
     if len(candidates) == 1:
         chosen, validation = candidates[0], {}
     else:
-        chosen, validation = choose_critic(folds[0][:4], candidates, config, seed, n_critics)
-    test = []
-    for f, fold in enumerate(folds):
-        # The chosen architecture is (re)trained with early stopping on the
-        # whole validation part; only the test part stays unseen.
-        critic = train_critics(fold[:4], chosen, config, seed + f * n_critics, n_critics)
-        X_test, Z_test = fold[4:]
-        test.append(batch_bounds(critic, X_test, FixedCodes(Z_test), config.estimator,
-                                 config.batch_size, seed + 1, all_pairs=True))
+        # One member per candidate: the choice needs a ranking, not the best
+        # estimate; two took 1.1-1.6x as long at equal error (docs/performance.md).
+        chosen, validation = _choose(candidates, X, Z, rows[0], config, seed, 1, device,
+                                     verbose)
+    n_folds = len(rows)
+    seeds = [seed + f * n_critics + k for f in range(n_folds) for k in range(n_critics)]
+    members_of = [list(range(f * n_critics, (f + 1) * n_critics)) for f in range(n_folds)]
+    stack = StackedCritic.build(X.shape[1], Z.shape[1], chosen, seeds).to(device)
+    train_critics([stack], X, FixedCodes(Z),
+                  [[rows[f].train for f in range(n_folds) for _ in range(n_critics)]],
+                  [[rows[f].valid for f in range(n_folds) for _ in range(n_critics)]],
+                  config, seed, [seeds], verbose)
+    test = [_mean_critic_bounds(stack, members, X, Z, fold.test, config, seed + 1, False)
+            for members, fold in zip(members_of, rows)]
     return (*mean_and_se(np.concatenate(test)), chosen, validation)
 
 
-def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed, verbose=0):
-    """A fresh critic on a frozen encoder: per-batch held-out bounds and the rows they used.
+# -- the fresh critic on a frozen encoder ---------------------------------------------
+def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed,
+                        verbose=0):
+    """Train a fresh critic on a frozen encoder's posterior draws; its held-out batch bounds.
 
-    Half of X (a fifth of it for early stopping) trains a re-initialised copy
-    of ``critic`` on posterior draws ``[z, c]`` from ``encoder``; the other
-    half is evaluated. Returns ``(values, eval_rows)``: the per-batch bounds
-    and the indices of the evaluated rows of X.
+    The protocol of ``InfoMaxVAETransformer.mi_bounds(refit_critic=True)``:
+    half of the rows (``n // 2``, drawn with ``seed``) is held out for
+    evaluation; of the other half a fifth (at least 2 rows) early-stops and
+    the rest trains a copy of ``critic`` with re-initialised weights (every
+    submodule's ``reset_parameters`` under ``seed``), which sees fresh
+    posterior draws ``[z, c]`` at every step (Adam, learning rate 1e-3,
+    patience 10 epochs, at most ``max_iter`` epochs), through
+    :func:`train_critics`. Neither ``encoder`` nor ``critic`` changes.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        ``encoder(x) -> (z_mean, z_log_var, c)``.
+    critic : torch.nn.Module
+        The trained critic, whose architecture is copied.
+    X : ndarray of shape (n_samples, ...)
+        At least 8 rows; sent to the encoder's device as float32.
+    estimator : {"nwj", "dv", "infonce"}
+    batch_size : int
+        Capped at the size of each part (and at least 2).
+    max_iter : int
+    seed : int
+    verbose : int, default=0
+        Progress bar over the fresh critic's epochs when positive.
+
+    Returns
+    -------
+    values : ndarray
+        The fresh critic's bound on each fixed batch of the evaluation rows
+        (every mismatched pair within blocks of ``PAIR_BLOCK`` rows a
+        marginal draw, as ``score``).
+    eval_rows : ndarray of int
+        The rows of ``X`` evaluated, in batch order: compute anything that
+        must match the lower bound's rows (the encoder's rate) on ``X[eval_rows]``.
     """
     device = next(encoder.parameters()).device
-    order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(seed)).numpy()
-    n_eval = X.shape[0] // 2
-    n_valid = max(2, (X.shape[0] - n_eval) // 5)
-    eval_rows, valid_rows, fit_rows = np.split(order, [n_eval, n_eval + n_valid])
-    X_fit, X_valid, X_eval = (
-        torch.as_tensor(np.asarray(X[rows], dtype=np.float32), device=device)
-        for rows in (fit_rows, valid_rows, eval_rows)
+    X = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    n = X.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+    n_eval = n // 2
+    n_valid = max(2, (n - n_eval) // 5)
+    eval_rows, valid_rows, train_rows = order[:n_eval], order[n_eval:n_eval + n_valid], \
+        order[n_eval + n_valid:]
+    config = CriticConfig(
+        estimator=estimator, max_iter=max_iter,
+        batch_size=max(2, min(batch_size, len(train_rows), n_valid, n_eval)),
     )
-    encoder.eval()
     fresh = copy.deepcopy(critic)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         for module in fresh.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-    config = CriticConfig(
-        estimator=estimator, max_iter=max_iter,
-        batch_size=max(2, min(batch_size, X_fit.shape[0], X_valid.shape[0], X_eval.shape[0])),
-    )
     source = PosteriorCodes(encoder)
-    fit_critic(fresh, X_fit, source, config, seed, X_valid, source)
-    values = batch_bounds(fresh, X_eval, source, estimator, config.batch_size, seed + 1)
-    return values, eval_rows
+    encoder_mode = encoder.training
+    encoder.eval()
+    try:
+        train_critics([SingleCritic(fresh)], X, source, [[train_rows]], [[valid_rows]],
+                      config, seed, [[seed]], verbose)
+        values = batch_bounds(fresh, X[eval_rows], source, estimator, config.batch_size,
+                              seed + 1, pairs="blocks")
+    finally:
+        encoder.train(encoder_mode)
+    return values, eval_rows.cpu().numpy()

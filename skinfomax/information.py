@@ -29,7 +29,7 @@ from .utils import (
 
 __all__ = ["MIEstimate", "mutual_information"]
 
-AUTO_CRITICS = ((32, 32), (64, 64), (128, 128), (256, 256))
+AUTO_CRITICS = ((32, 32), (64, 32), (128, 32), (256, 32))
 
 
 class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
@@ -112,6 +112,7 @@ def _standardise(train, *others, scaling="standard", seed=0):
         "device": "no_validation",
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -130,10 +131,11 @@ def mutual_information(
     learning_rate: float = 1e-3,
     n_iter_no_change: int = 20,
     weight_decay: float = 0.5,
-    n_critics: int = 5,
+    n_critics: int = 3,
     device: str = "cpu",
     n_threads: int | None = None,
     random_state=None,
+    verbose: int = 0,
 ) -> MIEstimate:
     """Estimate I(X; Z) in nats with a trained critic, on held-out samples.
 
@@ -188,11 +190,14 @@ def mutual_information(
         trained again in every fold, early-stopped on the whole validation
         part, and evaluated on the held-out fold (the one-standard-error rule;
         the result reports the choice and every candidate's validation bound). "auto" is
-        ``[(32, 32), (64, 64), (128, 128), (256, 256)]``. Run time grows with
-        the number of candidates (plus one training per fold). Narrow,
-        weight-decayed, averaged critics overfit less where few of many
-        dimensions carry the information, wide ones are needed for dense
-        high-dimensional dependence (docs/science.md, section 1, "Defaults").
+        ``[(32, 32), (64, 32), (128, 32), (256, 32)]``: joint layers of
+        growing width under a narrow second layer (the widths a steep channel
+        or dense high-dimensional dependence needs, at a fraction of the
+        arithmetic of equally wide layers). All candidates train together
+        (:mod:`skinfomax.ensembles`), then the chosen one in every fold.
+        Narrow, weight-decayed, averaged critics overfit less where few of
+        many dimensions carry the information (docs/science.md, section 1,
+        "Defaults").
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
         size of the smallest part. A held-out batch of B rows takes B(B - 1)
@@ -200,17 +205,20 @@ def mutual_information(
     max_iter : int, default=200
         Maximum number of critic epochs.
     learning_rate : float, default=1e-3
-        Adam learning rate of the critic.
+        AdamW learning rate of the critics.
     n_iter_no_change : int, default=20
-        Early-stopping patience, in epochs (the validation bound is noisy: a
-        patience of 10 stopped 20-dimensional cases ~15% short of the truth).
+        Early-stopping patience of each critic, in epochs; an epoch is a pass
+        over the train part or 16 batches of it, whichever is shorter. The
+        validation bound is noisy: shorter patience, or a larger learning
+        rate, stopped 20-dimensional channels further short of the truth
+        (docs/performance.md).
     weight_decay : float, default=0.5
         Decoupled (AdamW) weight decay of the critic; 0 is plain Adam. Decay
         curbs overfitting in many dimensions but flattens the steep critic
         that a low-dimensional, high-MI channel needs (1 dimension, 5 nats:
         21% short with 0.5, 12% with 0; docs/science.md).
-    n_critics : int, default=5
-        Critics trained from different seeds; the held-out bound uses the mean
+    n_critics : int, default=3
+        Critics per fold, trained from different seeds; the held-out bound uses the mean
         of their scores. Any critic gives a valid lower bound, and averaging
         cancels much of what each one overfits to the train part (in high
         dimensions with few samples the dominant error). Run time grows
@@ -221,6 +229,8 @@ def mutual_information(
         Torch CPU threads for the call; None keeps the current setting.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the critic's weights, batch order and shifts.
+    verbose : int or bool, default=0
+        Shows a progress bar over the critics' training epochs when positive.
 
     Returns
     -------
@@ -297,7 +307,7 @@ def mutual_information(
     )
     with torch_threads(n_threads):
         mi, se, chosen, validation = estimate_mi(
-            folds, candidates, config, seed, device, n_critics=n_critics
+            folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose
         )
     warn_if_implausible(
         mi, estimator, "typically heavy-tailed features; scaling='quantile' maps each "

@@ -93,26 +93,28 @@ def derangement_shift(batch_size, generator=None):
 
 
 def _log_mean_exp(t):
-    return torch.logsumexp(t, dim=0) - math.log(t.shape[0])
+    return torch.logsumexp(t, dim=-1) - math.log(t.shape[-1])
 
 
 def nwj_bound(t_joint, t_marginal):
     """Nguyen-Wainwright-Jordan (f-divergence) bound.
 
     ``mean T(x, z) - mean exp(T(x, z') - 1)``; unbiased per batch, so batch
-    averages of it are unbiased too. Inputs are critic outputs, shape ``(B,)``.
+    averages of it are unbiased too. Inputs are critic outputs, shape ``(B,)``
+    (or ``(..., B)``: one bound per leading index, e.g. per stacked critic).
     """
     t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
-    return t_joint.mean() - torch.exp(_log_mean_exp(t_marginal) - 1.0)
+    return t_joint.mean(-1) - torch.exp(_log_mean_exp(t_marginal) - 1.0)
 
 
 def dv_bound(t_joint, t_marginal):
     """Donsker-Varadhan bound: ``mean T(x, z) - log mean exp T(x, z')``.
 
     Tighter than NWJ for the same critic but biased for finite batches.
+    Shapes as for :func:`nwj_bound`.
     """
     t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
-    return t_joint.mean() - _log_mean_exp(t_marginal)
+    return t_joint.mean(-1) - _log_mean_exp(t_marginal)
 
 
 def infonce_bound(scores):
@@ -120,10 +122,11 @@ def infonce_bound(scores):
 
     ``mean_i [T(x_i, z_i) - log mean_j exp T(x_i, z_j)]``. It never exceeds
     ``log B``: low variance, but saturates once the true MI nears log B.
+    A ``(..., B, B)`` stack gives one bound per leading index.
     """
     scores = soft_clip(scores)
-    log_norm = torch.logsumexp(scores, dim=1) - math.log(scores.shape[1])
-    return (scores.diagonal() - log_norm).mean()
+    log_norm = torch.logsumexp(scores, dim=-1) - math.log(scores.shape[-1])
+    return (scores.diagonal(dim1=-2, dim2=-1) - log_norm).mean(-1)
 
 
 # Bounds that need only the joint scores and one shifted set of scores.

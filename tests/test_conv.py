@@ -303,13 +303,13 @@ def test_fresh_critic_keeps_the_conv_architecture(conv_fitted, digit_images, mon
     X, _ = digit_images
     before = copy.deepcopy(conv_fitted.critic_.state_dict())
     seen = []
-    real_fit_critic = training.fit_critic
+    real_train_critics = training.train_critics
 
-    def spy(critic, *args, **kwargs):
-        seen.append(critic)
-        return real_fit_critic(critic, *args, **kwargs)
+    def spy(stacks, *args, **kwargs):
+        seen.extend(stack.critic for stack in stacks)
+        return real_train_critics(stacks, *args, **kwargs)
 
-    monkeypatch.setattr(training, "fit_critic", spy)
+    monkeypatch.setattr(training, "train_critics", spy)
     bounds = conv_fitted.mi_bounds(X, refit_critic=True, refit_max_iter=2)
     assert np.isfinite(bounds.lower)
     (fresh,) = seen

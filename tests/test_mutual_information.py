@@ -85,27 +85,34 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
         mutual_information(**args)
 
 
-def test_critic_ensemble_averages_scores_and_weight_decay_uses_adamw():
+def test_mean_critic_averages_scores_and_weight_decay_uses_adamw():
     import torch
 
-    from skinfomax.estimation import CriticConfig, CriticEnsemble, FixedCodes, fit_critic
+    from skinfomax.ensembles import MeanCritic, StackedCritic
     from skinfomax.networks import build_critic
+    from skinfomax.estimation import CriticConfig, FixedCodes, train_critics
+    from skinfomax.utils import seeded
 
-    torch.manual_seed(0)
-    critics = [build_critic(3, 2, (8, 8)) for _ in range(3)]
+    critics = []
+    for seed in range(3):
+        with seeded(seed):
+            critics.append(build_critic(3, 2, (8, 8)))
     x, z = torch.randn(10, 3), torch.randn(10, 2)
-    ens = CriticEnsemble(critics)
+    mean_critic = MeanCritic(StackedCritic(critics))
     mean = torch.stack([c.score_matrix(x, z) for c in critics]).mean(0)
-    assert torch.allclose(ens.score_matrix(x, z), mean)
-    joint, shifted = ens.joint_and_shifted(x, z, 3)
-    assert torch.allclose(joint, mean.diagonal())
-    assert torch.allclose(shifted, mean[torch.arange(10), (torch.arange(10) + 3) % 10])
-    # Decay shrinks the weights of a critic that sees no signal (lr * wd = 0.5 a step).
-    critic = build_critic(3, 2, (8, 8))
-    norm = sum(p.norm() for p in critic.parameters())
-    fit_critic(critic, x, FixedCodes(z), CriticConfig(batch_size=10, max_iter=5,
-               learning_rate=1e-3, weight_decay=500.0), seed=0)
-    assert sum(p.norm() for p in critic.parameters()) < 0.5 * norm
+    torch.testing.assert_close(mean_critic.score_matrix(x, z), mean)
+    joint, shifted = mean_critic.joint_and_shifted(x, z, 3)
+    torch.testing.assert_close(joint, mean.diagonal())
+    torch.testing.assert_close(shifted, mean[torch.arange(10), (torch.arange(10) + 3) % 10])
+    # Decay shrinks the weights of a critic that sees no signal (lr * wd = 0.5
+    # a step); patience longer than the run, so no early-stopping restore.
+    stack = StackedCritic.build(3, 2, (8, 8), [0])
+    norm = sum(p.norm() for p in stack.parameters())
+    rows = torch.arange(10)
+    train_critics([stack], x, FixedCodes(z), [[rows]], [[rows]],
+                  CriticConfig(batch_size=10, max_iter=5, learning_rate=1e-3,
+                               weight_decay=500.0, n_iter_no_change=10, tol=-1e9), 0, [[0]])
+    assert sum(p.norm() for p in stack.parameters()) < 0.5 * norm
 
 
 def test_more_critics_change_the_estimate_but_one_reproduces_itself():

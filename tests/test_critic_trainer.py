@@ -1,0 +1,172 @@
+"""The batched critic trainer: members as if trained alone, early stopping, progress, refit."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from skinfomax.ensembles import MeanCritic, SingleCritic, StackedCritic
+from skinfomax.estimation import (
+    CriticConfig,
+    FixedCodes,
+    batch_bounds,
+    refit_critic_bounds,
+    train_critics,
+)
+from skinfomax.networks import Encoder, build_critic, build_mlp
+
+SIZES = (16, 8)
+
+
+def gaussian_pairs(n, seed=0):
+    """x ~ N(0, 1), z = x + noise / 2 in float32 (I = log(5) / 2 = 0.80 nats)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, generator=g)
+    return x, x + 0.5 * torch.randn(n, 1, generator=g)
+
+
+def train(stack, X, Z, rows, config, member_seeds):
+    """Every member trains on ``rows[m]`` = (train, valid) indices."""
+    return train_critics([stack], X, FixedCodes(Z), [[r[0] for r in rows]],
+                         [[r[1] for r in rows]], config, 7, [member_seeds])
+
+
+def test_batched_members_equal_members_trained_alone():
+    X, Z = gaussian_pairs(300)
+    # Three members on different rows (as folds are), same number of rows each.
+    perms = [torch.randperm(300, generator=torch.Generator().manual_seed(m)) for m in range(3)]
+    rows = [(p[:200], p[200:260]) for p in perms]
+    config = CriticConfig(batch_size=50, max_iter=12, n_iter_no_change=3, weight_decay=0.1)
+    seeds = [11, 12, 13]
+    together = StackedCritic.build(1, 1, SIZES, seeds)
+    best_together = train(together, X, Z, rows, config, seeds)[0]
+    for m, seed in enumerate(seeds):
+        alone = StackedCritic.build(1, 1, SIZES, [seed])
+        best_alone = train(alone, X, Z, [rows[m]], config, [seed])[0]
+        assert best_alone[0] == best_together[m]
+        for a, b in zip(alone.member(0).parameters(), together.member(m).parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # The plain module path (SingleCritic) trains the same member the same way.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = build_critic(1, 1, SIZES)
+        train(SingleCritic(module), X, Z, [rows[m]], config, [seed])
+        for a, b in zip(module.parameters(), together.member(m).parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        held_out = torch.arange(260, 300)
+        value = batch_bounds(module, X[held_out], FixedCodes(Z[held_out]), "nwj", 40, 0,
+                             pairs="all")
+        stacked = batch_bounds(MeanCritic(together.select([m])), X[held_out],
+                               FixedCodes(Z[held_out]), "nwj", 40, 0, pairs="all")
+        np.testing.assert_allclose(value, stacked, rtol=1e-4, atol=1e-5)
+
+
+def test_stopped_member_does_not_move_while_others_train():
+    X, Z = gaussian_pairs(400)
+    # Member 0 is validated on the channel it learns; member 1 on the mirrored
+    # channel z = -x + noise, where learning only lowers the bound (DV: no
+    # gain from a constant offset): it stops after its patience while member
+    # 0 keeps training.
+    Z_both = torch.cat([Z, Z - 2 * X])
+    rows = [(torch.arange(300), torch.arange(300, 400)),
+            (torch.arange(300), torch.arange(700, 800))]
+    stack = StackedCritic.build(1, 1, SIZES, [0, 1])
+    initial = [t.detach().clone() for t in stack.member_tensors()]
+    config = CriticConfig(estimator="dv", batch_size=50, max_iter=25, n_iter_no_change=3,
+                          tol=0.01)
+    steps = []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):  # the weights every step starts from
+        steps.append([t.detach().clone() for t in stack.member_tensors()])
+        return original(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        best_epochs = train(stack, torch.cat([X, X]), Z_both, rows, config, [0, 1])[0]
+    finally:
+        torch.optim.AdamW.step = original
+    assert best_epochs[1] <= 1 and best_epochs[0] > best_epochs[1] + 2
+    # Member 1 stopped after epoch best + patience (6 steps an epoch); from
+    # then on every step leaves it at its best weights while member 0 moves.
+    stop_step = (best_epochs[1] + config.n_iter_no_change) * 6
+    final = stack.member_tensors()
+    assert len(steps) > stop_step + 6
+    for after in steps[stop_step:]:
+        for t_after, t_best in zip(after, final):
+            assert torch.equal(t_after[1], t_best[1])
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(steps[-1], steps[stop_step]))
+    # Never-improved members keep their initial weights; stack ends on the best weights.
+    if best_epochs[1] == 0:
+        for t, t0 in zip(final, initial):
+            assert torch.equal(t[1], t0[1])
+
+
+def test_progress_bar_is_silent_by_default(capsys):
+    X, Z = gaussian_pairs(100)
+    rows = [(torch.arange(80), torch.arange(80, 100))]
+    config = CriticConfig(batch_size=20, max_iter=2)
+    train(StackedCritic.build(1, 1, SIZES, [0]), X, Z, rows, config, [0])
+    assert capsys.readouterr().err == ""
+    train_critics([StackedCritic.build(1, 1, SIZES, [0])], X, FixedCodes(Z),
+                  [[rows[0][0]]], [[rows[0][1]]], config, 0, [[0]], verbose=1)
+    assert "critics" in capsys.readouterr().err
+
+
+def test_refit_critic_leaves_models_unchanged_and_bounds_a_known_channel():
+    # A frozen "encoder" whose posterior is z = x + N(0, 0.5^2) in one
+    # dimension: I(x; z) = log(1 + 1 / 0.25) / 2 = 0.80 nats.
+    encoder = Encoder(build_mlp([1]), 1, 1, 0)
+    with torch.no_grad():
+        encoder.head.weight.copy_(torch.tensor([[1.0], [0.0]]))
+        encoder.head.bias.copy_(torch.tensor([0.0, 2 * np.log(0.5)]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        critic = build_critic(1, 1, (32, 32))
+    before = [copy.deepcopy(m.state_dict()) for m in (encoder, critic)]
+    X = np.random.RandomState(0).randn(2000, 1).astype(np.float32)
+    values, rows = refit_critic_bounds(encoder, critic, X, estimator="nwj", batch_size=128,
+                                       max_iter=60, seed=0)
+    for module, state in zip((encoder, critic), before):
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, state[k])
+    assert np.all(np.isfinite(values)) and len(values) == 1000 // 128
+    assert len(rows) == 1000 and len(set(rows)) == 1000
+    assert abs(values.mean() - np.log(5) / 2) < 0.15
+    again, rows_again = refit_critic_bounds(encoder, critic, X, estimator="nwj", batch_size=128,
+                                            max_iter=60, seed=0)
+    np.testing.assert_array_equal(values, again)
+    np.testing.assert_array_equal(rows, rows_again)
+
+
+def test_stacked_critic_scores_equal_its_members():
+    stack = StackedCritic.build(3, 2, (8, 4, 4), [0, 1])
+    x, z = torch.randn(2, 5, 3), torch.randn(2, 5, 2)
+    matrix = stack.score_matrix(x, z)
+    joint, shifted = stack.joint_and_shifted(x, z, [2, 3])
+    for m in range(2):
+        critic = stack.member(m)
+        torch.testing.assert_close(matrix[m], critic.score_matrix(x[m], z[m]))
+        torch.testing.assert_close(joint[m], critic(x[m], z[m]))
+        torch.testing.assert_close(shifted[m], torch.cat(
+            [critic.joint_and_shifted(x[m], z[m], s)[1] for s in (2, 3)]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        assert torch.equal(build_critic(3, 2, (8, 4, 4)).embed_x.weight,
+                           stack.member(1).embed_x.weight)
+    mean = MeanCritic(stack).score_matrix(x[0], z[0])
+    expected = torch.stack([stack.member(m).score_matrix(x[0], z[0]) for m in range(2)]).mean(0)
+    torch.testing.assert_close(mean, expected)
+
+
+@pytest.mark.parametrize("estimator", ["dv", "infonce"])
+def test_other_bounds_train(estimator):
+    X, Z = gaussian_pairs(600)
+    rows = [(torch.arange(400), torch.arange(400, 500))]
+    stack = StackedCritic.build(1, 1, (32, 32), [0])
+    train(stack, X, Z, rows, CriticConfig(estimator=estimator, batch_size=50, max_iter=30), [0])
+    held_out = torch.arange(500, 600)
+    value = batch_bounds(stack.member(0), X[held_out], FixedCodes(Z[held_out]), estimator,
+                         50, 0, pairs="all").mean()
+    assert 0.5 < value < np.log(5) / 2 + 0.15
