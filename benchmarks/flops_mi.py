@@ -83,7 +83,11 @@ def count_call(n_samples):
 def batches_per_epoch(n_samples, n_folds=5, validation_fraction=0.2, batch_size=256):
     n_rest = n_samples - math.ceil(n_samples / n_folds)
     n_train = n_rest - math.ceil(validation_fraction * n_rest)
-    return max(1, n_train // batch_size)
+    try:  # the trainer's epochs are capped at EPOCH_BATCHES batches (not in 39f37f1)
+        from skinfomax.estimation import EPOCH_BATCHES
+    except ImportError:
+        EPOCH_BATCHES = math.inf
+    return max(1, min(n_train // batch_size, EPOCH_BATCHES))
 
 
 def matmul_ceiling(size=2048, repeats=10):

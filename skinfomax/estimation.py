@@ -283,7 +283,8 @@ def _validate(active, X, source, config, seed, shifts):
     for members in active:
         idx = members.valid_rows[members.training]
         x = X[idx]
-        scores = torch.full((members.stack.n_members,), -math.inf, device=X.device)
+        scores = torch.full((members.stack.n_members,), -math.inf, dtype=torch.float32,
+                            device=X.device)
         scores[members.training] = _member_bounds(
             members.stack, x, source(x, idx, noise_gen), config.estimator, shifts,
             config.batch_size)
