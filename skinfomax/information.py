@@ -12,6 +12,7 @@ from collections import namedtuple
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import QuantileTransformer
@@ -21,6 +22,7 @@ from sklearn.utils.validation import check_array, check_consistent_length
 from .estimation import CriticConfig, estimate_mi
 from .utils import (
     as_positive_ints,
+    default_dtype,
     resolve_device,
     seed_from,
     torch_threads,
@@ -305,7 +307,8 @@ def mutual_information(
         n_iter_no_change=n_iter_no_change,
         weight_decay=float(weight_decay),
     )
-    with torch_threads(n_threads):
+    # Critics are float32 whatever the caller's default dtype (restored after).
+    with torch_threads(n_threads), default_dtype(torch.float32):
         mi, se, chosen, validation = estimate_mi(
             folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose
         )

@@ -201,3 +201,17 @@ def test_implausibly_negative_bound_warns_and_points_at_quantile_scaling(monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mutual_information(x, z, **FAST)
+
+
+def test_callers_float64_default_changes_nothing_and_is_restored():
+    import torch
+
+    x, z = linear_gaussian(1, 0.5, 300)
+    kw = {**FAST, "max_iter": 2}
+    expected = mutual_information(x, z, **kw)
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert mutual_information(x, z, **kw) == expected
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
