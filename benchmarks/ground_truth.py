@@ -33,7 +33,9 @@ def linear_gaussian(d, mi, n, seed):
 
 
 def fmt(r, truth):
-    chosen = f" [{r.critic_hidden_layer_sizes[0]}]" if r.validation_mi else ""
+    c = r.critic
+    chosen = (f" [{c.sizes[0]}{'' if c.weight_decay else ', no decay'}]" if r.validation_mi
+              else "")
     return f"{r.mi:.3f} ± {r.se:.3f} ({100 * (r.mi - truth) / truth:+.1f}%){chosen}"
 
 

@@ -28,7 +28,8 @@ nan when they hold a single batch.
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from .utils import EarlyStopping, batch_slices, generators, mean_and_se, seeded
 
 __all__ = [
     "batch_bounds",
+    "CriticCandidate",
     "CriticConfig",
     "estimate_mi",
     "FixedCodes",
@@ -97,6 +99,14 @@ class PosteriorCodes:
         lead = idx.shape
         codes = reparameterise(*self.encoder(x.reshape(-1, *x.shape[len(lead):])), noise)
         return codes.view(*lead, -1)
+
+
+class CriticCandidate(NamedTuple):
+    """One critic to try: layer sizes (first: the joint layer) and its AdamW settings."""
+
+    sizes: tuple
+    learning_rate: float
+    weight_decay: float
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,7 @@ def _set_train(states, mode):
 
 
 def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, member_seeds,
-                  verbose=0):
+                  verbose=0, rates=None):
     """Train critic stacks together to maximise the bound; early-stopped per member.
 
     Every step draws one batch per member from that member's own training
@@ -215,6 +225,8 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
         Per stack, per member: seeds of that member's batch order.
     verbose : int, default=0
         Shows a progress bar over epochs when positive.
+    rates : list of (float, float), optional
+        Per stack, its (learning rate, weight decay); ``config``'s by default.
 
     Returns
     -------
@@ -223,11 +235,11 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     """
     states = [_Members(*args, config)
               for args in zip(stacks, train_rows, valid_rows, member_seeds)]
-    parameters = [p for s in stacks for p in s.parameters() if p.requires_grad]
+    rates = rates or [(config.learning_rate, config.weight_decay)] * len(stacks)
+    groups = [{"params": [p for p in stack.parameters() if p.requires_grad], "lr": lr,
+               "weight_decay": decay} for stack, (lr, decay) in zip(stacks, rates, strict=True)]
     # One fused kernel per step for all members' weights (CPU and CUDA).
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate,
-                                  weight_decay=config.weight_decay,
-                                  fused=X.device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(groups, fused=X.device.type in ("cpu", "cuda"))
     cpu_gen, noise_gen = generators(seed, X.device)
     n_rows = min(len(r) for rows in train_rows for r in rows)
     n_valid = min(s.valid_rows.shape[1] for s in states)
@@ -398,31 +410,31 @@ def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
 
 
 def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose):
-    """Pick one candidate architecture on one fold's validation part.
+    """Pick one :class:`CriticCandidate` on one fold's validation part.
 
-    Every candidate (``n_members`` members each) trains on the fold's train
-    part, early-stopped on one half of its validation part; early stopping
-    flatters the most flexible critics on the rows it stops on, so the
-    candidates are compared on the other half, on the same fixed batches with
-    every mismatched pair a marginal draw (a paired comparison), by
-    :func:`one_standard_error_choice`. Returns the choice and every
-    candidate's bound on the comparison half.
+    Every candidate (``n_members`` members each, its own learning rate and
+    weight decay) trains on the fold's train part, early-stopped on one half
+    of its validation part; early stopping flatters the most flexible
+    critics on the rows it stops on, so the candidates are compared on the
+    other half, on the same fixed batches with every mismatched pair a
+    marginal draw (a paired comparison), by :func:`one_standard_error_choice`.
+    Returns the choice and every candidate's bound on the comparison half.
     """
     half = len(fold.valid) // 2
     stop, compare = fold.valid[:half], fold.valid[half:]
     seeds = [seed + k for k in range(n_members)]
     # One stack per candidate: padding narrow candidates to the widest (one
     # pass for all) was slower, the widest's arithmetic dominating.
-    stacks = [StackedCritic.build(X.shape[1], Z.shape[1], sizes, seeds).to(device)
-              for sizes in candidates]
+    stacks = [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
+              for c in candidates]
     train_critics(stacks, X, FixedCodes(Z), [[fold.train] * n_members] * len(stacks),
                   [[stop] * n_members] * len(stacks), config, seed, [seeds] * len(stacks),
-                  verbose)
+                  verbose, rates=[(c.learning_rate, c.weight_decay) for c in candidates])
     values, terms = {}, {}
-    for sizes, stack in zip(candidates, stacks):
-        batch_values, terms[sizes] = _mean_critic_bounds(
+    for candidate, stack in zip(candidates, stacks):
+        batch_values, terms[candidate] = _mean_critic_bounds(
             stack, list(range(n_members)), X, Z, compare, config, seed + 2, True)
-        values[sizes] = float(batch_values.mean())
+        values[candidate] = float(batch_values.mean())
     return one_standard_error_choice(values, terms), values
 
 
@@ -444,9 +456,9 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0)
         (float32, scaled by that fold's train part) per fold; the test parts
         of several folds partition the samples (cross-fitting), so every
         sample is scored once by critics that never saw it.
-    candidates : sequence of tuple of int
-        Critic architectures (layer sizes; first one: the joint layer),
-        simplest first.
+    candidates : sequence of CriticCandidate
+        Critics to try (``config``'s learning rate and weight decay are
+        replaced by each candidate's), simplest first.
     config : CriticConfig
     seed : int
     device : torch.device
@@ -460,11 +472,11 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0)
     -------
     estimate, se : float
         Mean of the per-batch bounds on the test parts and its standard error.
-    chosen : tuple of int
-        The architecture evaluated.
+    chosen : CriticCandidate
+        The candidate evaluated.
     validation : dict
         Bound of every candidate on the comparison half of the first fold's
-        validation part, keyed by architecture (empty for one candidate).
+        validation part, keyed by candidate (empty for one candidate).
     """
     X, Z, rows = _stacked_folds(folds, device)
     if len(candidates) == 1:
@@ -477,7 +489,9 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0)
     n_folds = len(rows)
     seeds = [seed + f * n_critics + k for f in range(n_folds) for k in range(n_critics)]
     members_of = [list(range(f * n_critics, (f + 1) * n_critics)) for f in range(n_folds)]
-    stack = StackedCritic.build(X.shape[1], Z.shape[1], chosen, seeds).to(device)
+    stack = StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)
+    config = replace(config, learning_rate=chosen.learning_rate,
+                     weight_decay=chosen.weight_decay)
     train_critics([stack], X, FixedCodes(Z),
                   [[rows[f].train for f in range(n_folds) for _ in range(n_critics)]],
                   [[rows[f].valid for f in range(n_folds) for _ in range(n_critics)]],

@@ -19,7 +19,7 @@ from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from .estimation import CriticConfig, estimate_mi
+from .estimation import CriticCandidate, CriticConfig, estimate_mi
 from .utils import (
     as_positive_ints,
     default_dtype,
@@ -31,26 +31,34 @@ from .utils import (
 
 __all__ = ["MIEstimate", "mutual_information"]
 
+# "auto": joint layers of growing width under a narrow second layer, at the
+# call's learning rate and weight decay, then one undecayed critic at
+# STEEP_RATE times the learning rate (last: the least regularised).
 AUTO_CRITICS = ((32, 32), (64, 32), (128, 32), (256, 32))
+STEEP_CRITIC = (32, 32)
+STEEP_RATE = 3.0
 
 
 class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
     """A mutual-information estimate in nats and its standard error.
 
-    Unpacks as ``(mi, se)``. Two attributes say how it was obtained:
-    ``critic_hidden_layer_sizes``, the critic architecture evaluated on the
-    test part, and ``validation_mi``, the validation bound of every candidate
-    architecture (empty when a single one was given).
+    Unpacks as ``(mi, se)``. Three attributes say how it was obtained:
+    ``critic``, the candidate evaluated on the test parts (a
+    ``CriticCandidate(sizes, learning_rate, weight_decay)``),
+    ``critic_hidden_layer_sizes``, its layer sizes, and ``validation_mi``,
+    the validation bound of every candidate, keyed by candidate (empty when
+    a single one was given).
     """
 
-    def __new__(cls, mi, se, critic_hidden_layer_sizes=None, validation_mi=None):
+    def __new__(cls, mi, se, critic=None, validation_mi=None):
         self = super().__new__(cls, mi, se)
-        self.critic_hidden_layer_sizes = critic_hidden_layer_sizes
+        self.critic = critic
+        self.critic_hidden_layer_sizes = None if critic is None else critic.sizes
         self.validation_mi = dict(validation_mi or {})
         return self
 
     def __getnewargs__(self):
-        return (self.mi, self.se, self.critic_hidden_layer_sizes, self.validation_mi)
+        return (self.mi, self.se, self.critic, self.validation_mi)
 
 
 def _layer_sizes(value):
@@ -58,13 +66,14 @@ def _layer_sizes(value):
     return as_positive_ints(value) or None
 
 
-def _critic_candidates(value):
-    """The critic architectures to try, from the ``critic_hidden_layer_sizes`` argument."""
+def _critic_candidates(value, learning_rate, weight_decay):
+    """The critics to try, from the ``critic_hidden_layer_sizes`` argument."""
     if isinstance(value, str):
-        return AUTO_CRITICS
+        return (*(CriticCandidate(sizes, learning_rate, weight_decay) for sizes in AUTO_CRITICS),
+                CriticCandidate(STEEP_CRITIC, STEEP_RATE * learning_rate, 0.0))
     single = _layer_sizes(value)
     if single is not None:
-        return (single,)
+        return (CriticCandidate(single, learning_rate, weight_decay),)
     candidates = [_layer_sizes(v) for v in value] if not np.isscalar(value) else [None]
     if not candidates or any(c is None for c in candidates):
         raise ValueError(
@@ -72,7 +81,9 @@ def _critic_candidates(value):
             "integers, or a list of such sequences (candidates chosen by validation bound), "
             f"got {value!r}."
         )
-    return tuple(dict.fromkeys(candidates))  # duplicates dropped, order kept
+    # Duplicates dropped, order kept.
+    return tuple(CriticCandidate(sizes, learning_rate, weight_decay)
+                 for sizes in dict.fromkeys(candidates))
 
 
 def _as_2d(a, name):
@@ -191,15 +202,16 @@ def mutual_information(
         standard error (of the paired difference) of the best candidate's is
         trained again in every fold, early-stopped on the whole validation
         part, and evaluated on the held-out fold (the one-standard-error rule;
-        the result reports the choice and every candidate's validation bound). "auto" is
-        ``[(32, 32), (64, 32), (128, 32), (256, 32)]``: joint layers of
-        growing width under a narrow second layer (the widths a steep channel
-        or dense high-dimensional dependence needs, at a fraction of the
-        arithmetic of equally wide layers). All candidates train together
-        (:mod:`skinfomax.ensembles`), then the chosen one in every fold.
-        Narrow, weight-decayed, averaged critics overfit less where few of
-        many dimensions carry the information (docs/science.md, section 1,
-        "Defaults").
+        the result reports the choice and every candidate's validation bound).
+        Candidates train together (:mod:`skinfomax.ensembles`), each at
+        ``learning_rate`` and ``weight_decay``. "auto" is ``[(32, 32), (64,
+        32), (128, 32), (256, 32)]``, joint layers of growing width under a
+        narrow second layer (dense high-dimensional dependence needs the
+        width, not the arithmetic of an equally wide second layer), and last
+        a (32, 32) critic without weight decay at 3 times the learning rate,
+        for steep low-dimensional channels that decay flattens. Narrow,
+        weight-decayed, averaged critics overfit less where few of many
+        dimensions carry the information (docs/science.md, section 1).
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
         size of the smallest part. A held-out batch of B rows takes B(B - 1)
@@ -215,10 +227,10 @@ def mutual_information(
         rate, stopped 20-dimensional channels further short of the truth
         (docs/performance.md).
     weight_decay : float, default=0.5
-        Decoupled (AdamW) weight decay of the critic; 0 is plain Adam. Decay
+        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. Decay
         curbs overfitting in many dimensions but flattens the steep critic
-        that a low-dimensional, high-MI channel needs (1 dimension, 5 nats:
-        21% short with 0.5, 12% with 0; docs/science.md).
+        that a low-dimensional, high-MI channel needs; "auto" therefore also
+        tries an undecayed critic (docs/science.md).
     n_critics : int, default=3
         Critics per fold, trained from different seeds; the held-out bound uses the mean
         of their scores. Any critic gives a valid lower bound, and averaging
@@ -240,9 +252,10 @@ def mutual_information(
         ``(mi, se)``: the held-out bound in nats (the mean of the per-batch
         bounds on the held-out parts) and its standard error
         ``sd(batch bounds) / sqrt(n_batches)`` (nan if they hold a single
-        batch). Its ``critic_hidden_layer_sizes`` attribute holds the
-        architecture evaluated and ``validation_mi`` each candidate's
-        validation bound (empty for a single architecture).
+        batch). Its ``critic`` attribute holds the candidate evaluated
+        (``sizes``, ``learning_rate``, ``weight_decay``),
+        ``critic_hidden_layer_sizes`` its sizes, and ``validation_mi`` each
+        candidate's validation bound (empty for a single candidate).
 
     Notes
     -----
@@ -276,7 +289,8 @@ def mutual_information(
     """
     X, Z = _as_2d(X, "X"), _as_2d(Z, "Z")
     check_consistent_length(X, Z)
-    candidates = _critic_candidates(critic_hidden_layer_sizes)
+    candidates = _critic_candidates(critic_hidden_layer_sizes, float(learning_rate),
+                                    float(weight_decay))
     n = X.shape[0]
     if n_folds is None:
         n_test, n_rest = int(np.ceil(test_size * n)), n - int(np.ceil(test_size * n))

@@ -170,3 +170,26 @@ def test_other_bounds_train(estimator):
     value = batch_bounds(stack.member(0), X[held_out], FixedCodes(Z[held_out]), estimator,
                          50, 0, pairs="all").mean()
     assert 0.5 < value < np.log(5) / 2 + 0.15
+
+
+def test_each_stack_trains_at_its_own_learning_rate_and_decay():
+    X, Z = gaussian_pairs(200)
+    train_rows, valid_rows = torch.arange(150), torch.arange(150, 200)
+    config = CriticConfig(batch_size=50, max_iter=3, tol=-1e9)  # every epoch "improves"
+    frozen, moving, decayed = (StackedCritic.build(1, 1, SIZES, [0]) for _ in range(3))
+    initial = [t.detach().clone() for t in frozen.member_tensors()]
+    train_critics([frozen, moving, decayed], X, FixedCodes(Z), [[train_rows]] * 3,
+                  [[valid_rows]] * 3, config, 0, [[0]] * 3,
+                  rates=[(0.0, 0.0), (1e-2, 0.0), (1e-2, 5.0)])
+    for t, t0 in zip(frozen.member_tensors(), initial):
+        assert torch.equal(t, t0)  # learning rate 0: not a bit moved
+    # The moving stack trained exactly as it would alone with that rate.
+    alone = StackedCritic.build(1, 1, SIZES, [0])
+    train_critics([alone], X, FixedCodes(Z), [[train_rows]], [[valid_rows]],
+                  CriticConfig(batch_size=50, max_iter=3, tol=-1e9, learning_rate=1e-2), 0,
+                  [[0]])
+    for a, b in zip(alone.member_tensors(), moving.member_tensors()):
+        torch.testing.assert_close(a, b)
+    # Decay (lr * wd = 0.05 a step, 9 steps) shrinks the weights well below Adam's.
+    norm = lambda stack: sum(float(p.norm()) for p in stack.parameters())
+    assert norm(decayed) < 0.8 * norm(moving)

@@ -149,10 +149,12 @@ def test_candidate_critics_are_chosen_on_validation_and_reported():
     del kw["critic_hidden_layer_sizes"]
     candidates = [(2, 2), (64, 64)]
     result = mutual_information(x, z, critic_hidden_layer_sizes=candidates, **kw)
-    assert set(result.validation_mi) == set(candidates)
+    validation = {c.sizes: v for c, v in result.validation_mi.items()}
+    assert set(validation) == set(candidates)
+    assert {(c.learning_rate, c.weight_decay) for c in result.validation_mi} == {(1e-3, 0.0)}
     # A 2-unit critic cannot fit a 2-D Gaussian channel; validation sees it.
-    assert result.validation_mi[(64, 64)] > result.validation_mi[(2, 2)] + 0.1
-    assert result.critic_hidden_layer_sizes == (64, 64)
+    assert validation[(64, 64)] > validation[(2, 2)] + 0.1
+    assert result.critic_hidden_layer_sizes == (64, 64) == result.critic.sizes
     assert abs(result.mi - 1.0) < 0.15
     # The chosen width is refitted as a single architecture would be.
     alone = mutual_information(x, z, critic_hidden_layer_sizes=(64, 64), **kw)
@@ -189,15 +191,17 @@ def test_cross_fitting_scores_every_sample_once_with_unseen_critics(monkeypatch)
 
 def test_implausibly_negative_bound_warns_and_points_at_quantile_scaling(monkeypatch):
     from skinfomax import information
+    from skinfomax.estimation import CriticCandidate
 
     x, z = linear_gaussian(1, 0.5, 400)
+    critic = CriticCandidate((64, 64), 1e-3, 0.0)
     monkeypatch.setattr(information, "estimate_mi",
-                        lambda *args, **kwargs: (-3e14, 3e14, (64, 64), {}))
+                        lambda *args, **kwargs: (-3e14, 3e14, critic, {}))
     with pytest.warns(RuntimeWarning, match="scaling='quantile'"):
         mi, se = mutual_information(x, z, **FAST)
     assert (mi, se) == (-3e14, 3e14)
     monkeypatch.setattr(information, "estimate_mi",
-                        lambda *args, **kwargs: (-0.2, 0.1, (64, 64), {}))
+                        lambda *args, **kwargs: (-0.2, 0.1, critic, {}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mutual_information(x, z, **FAST)
@@ -215,3 +219,14 @@ def test_callers_float64_default_changes_nothing_and_is_restored():
         assert torch.get_default_dtype() == torch.float64
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_auto_tries_the_widths_and_an_undecayed_critic_at_their_own_rates():
+    x, z = linear_gaussian(2, 1.0, 600)
+    kw = {**FAST, "max_iter": 2, "n_critics": 1, "learning_rate": 2e-3, "weight_decay": 0.25}
+    del kw["critic_hidden_layer_sizes"]
+    result = mutual_information(x, z, critic_hidden_layer_sizes="auto", **kw)
+    tried = {(c.sizes[0], c.learning_rate, c.weight_decay) for c in result.validation_mi}
+    assert {(w, 2e-3, 0.25) for w in (32, 64, 128, 256)} < tried
+    assert (32, 6e-3, 0.0) in tried and len(tried) == 5
+    assert result.critic in result.validation_mi
