@@ -144,7 +144,7 @@ def mutual_information(
     learning_rate: float = 1e-3,
     n_iter_no_change: int = 20,
     weight_decay: float = 0.5,
-    n_critics: int = 3,
+    n_critics: int = 5,
     device: str = "cpu",
     n_threads: int | None = None,
     random_state=None,
@@ -231,7 +231,7 @@ def mutual_information(
         curbs overfitting in many dimensions but flattens the steep critic
         that a low-dimensional, high-MI channel needs; "auto" therefore also
         tries an undecayed critic (docs/science.md).
-    n_critics : int, default=3
+    n_critics : int, default=5
         Critics per fold, trained from different seeds; the held-out bound uses the mean
         of their scores. Any critic gives a valid lower bound, and averaging
         cancels much of what each one overfits to the train part (in high
