@@ -20,13 +20,9 @@ import torch
 from torch import nn
 
 from .networks import build_critic
-from .utils import seeded
+from .utils import pair_row_blocks, seeded
 
 __all__ = ["MeanCritic", "SingleCritic", "StackedCritic"]
-
-# Pairs (per member) in one pass of the head over a score matrix: caps the
-# activations at this many rows of the critic's width, whatever the batch.
-MAX_PAIRS_PER_PASS = 1 << 15
 
 
 def _linear_layers(critic):
@@ -120,9 +116,8 @@ class StackedCritic(nn.Module):
         """All pairs: ``scores[m, i, j] = T_m(x_i, codes_j)``, shape ``(M, B_x, B_codes)``."""
         hx, hc = self.embed(x, codes)
         m, b, w = hx.shape
-        rows = max(1, MAX_PAIRS_PER_PASS // hc.shape[1])
         blocks = [self.head((block[:, :, None, :] + hc[:, None, :, :]).reshape(m, -1, w))
-                  for block in hx.split(rows, dim=1)]
+                  for block in pair_row_blocks(hx, m * hc.shape[1], dim=1)]
         return torch.cat(blocks, dim=1).view(m, b, hc.shape[1])
 
 

@@ -64,6 +64,7 @@ from .utils import (
     default_dtype,
     deferred_interrupt,
     generators,
+    pair_row_blocks,
     seeded,
 )
 
@@ -76,9 +77,6 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.floa
 # fixed shape makes each row's result independent of which other rows were
 # sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
 EVAL_CHUNK = 512
-
-# Pairs per critic pass of the all-pairs evaluation (bounded activations).
-_MAX_PAIRS = 1 << 16
 
 # Held-out NWJ / DV bounds take every mismatched pair within blocks of this
 # many rows as the marginal sample: 15 pairs per row instead of one shifted
@@ -157,10 +155,10 @@ def held_out_bound(critic, x, codes, estimator, pair_block=PAIR_BLOCK):
     return MI_BOUNDS[estimator](torch.cat(joint), torch.cat(marginal))
 
 
-def score_matrix(critic, x, codes, max_pairs=_MAX_PAIRS):
-    """``scores[i, j] = T(x_i, codes_j)`` in float32, in row blocks of at most ``max_pairs`` pairs."""
-    rows = max(1, max_pairs // codes.shape[0])
-    return torch.cat([critic.score_matrix(block, codes).float() for block in x.split(rows)])
+def score_matrix(critic, x, codes):
+    """``scores[i, j] = T(x_i, codes_j)`` in float32, in row blocks of bounded pairs."""
+    return torch.cat([critic.score_matrix(block, codes).float()
+                      for block in pair_row_blocks(x, codes.shape[0])])
 
 
 def _generator_state(cpu, noise):

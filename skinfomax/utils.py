@@ -23,6 +23,7 @@ __all__ = [
     "deferred_interrupt",
     "generators",
     "mean_and_se",
+    "pair_row_blocks",
     "resolve_device",
     "seed_from",
     "seeded",
@@ -162,6 +163,17 @@ def generators(seed, device, state=None):
 
 
 # -- batches ---------------------------------------------------------------------
+# Pairs one critic pass over a score matrix computes, over all stacked
+# critics: caps the activations at this many rows of the critic's width,
+# whatever the batch.
+MAX_PAIRS_PER_PASS = 1 << 16
+
+
+def pair_row_blocks(rows, pairs_per_row, dim=0):
+    """``rows`` split along ``dim`` into blocks of at most MAX_PAIRS_PER_PASS pairs."""
+    return rows.split(max(1, MAX_PAIRS_PER_PASS // pairs_per_row), dim=dim)
+
+
 def batch_slices(n_samples, batch_size, generator=None, device=None):
     """Row indices of ``floor(n / batch_size)`` near-equal batches (at least one).
 

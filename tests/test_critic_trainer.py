@@ -193,3 +193,22 @@ def test_each_stack_trains_at_its_own_learning_rate_and_decay():
     # Decay (lr * wd = 0.05 a step, 9 steps) shrinks the weights well below Adam's.
     norm = lambda stack: sum(float(p.norm()) for p in stack.parameters())
     assert norm(decayed) < 0.8 * norm(moving)
+
+
+def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
+    from skinfomax import utils
+    from skinfomax.training import score_matrix
+
+    stack = StackedCritic.build(3, 2, (8, 4), [0, 1, 2])
+    x, z = torch.randn(3, 9, 3), torch.randn(3, 7, 2)
+    critic = stack.member(1)
+    whole, whole_single = stack.score_matrix(x, z), score_matrix(critic, x[1], z[1])
+    monkeypatch.setattr(utils, "MAX_PAIRS_PER_PASS", 40)  # 1-2 rows a block, several blocks
+    torch.testing.assert_close(stack.score_matrix(x, z), whole)
+    torch.testing.assert_close(score_matrix(critic, x[1], z[1]), whole_single)
+    assert whole.shape == (3, 9, 7)
+    for m in range(3):  # and each equals its member's own pairs, computed one by one
+        member = stack.member(m)
+        expected = torch.stack([torch.stack([member(x[m, i:i + 1], z[m, j:j + 1])[0]
+                                             for j in range(7)]) for i in range(9)])
+        torch.testing.assert_close(whole[m], expected)
