@@ -203,7 +203,7 @@ def mutual_information(
         trained again in every fold, early-stopped on the whole validation
         part, and evaluated on the held-out fold (the one-standard-error rule;
         the result reports the choice and every candidate's validation bound).
-        Candidates train together (:mod:`skinfomax.ensembles`), each at
+        Candidates train together (one batched loop), each at
         ``learning_rate`` and ``weight_decay``. "auto" is ``[(32, 32), (64,
         32), (128, 32), (256, 32)]``, joint layers of growing width under a
         narrow second layer (dense high-dimensional dependence needs the
