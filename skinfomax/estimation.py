@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from .ensembles import MeanCritic, SingleCritic, StackedCritic
@@ -380,6 +381,29 @@ def one_standard_error_choice(values, terms):
 
 
 # -- mutual_information's protocol ------------------------------------------------------
+def _split(items, n_groups):
+    """``items`` dealt round-robin into at most ``n_groups`` non-empty groups."""
+    return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
+
+
+def _trained_stacks(job):
+    train_critics(**job)
+    return job["stacks"]
+
+
+def _train_jobs(jobs, n_jobs):
+    """Every job's stacks, trained by :func:`train_critics`; jobs in parallel processes.
+
+    A critic's training does not depend on the critics trained beside it
+    (tested), so splitting a call's critics into jobs changes no critic
+    beyond float rounding. Worker processes (joblib's loky) start with
+    ``cpu_count // n_jobs`` threads each, so the workers do not oversubscribe.
+    """
+    if n_jobs == 1 or len(jobs) == 1:
+        return [_trained_stacks(job) for job in jobs]
+    return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_trained_stacks)(job) for job in jobs)
+
+
 @dataclass(frozen=True)
 class _FoldRows:
     """Row indices of one fold's parts in the stacked tensors of :func:`estimate_mi`."""
@@ -409,7 +433,7 @@ def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
                         config.batch_size, seed, influence=influence, pairs="all")
 
 
-def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose):
+def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
     """Pick one :class:`CriticCandidate` on one fold's validation part.
 
     Every candidate (``n_members`` members each, its own learning rate and
@@ -425,20 +449,27 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose):
     seeds = [seed + k for k in range(n_members)]
     # One stack per candidate: padding narrow candidates to the widest (one
     # pass for all) was slower, the widest's arithmetic dominating.
-    stacks = [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
-              for c in candidates]
-    train_critics(stacks, X, FixedCodes(Z), [[fold.train] * n_members] * len(stacks),
-                  [[stop] * n_members] * len(stacks), config, seed, [seeds] * len(stacks),
-                  verbose, rates=[(c.learning_rate, c.weight_decay) for c in candidates])
+    groups, jobs = _split(candidates, n_jobs), []
+    for group in groups:
+        jobs.append(dict(
+            stacks=[StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
+                    for c in group],
+            X=X, source=FixedCodes(Z),
+            train_rows=[[fold.train] * n_members] * len(group),
+            valid_rows=[[stop] * n_members] * len(group), config=config, seed=seed,
+            member_seeds=[seeds] * len(group), verbose=verbose,
+            rates=[(c.learning_rate, c.weight_decay) for c in group]))
+    stack_of = dict(zip([c for group in groups for c in group],
+                        [stack for stacks in _train_jobs(jobs, n_jobs) for stack in stacks]))
     values, terms = {}, {}
-    for candidate, stack in zip(candidates, stacks):
+    for candidate in candidates:
         batch_values, terms[candidate] = _mean_critic_bounds(
-            stack, list(range(n_members)), X, Z, compare, config, seed + 2, True)
+            stack_of[candidate], list(range(n_members)), X, Z, compare, config, seed + 2, True)
         values[candidate] = float(batch_values.mean())
     return one_standard_error_choice(values, terms), values
 
 
-def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0):
+def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
     """Train critics on given samples, pick an architecture on validation rows, bound MI.
 
     With several candidate architectures, :func:`_choose` picks one on the
@@ -467,6 +498,10 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0)
         fold's bound uses the mean of its members' scores.
     verbose : int, default=0
         Progress bars over the training epochs when positive.
+    n_jobs : int, default=1
+        Worker processes: the candidates, and then the folds, are split into
+        this many groups, each trained as its own batched stack in its own
+        process (:func:`_train_jobs`).
 
     Returns
     -------
@@ -485,19 +520,26 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0)
         # One member per candidate: the choice needs a ranking, not the best
         # estimate; two took 1.1-1.6x as long at equal error (docs/performance.md).
         chosen, validation = _choose(candidates, X, Z, rows[0], config, seed, 1, device,
-                                     verbose)
-    n_folds = len(rows)
-    seeds = [seed + f * n_critics + k for f in range(n_folds) for k in range(n_critics)]
-    members_of = [list(range(f * n_critics, (f + 1) * n_critics)) for f in range(n_folds)]
-    stack = StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)
+                                     verbose, n_jobs)
     config = replace(config, learning_rate=chosen.learning_rate,
                      weight_decay=chosen.weight_decay)
-    train_critics([stack], X, FixedCodes(Z),
-                  [[rows[f].train for f in range(n_folds) for _ in range(n_critics)]],
-                  [[rows[f].valid for f in range(n_folds) for _ in range(n_critics)]],
-                  config, seed, [seeds], verbose)
-    test = [_mean_critic_bounds(stack, members, X, Z, fold.test, config, seed + 1, False)
-            for members, fold in zip(members_of, rows)]
+    # Fold f's critics are seeded seed + f * n_critics + k, whichever job trains them.
+    groups = _split(list(range(len(rows))), n_jobs)
+    jobs = []
+    for folds_of_job in groups:
+        seeds = [seed + f * n_critics + k for f in folds_of_job for k in range(n_critics)]
+        jobs.append(dict(
+            stacks=[StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)],
+            X=X, source=FixedCodes(Z),
+            train_rows=[[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
+            valid_rows=[[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
+            config=config, seed=seed, member_seeds=[seeds], verbose=verbose))
+    test = []
+    for folds_of_job, (stack,) in zip(groups, _train_jobs(jobs, n_jobs)):
+        for i, f in enumerate(folds_of_job):
+            members = list(range(i * n_critics, (i + 1) * n_critics))
+            test.append(_mean_critic_bounds(stack, members, X, Z, rows[f].test, config,
+                                            seed + 1, False))
     return (*mean_and_se(np.concatenate(test)), chosen, validation)
 
 

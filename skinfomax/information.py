@@ -13,6 +13,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import QuantileTransformer
@@ -124,6 +125,7 @@ def _standardise(train, *others, scaling="standard", seed=0):
         "n_critics": [Interval(Integral, 1, None, closed="left")],
         "device": "no_validation",
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     },
@@ -147,6 +149,7 @@ def mutual_information(
     n_critics: int = 5,
     device: str = "cpu",
     n_threads: int | None = None,
+    n_jobs: int | None = None,
     random_state=None,
     verbose: int = 0,
 ) -> MIEstimate:
@@ -241,6 +244,14 @@ def mutual_information(
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
         Torch CPU threads for the call; None keeps the current setting.
+    n_jobs : int or None, default=None
+        Worker processes (joblib) that train critics side by side: the
+        candidates of the choice, then the folds, are split into ``n_jobs``
+        groups, each trained in its own process with ``cpu_count // n_jobs``
+        torch threads. None means 1 and -1 all CPUs (joblib's convention). A
+        critic trains the same whichever group it is in, so the estimate
+        changes only by float rounding. CPU only; it pays where threads
+        scale poorly on these small critics (docs/performance.md).
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the critic's weights, batch order and shifts.
     verbose : int or bool, default=0
@@ -305,6 +316,11 @@ def mutual_information(
             f"({held_out}, validation_fraction={validation_fraction})."
         )
     device = resolve_device(device)
+    n_jobs = effective_n_jobs(n_jobs)
+    if n_jobs > 1 and device.type != "cpu":
+        raise ValueError(f"n_jobs={n_jobs} runs critics in CPU worker processes; got "
+                         f"device={device}: use n_jobs=None there (one batched stack "
+                         "already trains every critic at once).")
     seed = seed_from(random_state)
     if n_folds is None:
         rest, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
@@ -324,7 +340,8 @@ def mutual_information(
     # Critics are float32 whatever the caller's default dtype (restored after).
     with torch_threads(n_threads), default_dtype(torch.float32):
         mi, se, chosen, validation = estimate_mi(
-            folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose
+            folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose,
+            n_jobs=n_jobs,
         )
     warn_if_implausible(
         mi, estimator, "typically heavy-tailed features; scaling='quantile' maps each "

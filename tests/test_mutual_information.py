@@ -230,3 +230,14 @@ def test_auto_tries_the_widths_and_an_undecayed_critic_at_their_own_rates():
     assert {(w, 2e-3, 0.25) for w in (32, 64, 128, 256)} < tried
     assert (32, 6e-3, 0.0) in tried and len(tried) == 5
     assert result.critic in result.validation_mi
+
+
+def test_worker_processes_train_the_same_critics():
+    x, z = linear_gaussian(2, 1.0, 600)
+    kw = dict(max_iter=5, n_critics=2, n_folds=3, n_threads=1, random_state=0)
+    one = mutual_information(x, z, **kw)
+    two = mutual_information(x, z, n_jobs=2, **kw)
+    assert two.critic == one.critic and list(two.validation_mi) == list(one.validation_mi)
+    np.testing.assert_allclose(list(two.validation_mi.values()),
+                               list(one.validation_mi.values()), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([two.mi, two.se], [one.mi, one.se], rtol=1e-4, atol=1e-5)
