@@ -6,6 +6,14 @@ speed-up of 2 workers over 1 is ``min(2, cores)``. Clusters are started and
 warmed up (one search) outside the timing; timed searches alternate 1 and 2
 workers. Parallel efficiency = speed-up / ideal.
 
+The 1-worker arm never reaches its worker: with one thread in the whole
+cluster, joblib's dask backend reports ``effective_n_jobs() == 1`` and joblib
+runs the search sequentially in this process, on this process's torch
+threads (``--client-threads``, default 1, like a worker; before 2026-12-03
+the script left it at torch's default, 2 here, which made the 1-worker arm a
+2-thread run). ``dask_worker_overhead.py`` times one fit in the client, in a
+worker alone and in two workers at once.
+
     PYTHONPATH=. python benchmarks/bench_dask.py --n-samples 1500 --epochs 3 --repeats 2
 """
 
@@ -31,7 +39,11 @@ def main():
     parser.add_argument("--n-samples", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--client-threads", type=int, default=1)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.client_threads)
     header()
     X = load_data(args.n_samples)
     model = {k: v for k, v in MODEL.items() if k != "n_components"}
@@ -47,6 +59,13 @@ def main():
         def search(n_workers):
             with joblib.parallel_backend("dask", client=clients[n_workers]):
                 return GridSearchCV(est, GRID, cv=3, scoring=elbo_scorer).fit(X)
+
+        for n in (1, 2):
+            with joblib.parallel_backend("dask", client=clients[n]):
+                jobs = joblib.effective_n_jobs(-1)
+            where = (f"this process on {torch.get_num_threads()} torch thread(s)" if jobs == 1
+                     else "the workers")
+            print(f"{n} worker(s): joblib's effective_n_jobs {jobs}, the search runs in {where}")
 
         for n in (1, 2):
             print(f"{n} worker(s): torch threads per worker",
