@@ -472,11 +472,11 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
 def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
     """Train critics on given samples, pick an architecture on validation rows, bound MI.
 
-    With several candidate architectures, :func:`_choose` picks one on the
-    first fold (one member per candidate). The chosen one
-    is then trained in every fold, ``n_critics`` members each, all folds'
-    members as one batched stack (:func:`train_critics`), each early-stopped
-    on its fold's whole validation part; each fold's test part is scored by
+    With several candidates, :func:`_choose` picks one on the first fold
+    (one member per candidate). The chosen one is then trained in every
+    fold, ``n_critics`` members each, all folds' members as one batched
+    stack (one per job with ``n_jobs``; :func:`train_critics`), each
+    early-stopped on its fold's whole validation part; each fold's test part is scored by
     the mean critic of its members, every mismatched pair of a batch a
     marginal draw.
 
