@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .networks import build_critic
-from .utils import pair_row_blocks, seeded
+from .utils import default_dtype, pair_row_blocks, seeded
 
 __all__ = ["MeanCritic", "SingleCritic", "StackedCritic"]
 
@@ -59,10 +59,13 @@ class StackedCritic(nn.Module):
 
     @classmethod
     def build(cls, n_features, n_codes, hidden_layer_sizes, seeds):
-        """One member per seed, each initialised as ``build_critic`` would under that seed."""
+        """One member per seed, each initialised as ``build_critic`` would under that seed.
+
+        Members are float32 whatever the caller's default dtype.
+        """
         critics = []
         for seed in seeds:
-            with seeded(seed):
+            with seeded(seed), default_dtype(torch.float32):
                 critics.append(build_critic(n_features, n_codes, hidden_layer_sizes))
         return cls(critics)
 

@@ -28,7 +28,7 @@ nan when they hold a single batch.
 
 import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -137,10 +137,8 @@ def _member_bounds(stack, x, codes, estimator, shifts, batch_size=None):
     """
     if estimator == "infonce":
         n = x.shape[1]
-        slices = torch.arange(n, device=x.device).tensor_split(
-            max(1, n // batch_size) if batch_size else 1)
         bounds = [infonce_bound(stack.score_matrix(x[:, s], codes[:, s]).float())
-                  for s in slices]
+                  for s in batch_slices(n, batch_size or n, device=x.device)]
         return torch.stack(bounds).mean(0)
     joint, shifted = stack.joint_and_shifted(x, codes, shifts)
     return MI_BOUNDS[estimator](joint.float(), shifted.float())
@@ -245,8 +243,7 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     n_rows = min(len(r) for rows in train_rows for r in rows)
     n_valid = min(s.valid_rows.shape[1] for s in states)
     batch_size = min(config.batch_size, n_rows)
-    n_batches = max(1, n_rows // batch_size)
-    epochs = torch.arange(n_rows).tensor_split(max(1, n_batches // EPOCH_BATCHES))
+    epochs = batch_slices(n_rows, batch_size * EPOCH_BATCHES)  # the parts of a pass
     n_shifts = min(4, max(1, math.ceil(VALIDATION_PAIRS / n_valid)))
     valid_shifts = [derangement_shift(n_valid, cpu_gen) for _ in range(n_shifts)]
     progress = tqdm(total=config.max_iter, desc="critics", unit="epoch", disable=not verbose)
@@ -259,8 +256,9 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
                 for members in states:
                     members.shuffle(n_rows)
             _set_train(active, True)
-            for columns in batch_slices(len(epochs[epoch % len(epochs)]), batch_size):
-                columns = columns + epochs[epoch % len(epochs)][0]
+            part = epochs[epoch % len(epochs)]
+            for columns in batch_slices(len(part), batch_size):
+                columns = columns + part[0]
                 shift = derangement_shift(len(columns), cpu_gen)
                 loss = 0.0
                 for members in active:
@@ -488,8 +486,8 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
         of several folds partition the samples (cross-fitting), so every
         sample is scored once by critics that never saw it.
     candidates : sequence of CriticCandidate
-        Critics to try (``config``'s learning rate and weight decay are
-        replaced by each candidate's), simplest first.
+        Critics to try, each trained at its own learning rate and weight
+        decay (``config``'s are not used), simplest first.
     config : CriticConfig
     seed : int
     device : torch.device
@@ -521,8 +519,6 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
         # estimate; two took 1.1-1.6x as long at equal error (docs/performance.md).
         chosen, validation = _choose(candidates, X, Z, rows[0], config, seed, 1, device,
                                      verbose, n_jobs)
-    config = replace(config, learning_rate=chosen.learning_rate,
-                     weight_decay=chosen.weight_decay)
     # Fold f's critics are seeded seed + f * n_critics + k, whichever job trains them.
     groups = _split(list(range(len(rows))), n_jobs)
     jobs = []
@@ -533,7 +529,8 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
             X=X, source=FixedCodes(Z),
             train_rows=[[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
             valid_rows=[[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
-            config=config, seed=seed, member_seeds=[seeds], verbose=verbose))
+            config=config, seed=seed, member_seeds=[seeds], verbose=verbose,
+            rates=[(chosen.learning_rate, chosen.weight_decay)]))
     test = []
     for folds_of_job, (stack,) in zip(groups, _train_jobs(jobs, n_jobs)):
         for i, f in enumerate(folds_of_job):

@@ -12,7 +12,6 @@ from collections import namedtuple
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
@@ -23,7 +22,6 @@ from sklearn.utils.validation import check_array, check_consistent_length
 from .estimation import CriticCandidate, CriticConfig, estimate_mi
 from .utils import (
     as_positive_ints,
-    default_dtype,
     resolve_device,
     seed_from,
     torch_threads,
@@ -329,16 +327,14 @@ def mutual_information(
         held_out = KFold(n_folds, shuffle=True, random_state=seed).split(X)
     folds = [_fold(X, Z, rest, test, validation_fraction, scaling, seed)
              for rest, test in held_out]
+    # Learning rate and weight decay travel with each candidate.
     config = CriticConfig(
         estimator=estimator,
         batch_size=min(batch_size, n_test, n_valid, n_rest - n_valid),
         max_iter=max_iter,
-        learning_rate=float(learning_rate),
         n_iter_no_change=n_iter_no_change,
-        weight_decay=float(weight_decay),
     )
-    # Critics are float32 whatever the caller's default dtype (restored after).
-    with torch_threads(n_threads), default_dtype(torch.float32):
+    with torch_threads(n_threads):
         mi, se, chosen, validation = estimate_mi(
             folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose,
             n_jobs=n_jobs,
