@@ -152,9 +152,6 @@ class SingleCritic(nn.Module):
     def member_tensors(self):
         return [t.unsqueeze(0) for t in self.critic.state_dict().values()]
 
-    def select(self, members):
-        return self
-
     def joint_and_shifted(self, x, codes, shifts):
         pairs = [self.critic.joint_and_shifted(x[0], codes[0], s) for s in shifts]
         joint = pairs[0][0]

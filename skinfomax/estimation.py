@@ -43,6 +43,7 @@ from .objectives import (
     bound_influence,
     codes_from_noise,
     derangement_shift,
+    estimator_bound,
     infonce_bound,
     off_diagonal,
 )
@@ -304,10 +305,6 @@ def _validate(active, X, source, config, seed, shifts):
 
 
 # -- held-out evaluation -------------------------------------------------------------
-def _bound(estimator, outputs):
-    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
-
-
 def _all_pairs_outputs(critic, x, codes, estimator, influence):
     # Every mismatched pair of the batch is a marginal draw: the same bound,
     # far less variance than one shifted pairing. InfoNCE uses them anyway.
@@ -352,7 +349,7 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, influence=False
             shift = derangement_shift(x.shape[0], cpu_gen)
             outputs = critic_scores(critic, x, codes, estimator, shift)
             batch_terms = bound_influence(estimator, *outputs) if influence else None
-        values.append(_bound(estimator, outputs))
+        values.append(estimator_bound(estimator, outputs))
         terms.append(batch_terms)
     values = torch.stack(values).cpu().numpy().astype(float)
     if influence:

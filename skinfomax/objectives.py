@@ -21,6 +21,7 @@ __all__ = [
     "codes_from_noise",
     "derangement_shift",
     "dv_bound",
+    "estimator_bound",
     "gaussian_kl",
     "gaussian_nll",
     "infonce_bound",
@@ -131,6 +132,11 @@ def infonce_bound(scores):
 
 # Bounds that need only the joint scores and one shifted set of scores.
 MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
+
+
+def estimator_bound(estimator, outputs):
+    """The ``estimator``'s bound of critic outputs: ``(scores,)`` for InfoNCE, else ``(joint, marginal)``."""
+    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
 
 
 def bound_influence(estimator, *outputs):

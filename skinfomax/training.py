@@ -53,6 +53,7 @@ from .objectives import (
     MI_BOUNDS,
     codes_from_noise,
     derangement_shift,
+    estimator_bound,
     gaussian_kl,
     infonce_bound,
     off_diagonal,
@@ -132,8 +133,7 @@ def critic_scores(critic, x, codes, estimator, shift):
 
 def critic_bound(critic, x, codes, estimator, shift):
     """The ``estimator`` lower bound on I(x; codes) for one batch, one shifted pairing."""
-    outputs = critic_scores(critic, x, codes, estimator, shift)
-    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
+    return estimator_bound(estimator, critic_scores(critic, x, codes, estimator, shift))
 
 
 def held_out_bound(critic, x, codes, estimator, pair_block=PAIR_BLOCK):
