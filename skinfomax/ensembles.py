@@ -161,7 +161,6 @@ class SingleCritic(nn.Module):
         return self.critic.score_matrix(x[0], codes[0])[None]
 
 
-
 class MeanCritic(nn.Module):
     """The critic whose scores are the mean of a stack's members' scores, on shared rows.
 
