@@ -7,7 +7,10 @@ A linear-Gaussian channel ``z = A x + n`` with ``x ~ N(0, I_10)``,
 default) in its own subprocess, importing skinfomax from its own source tree
 (``--old-src``, e.g. ``git worktree add /tmp/skinfomax-old 39f37f1``, versus
 this checkout), so both run on the same machine in one run, interleaved
-(old, new, old, new ...). Only the call is timed, not the import.
+(old, new, old, new ...). Only the call is timed, not the import; with
+``--warm`` each worker first makes torch import ``torch._dynamo``, which
+torch's optimisers do on their first use in a process (1.4-1.8 s here), so
+the figures leave out that one-off cost of a process's first call.
 
 With ``--ksg``, sklearn's ``mutual_info_regression`` (the KSG nearest-
 neighbour estimator) runs on the same samples. It estimates I(X_j; Z_k)
@@ -54,10 +57,14 @@ def pairwise_truth():
     return -0.5 * np.log1p(-rho2), 0.5 * np.log(var_z)
 
 
-def worker(n_samples, threads):
+def worker(n_samples, threads, warm=False):
     import torch
 
     torch.set_num_threads(threads)
+    if warm:
+        # torch's optimisers import torch._dynamo on first use (1.4-1.8 s
+        # here), once per process: paid by the first call of either version.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)]).zero_grad()
     import skinfomax
     from skinfomax import mutual_information
 
@@ -74,10 +81,10 @@ def worker(n_samples, threads):
     }))
 
 
-def run_contender(name, source, n_samples, threads):
+def run_contender(name, source, n_samples, threads, warm=False):
     env = dict(os.environ, PYTHONPATH=source)
     command = [sys.executable, os.path.abspath(__file__), "--worker",
-               "--n", str(n_samples), "--threads", str(threads)]
+               "--n", str(n_samples), "--threads", str(threads)] + (["--warm"] if warm else [])
     load_before = os.getloadavg()[0]
     out = subprocess.run(command, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -130,11 +137,14 @@ def main():
     parser.add_argument("--versions", default="old,new")
     parser.add_argument("--old-src", default="/tmp/skinfomax-old")
     parser.add_argument("--ksg", action="store_true")
+    parser.add_argument("--warm", action="store_true",
+                        help="import torch._dynamo (what torch's optimisers import on first "
+                             "use) in each worker before timing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.n, args.threads)
+        return worker(args.n, args.threads, args.warm)
 
     import torch
 
@@ -155,7 +165,7 @@ def main():
         for n_samples in sizes:
             for name in versions:
                 print(f"round {round_ + 1}, n={n_samples:,}, {name}:", flush=True)
-                r = run_contender(name, sources[name], n_samples, args.threads)
+                r = run_contender(name, sources[name], n_samples, args.threads, args.warm)
                 results.setdefault((name, n_samples), []).append(r)
                 print(row(name, n_samples, r), flush=True)
     print("\n| version | samples | wall s | CPU s | estimate ± SE | error | critic "

@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+import skinfomax.information as information
 from skinfomax import mutual_information
 
 
@@ -64,7 +65,15 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any other mutual_information keyword, VALUE a Python literal "
                         "(repeatable), e.g. --set max_iter=100")
+    p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
+                   help="what-if runs: set a module constant of skinfomax.information, "
+                        "e.g. --constant STEEP_RATE=1.0 (repeatable)")
     args = p.parse_args()
+    for assignment in args.constant:
+        name, value = assignment.split("=", 1)
+        if not hasattr(information, name):
+            p.error(f"skinfomax.information has no {name}")
+        setattr(information, name, ast.literal_eval(value))
     options = dict(scaling=args.scaling, random_state=args.seed)
     for assignment in args.set:
         name, value = assignment.split("=", 1)
@@ -83,7 +92,8 @@ def main():
     estimators = args.estimators.split(",")
     print("command:", " ".join(sys.argv))
     print(f"machine: {platform.machine()} CPU, torch {torch.__version__}, 1 thread; "
-          f"n={args.n} samples (20% of the non-held-out rows for validation); options {options}, "
+          f"n={args.n} samples (20% of the non-held-out rows for validation); options {options}"
+          + (f", constants {args.constant}" if args.constant else "") + ", "
           "mutual_information defaults otherwise")
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=os.path.dirname(os.path.abspath(__file__)))

@@ -89,9 +89,11 @@ class StackedCritic(nn.Module):
                 torch.bmm(codes, self._take(self.codes_weight)))
 
     def head(self, h):
-        """Scores of pre-activations ``h`` of shape ``(M, P, width)``: ``(M, P)``."""
+        """Scores of pre-activations ``h`` of shape ``(M, P, width)``: ``(M, P)``; overwrites ``h``."""
+        # In place: neither the pairs' sum nor baddbmm needs its output for
+        # backward, and the pair activations are the step's largest tensors.
         for weight, bias in zip(self.head_weights, self.head_biases):
-            h = torch.baddbmm(self._take(bias), torch.relu(h), self._take(weight))
+            h = torch.baddbmm(self._take(bias), h.relu_(), self._take(weight))
         return h.squeeze(-1)
 
     def member(self, m):

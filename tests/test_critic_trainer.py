@@ -13,6 +13,7 @@ from skinfomax.estimation import (
     batch_bounds,
     refit_critic_bounds,
     train_critics,
+    validation_shifts,
 )
 from skinfomax.networks import Encoder, build_critic, build_mlp
 
@@ -212,3 +213,15 @@ def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
         expected = torch.stack([torch.stack([member(x[m, i:i + 1], z[m, j:j + 1])[0]
                                              for j in range(7)]) for i in range(9)])
         torch.testing.assert_close(whole[m], expected)
+
+
+@pytest.mark.parametrize("n_valid, shifts", [
+    (160, 4),    # 4096 / 160 = 25.6: capped at 4 (the 2,000-sample width choice)
+    (800, 4),    # 5.12: capped (n = 5,000, the ground-truth tables)
+    (1600, 3),   # 2.56 -> 3
+    (2048, 2),   # exactly 2
+    (3200, 1),   # 1.28 -> 1 (n = 20,000; rounding up gave 2)
+    (50000, 1),  # never below one shift
+])
+def test_validation_shifts_aim_at_the_nearest_whole_number_of_pairings(n_valid, shifts):
+    assert validation_shifts(n_valid) == shifts
