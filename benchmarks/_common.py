@@ -1,5 +1,6 @@
 """Shared helpers of the benchmarks: machine description, data, timing."""
 
+import json
 import os
 import platform
 import shlex
@@ -63,3 +64,12 @@ def timed(function):
 
 def median(values):
     return float(np.median(values))
+
+
+def run_worker(script, *args, env=None):
+    """Run ``script --worker ARGS`` in a fresh Python process; the JSON its last line prints."""
+    out = subprocess.run([sys.executable, os.path.abspath(script), "--worker", *map(str, args)],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{script} --worker {' '.join(map(str, args))} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -25,12 +25,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
 
-from _common import header
+from _common import header, run_worker
 
 N_X, N_Z = 10, 3
 
@@ -82,16 +81,12 @@ def worker(n_samples, threads, warm=False):
 
 
 def run_contender(name, source, n_samples, threads, warm=False):
-    env = dict(os.environ, PYTHONPATH=source)
-    command = [sys.executable, os.path.abspath(__file__), "--worker",
-               "--n", str(n_samples), "--threads", str(threads)] + (["--warm"] if warm else [])
+    args = ["--n", n_samples, "--threads", threads] + (["--warm"] if warm else [])
     load_before = os.getloadavg()[0]
-    out = subprocess.run(command, env=env, capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"{name} failed:\n{out.stderr}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_worker(__file__, *args, env=dict(os.environ, PYTHONPATH=source))
     result["load"] = (load_before, os.getloadavg()[0])
-    print(f"  [{name}] PYTHONPATH={source} {' '.join(command[1:])}", flush=True)
+    print(f"  [{name}] PYTHONPATH={source} {os.path.abspath(__file__)} --worker "
+          f"{' '.join(map(str, args))}", flush=True)
     print(f"  [{name}] skinfomax from {result['source']}, torch {result['torch']}, "
           f"{result['threads']} threads", flush=True)
     return result

@@ -12,11 +12,9 @@ keeps two threads for the held-out evaluation)::
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from _common import header, median
+from _common import header, median, run_worker
 from bench_mi import channel
 
 SETUPS = {"1 thread": (1, None), "2 threads": (2, None), "n_jobs=2": (2, 2)}
@@ -49,10 +47,7 @@ def main():
     for _ in range(args.rounds):
         for n in [int(s) for s in args.sizes.split(",")]:
             for name, (threads, n_jobs) in SETUPS.items():
-                out = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), "--worker", str(n),
-                     str(threads), str(n_jobs or 0)], capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = run_worker(__file__, n, threads, n_jobs or 0)
                 results.setdefault((n, name), []).append(r)
                 print(f"n={n:,} {name:9s} {r['seconds']:6.1f} s  {r['mi']:.4f} ± {r['se']:.4f} "
                       f"| load {os.getloadavg()[0]:.2f}", flush=True)

@@ -24,11 +24,9 @@ Variants (what-if settings; two patch module constants of
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from _common import header, median
+from _common import header, median, run_worker
 from bench_mi import channel
 
 VARIANTS = {
@@ -76,10 +74,7 @@ def main():
     for _ in range(args.rounds):
         for n in [int(s) for s in args.sizes.split(",")]:
             for name in names:
-                out = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), "--worker", str(n), name,
-                     "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = run_worker(__file__, n, name, "--threads", args.threads)
                 results.setdefault((n, name), []).append(r)
                 print(f"n={n:,} {name:20s} {r['seconds']:6.1f} s  {r['steps']:5d} steps  "
                       f"{r['mi']:.4f} ± {r['se']:.4f} | load {os.getloadavg()[0]:.2f}", flush=True)
