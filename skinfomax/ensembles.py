@@ -111,11 +111,21 @@ class StackedCritic(nn.Module):
         return critic.to(self.x_weight.device)
 
     def joint_and_shifted(self, x, codes, shifts):
-        """Joint scores ``(M, B)`` and shifted ones ``(M, K * B)`` for the ``K`` roll offsets."""
+        """Joint scores ``(M, B)`` and shifted ones ``(M, K * B)`` for the ``K`` roll offsets.
+
+        Large ``B`` (validation parts) is scored in row blocks of bounded pairs.
+        """
         hx, hc = self.embed(x, codes)
-        pairs = torch.cat([hx + hc, *(hx + hc.roll(-s, dims=1) for s in shifts)], dim=1)
-        scores = self.head(pairs)
-        return scores[:, : x.shape[1]], scores[:, x.shape[1]:]
+        partners = [hc, *(hc.roll(-s, dims=1) for s in shifts)]
+        m, n_partners = hx.shape[0], len(partners)
+        blocks = zip(*(pair_row_blocks(t, m * n_partners, dim=1) for t in (hx, *partners)))
+        # Each block's scores as (M, partner, rows): joint first, then each shift.
+        scores = torch.cat([
+            self.head(torch.cat([hx_rows + p for p in partner_rows], dim=1))
+            .view(m, n_partners, hx_rows.shape[1])
+            for hx_rows, *partner_rows in blocks
+        ], dim=2)
+        return scores[:, 0], scores[:, 1:].reshape(m, -1)
 
     def score_matrix(self, x, codes):
         """All pairs: ``scores[m, i, j] = T_m(x_i, codes_j)``, shape ``(M, B_x, B_codes)``."""

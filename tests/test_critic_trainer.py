@@ -204,15 +204,24 @@ def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
     x, z = torch.randn(3, 9, 3), torch.randn(3, 7, 2)
     critic = stack.member(1)
     whole, whole_single = stack.score_matrix(x, z), score_matrix(critic, x[1], z[1])
-    monkeypatch.setattr(utils, "MAX_PAIRS_PER_PASS", 40)  # 1-2 rows a block, several blocks
+    joint, shifted = stack.joint_and_shifted(x, x[:, :, :2], [2, 5])
+    for name in ("MAX_PAIRS_PER_PASS", "MAX_PAIRS_PER_PASS_CPU"):
+        monkeypatch.setattr(utils, name, 40)  # 1-2 rows a block, several blocks
     torch.testing.assert_close(stack.score_matrix(x, z), whole)
     torch.testing.assert_close(score_matrix(critic, x[1], z[1]), whole_single)
-    assert whole.shape == (3, 9, 7)
+    blocked = stack.joint_and_shifted(x, x[:, :, :2], [2, 5])
+    torch.testing.assert_close(blocked[0], joint)
+    torch.testing.assert_close(blocked[1], shifted)
+    assert whole.shape == (3, 9, 7) and shifted.shape == (3, 18)
     for m in range(3):  # and each equals its member's own pairs, computed one by one
         member = stack.member(m)
         expected = torch.stack([torch.stack([member(x[m, i:i + 1], z[m, j:j + 1])[0]
                                              for j in range(7)]) for i in range(9)])
         torch.testing.assert_close(whole[m], expected)
+        codes = x[m, :, :2]
+        torch.testing.assert_close(joint[m], member(x[m], codes))
+        torch.testing.assert_close(  # shift-major: every row with codes 2 on, then 5 on
+            shifted[m], torch.cat([member(x[m], codes.roll(-s, 0)) for s in (2, 5)]))
 
 
 @pytest.mark.parametrize("n_valid, shifts", [
