@@ -71,8 +71,7 @@ EPOCH_BATCHES = 16
 # Pairs per member that the early-stopping score of NWJ and DV aims at: the
 # nearest whole number of shifted pairings of every validation row to
 # this / validation rows, from 1 to 4; a less noisy score than one shift on
-# small parts, and no more scoring than training needs on large ones (with
-# 20,000 samples, two shifts made validation 28% of the training time).
+# small parts, and less scoring on large ones (docs/performance.md).
 VALIDATION_PAIRS = 4096
 
 
@@ -388,6 +387,13 @@ def _split(items, n_groups):
     return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
 
 
+def _job(stacks, X, Z, train_rows, valid_rows, member_seeds, rates, config, seed, verbose):
+    """The keyword arguments of one :func:`train_critics` call on given samples."""
+    return dict(stacks=stacks, X=X, source=FixedCodes(Z), train_rows=train_rows,
+                valid_rows=valid_rows, config=config, seed=seed, member_seeds=member_seeds,
+                verbose=verbose, rates=rates)
+
+
 def _trained_stacks(job):
     train_critics(**job)
     return job["stacks"]
@@ -453,14 +459,12 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
     # pass for all) was slower, the widest's arithmetic dominating.
     groups, jobs = _split(candidates, n_jobs), []
     for group in groups:
-        jobs.append(dict(
-            stacks=[StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
-                    for c in group],
-            X=X, source=FixedCodes(Z),
-            train_rows=[[fold.train] * n_members] * len(group),
-            valid_rows=[[stop] * n_members] * len(group), config=config, seed=seed,
-            member_seeds=[seeds] * len(group), verbose=verbose,
-            rates=[(c.learning_rate, c.weight_decay) for c in group]))
+        jobs.append(_job(
+            [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
+             for c in group], X, Z,
+            [[fold.train] * n_members] * len(group), [[stop] * n_members] * len(group),
+            [seeds] * len(group), [(c.learning_rate, c.weight_decay) for c in group],
+            config, seed, verbose))
     stack_of = dict(zip([c for group in groups for c in group],
                         [stack for stacks in _train_jobs(jobs, n_jobs) for stack in stacks]))
     values, terms = {}, {}
@@ -528,13 +532,11 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
     jobs = []
     for folds_of_job in groups:
         seeds = [seed + f * n_critics + k for f in folds_of_job for k in range(n_critics)]
-        jobs.append(dict(
-            stacks=[StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)],
-            X=X, source=FixedCodes(Z),
-            train_rows=[[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
-            valid_rows=[[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
-            config=config, seed=seed, member_seeds=[seeds], verbose=verbose,
-            rates=[(chosen.learning_rate, chosen.weight_decay)]))
+        jobs.append(_job(
+            [StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)], X, Z,
+            [[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
+            [[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
+            [seeds], [(chosen.learning_rate, chosen.weight_decay)], config, seed, verbose))
     test = []
     for folds_of_job, (stack,) in zip(groups, _train_jobs(jobs, n_jobs)):
         for i, f in enumerate(folds_of_job):
