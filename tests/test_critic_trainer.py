@@ -192,7 +192,7 @@ def test_each_stack_trains_at_its_own_learning_rate_and_decay():
     for a, b in zip(alone.member_tensors(), moving.member_tensors()):
         torch.testing.assert_close(a, b)
     # Decay (lr * wd = 0.05 a step, 9 steps) shrinks the weights well below Adam's.
-    norm = lambda stack: sum(float(p.norm()) for p in stack.parameters())
+    norm = lambda stack: sum(float(p.detach().norm()) for p in stack.parameters())
     assert norm(decayed) < 0.8 * norm(moving)
 
 
