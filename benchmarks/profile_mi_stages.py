@@ -37,14 +37,12 @@ def main():
     # from one early-stopping scoring to the next.
     epochs_by_members, clock = [], [time.perf_counter()]
 
-    def timed(function, name, after=None):
+    def timed(function, name):
         def wrapper(*a, **k):
             start = time.perf_counter()
             result = function(*a, **k)
             key = name(a) if callable(name) else name
             seconds[key] += time.perf_counter() - start
-            if after:
-                after(result)
             return result
         return wrapper
 
