@@ -68,17 +68,21 @@ def resolve_device(spec):
 
 
 @contextlib.contextmanager
-def torch_threads(n_threads):
-    """Use ``n_threads`` torch threads inside the block and restore the caller's setting."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+def _torch_setting(get, set_, value):
+    # Torch's process-wide settings belong to the caller: set for the block, then put back.
+    previous = get()
+    set_(value)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        set_(previous)
+
+
+def torch_threads(n_threads):
+    """Use ``n_threads`` torch threads inside the block and restore the caller's setting."""
+    if n_threads is None:
+        return contextlib.nullcontext()
+    return _torch_setting(torch.get_num_threads, torch.set_num_threads, n_threads)
 
 
 class _InterruptRequest:
@@ -112,15 +116,9 @@ def deferred_interrupt():
             signal.signal(signal.SIGINT, previous)
 
 
-@contextlib.contextmanager
 def default_dtype(dtype):
     """Make ``dtype`` torch's default inside the block, restoring the caller's afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+    return _torch_setting(torch.get_default_dtype, torch.set_default_dtype, dtype)
 
 
 # -- seeds and random streams ----------------------------------------------------
