@@ -288,11 +288,11 @@ def mutual_information(
     >>> rng = np.random.RandomState(0)
     >>> x = rng.randn(2000)
     >>> z = x + rng.randn(2000)                 # true I = log(2) / 2 = 0.35 nats
-    >>> mi, se = mutual_information(x, z, random_state=0)   # ~8 s on one CPU thread
+    >>> mi, se = mutual_information(x, z, random_state=0)   # 6-8 s on one CPU thread
     >>> bool(0.2 < mi < 0.45) and se > 0
     True
 
-    One architecture, one critic, one split: about 50 times faster, less robust.
+    One architecture, one critic, one split: some 40 times faster, less robust.
 
     >>> mi, se = mutual_information(x, z, critic_hidden_layer_sizes=(64, 64), n_critics=1,
     ...                             n_folds=None, max_iter=20, random_state=0)
