@@ -36,8 +36,14 @@ def cpu_model():
     return platform.processor()
 
 
-def header(extra=""):
-    """Print what produced the figures: command, machine, versions, threads, load."""
+def header(extra="", threads=None):
+    """Print what produced the figures: command, machine, versions, threads, load.
+
+    ``threads`` sets torch's intra-op threads first, so the header reports
+    the setting the figures are taken with.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
     print("command :", "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv))
     print("machine :", cpu_model(), f"({os.cpu_count()} logical CPUs)", platform.platform())
     print("python  :", platform.python_version(), "| torch", torch.__version__,

@@ -29,8 +29,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=6, help="score matrices per timing")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     import skinfomax.utils as utils
     from skinfomax.ensembles import MeanCritic, StackedCritic
 

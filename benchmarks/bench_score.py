@@ -63,9 +63,9 @@ def main():
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     header(f"data    : MNIST {args.n_train} train / {args.n_test} held out; "
-           f"beta 4, alpha 10, {args.epochs} epochs, batch {MODEL['batch_size']}")
+           f"beta 4, alpha 10, {args.epochs} epochs, batch {MODEL['batch_size']}",
+           threads=args.threads)
     X = load_data(args.n_train + args.n_test)
     X_train, X_test = X[: args.n_train], X[args.n_train :]
     print("| seed | one shift: lower ± SE | mi_bounds (blocks of 16): lower ± SE | all pairs: "

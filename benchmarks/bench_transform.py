@@ -13,7 +13,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from _common import MODEL, header, load_data, median, timed  # noqa: E402
@@ -26,8 +25,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     X = load_data(args.n_samples)
     models = {
         "InfoMaxVAE": InfoMaxVAETransformer(max_iter=1, device="cpu", random_state=0, **MODEL),

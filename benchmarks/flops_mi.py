@@ -111,8 +111,7 @@ def main():
     parser.add_argument("--seconds", default="",
                         help="wall seconds of the uninstrumented call, e.g. 2000:12.3,20000:95")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     ceiling = matmul_ceiling()
     print(f"ceiling : {ceiling / 1e9:.1f} GFLOP/s (float32 2048 x 2048 matmul, best of 10, "
           f"{torch.get_num_threads()} threads); load %.2f\n" % os.getloadavg()[0], flush=True)

@@ -14,8 +14,6 @@ falls as critics stop)::
 import argparse
 import time
 
-import torch
-
 from _common import header
 from bench_mi import channel
 
@@ -25,8 +23,7 @@ def main():
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     import skinfomax.estimation as estimation
     from skinfomax import mutual_information
 

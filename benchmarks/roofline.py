@@ -101,8 +101,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     for precision in ("float32", "bfloat16"):
         calls = record_step(engine_step(args.batch_size, precision))
         flops, seconds, gflops = roofline(calls)
