@@ -56,7 +56,7 @@ def header(extra="", threads=None):
 
 
 def load_data(n_samples):
-    from skinfomax.datasets import load_mnist
+    from skinfomax import load_mnist
 
     X, _ = load_mnist(n_samples)
     return np.ascontiguousarray(X, dtype=np.float32)

@@ -30,7 +30,7 @@ import handwritten  # noqa: E402
 import roofline  # noqa: E402
 from _common import MODEL, header, load_data, median, timed  # noqa: E402
 from skinfomax import InfoMaxVAETransformer  # noqa: E402
-from skinfomax.training import Engine  # noqa: E402
+from skinfomax._training import Engine  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ n_info_components c codes; PCA: their sum). Reports, on held-out digits, the
 reconstruction error (mean squared error per pixel of the posterior-mean
 reconstruction, pixels in [0, 1]) and the accuracy of a linear probe
 (standardised codes -> logistic regression) trained on the training codes.
-Offline: the digits come from ``skinfomax.datasets.load_mnist``.
+Offline: the digits come from ``skinfomax.load_mnist``.
 
     PYTHONPATH=. python benchmarks/images_mnist.py --n-train 10000 --epochs 10
 """
@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.datasets import load_mnist
+from skinfomax import load_mnist
 
 
 def parse_args():

@@ -32,8 +32,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.datasets import load_mnist
-from skinfomax.diagnostics import active_units
+from skinfomax import load_mnist
+from skinfomax import active_units
 
 
 def load(name, n_mnist):

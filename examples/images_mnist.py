@@ -2,7 +2,7 @@
 
 Trains ``InfoMaxVAETransformer(architecture="conv")`` with one c code (no KL
 term, shaped by reconstruction and the MI term) and several z codes on
-offline MNIST (``skinfomax.datasets.load_mnist``) and saves, as PNGs:
+offline MNIST (``skinfomax.load_mnist``) and saves, as PNGs:
 
 1. ``1_c_traversal.png``: held-out digits decoded while c sweeps its range
    (2nd to 98th percentile over the training digits), z kept;
@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from skinfomax import InfoMaxVAETransformer  # noqa: E402
-from skinfomax.datasets import load_mnist  # noqa: E402
-from skinfomax.plotting import plot_history, plot_images, plot_traversal  # noqa: E402
+from skinfomax import load_mnist  # noqa: E402
+from skinfomax import plot_history, plot_images, plot_traversal  # noqa: E402
 
 IMAGE_SHAPE = (1, 28, 28)
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.plotting import plot_reconstructions, plot_traversal
+from skinfomax import plot_reconstructions, plot_traversal
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0

@@ -10,7 +10,7 @@ Why not select by mutual information? :meth:`~skinfomax.InfoMaxVAETransformer.sc
 is a held-out lower bound on I(x; z), and I(x; z) grows with ``alpha`` and
 with ``n_components`` by design: a search that maximises it picks the largest
 of both. The second search below shows it, with the scorers of
-:mod:`skinfomax.scoring` side by side.
+the scorers (:func:`skinfomax.mi_scorer` and the others) side by side.
 """
 
 # %%

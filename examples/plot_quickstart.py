@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.plotting import plot_history
+from skinfomax import plot_history
 
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(

@@ -1,19 +1,23 @@
-"""skinfomax: InfoMax variational autoencoders as scikit-learn transformers."""
+"""skinfomax: InfoMax variational autoencoders as scikit-learn transformers.
 
-from .diagnostics import diagnostics
-from .information import MIEstimate, mutual_information
-from .scoring import elbo_scorer, mi_scorer, reconstruction_scorer
-from .transformer import InfoMaxVAETransformer, MIBounds
+Everything public is imported here and listed in ``__all__``; the modules
+whose names start with an underscore are the implementation and may change
+without notice.
+"""
 
-__version__ = "0.1.0"
+from ._critics import CriticCandidate
+from ._datasets import load_mnist
+from ._diagnostics import (
+    active_units,
+    diagnostics,
+    elbo_scorer,
+    mi_scorer,
+    reconstruction_scorer,
+)
+from ._information import MIEstimate, mutual_information
+from ._networks import Critic, Encoder, build_conv_networks, build_mlp_networks
+from ._plotting import plot_history, plot_images, plot_reconstructions, plot_traversal
+from ._training import TrainingDiverged
+from ._transformer import InfoMaxVAETransformer, MIBounds
+from ._version import __version__
 
-__all__ = [
-    "InfoMaxVAETransformer",
-    "diagnostics",
-    "MIBounds",
-    "MIEstimate",
-    "mutual_information",
-    "elbo_scorer",
-    "mi_scorer",
-    "reconstruction_scorer",
-]

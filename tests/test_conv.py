@@ -12,8 +12,8 @@ from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.conv import ConvDecoder, build_conv_networks, conv_output_size
-from skinfomax.networks import Critic, Encoder, build_mlp
+from skinfomax._networks import ConvDecoder, build_conv_networks, conv_output_size
+from skinfomax._networks import Critic, Encoder, build_mlp
 
 from .conftest import assert_unchanged, snapshot
 
@@ -298,7 +298,7 @@ def test_custom_modules_that_do_not_fit_are_named(conv_fitted, digit_images, par
 
 def test_fresh_critic_keeps_the_conv_architecture(conv_fitted, digit_images, monkeypatch):
     """refit_critic re-initialises a copy of the trained (conv) critic, not an MLP over pixels."""
-    import skinfomax.estimation as training
+    import skinfomax._critics as training
 
     X, _ = digit_images
     before = copy.deepcopy(conv_fitted.critic_.state_dict())

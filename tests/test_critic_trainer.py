@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from skinfomax.ensembles import MeanCritic, SingleCritic, StackedCritic
-from skinfomax.estimation import (
+from skinfomax._critics import MeanCritic, SingleCritic, StackedCritic
+from skinfomax._critics import (
     CriticConfig,
     FixedCodes,
     batch_bounds,
@@ -15,7 +15,7 @@ from skinfomax.estimation import (
     train_critics,
     validation_shifts,
 )
-from skinfomax.networks import Encoder, build_critic, build_mlp
+from skinfomax._networks import Encoder, build_critic, build_mlp
 
 SIZES = (16, 8)
 
@@ -197,8 +197,8 @@ def test_each_stack_trains_at_its_own_learning_rate_and_decay():
 
 
 def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
-    from skinfomax import utils
-    from skinfomax.training import score_matrix
+    from skinfomax import _utils as utils
+    from skinfomax._training import score_matrix
 
     stack = StackedCritic.build(3, 2, (8, 4), [0, 1, 2])
     x, z = torch.randn(3, 9, 3), torch.randn(3, 7, 2)

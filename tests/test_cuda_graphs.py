@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from skinfomax import InfoMaxVAETransformer, graphs
-from skinfomax.networks import _rolled
-from skinfomax.training import Engine
+from skinfomax import InfoMaxVAETransformer
+from skinfomax import _training as graphs
+from skinfomax._networks import _rolled
+from skinfomax._training import Engine
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

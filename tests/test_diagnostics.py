@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skinfomax import InfoMaxVAETransformer, diagnostics, reconstruction_scorer
-from skinfomax.diagnostics import active_units
+from skinfomax import active_units
 
 from .conftest import TINY, assert_unchanged, snapshot
 

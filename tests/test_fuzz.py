@@ -32,7 +32,7 @@ PROFILE = PROFILES[os.environ.get("SKINFOMAX_TEST_PROFILE", "ci")]
 
 DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_]
 # Magnitudes of the values, tiny to huge: the Gaussian model works in standard
-# units (skinfomax.units), so money-sized (1e10) and 1e30 values train too.
+# units (skinfomax._units), so money-sized (1e10) and 1e30 values train too.
 SCALES = [1e-30, 1e-3, 1.0, 1e4, 1e10, 1e30]
 
 

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from sklearn.exceptions import NotFittedError
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax import model_file
-from skinfomax.networks import build_mlp
+from skinfomax import _model_file as model_file
+from skinfomax._networks import build_mlp
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 LONG = os.environ.get("SKINFOMAX_TEST_PROFILE") == "long"
@@ -237,7 +237,7 @@ def test_gpu_model_loads_on_cpu_and_resumes_on_gpu(data, tmp_path):
 
 
 def _encoder_factory(input_shape, n_components, n_info_components):
-    from skinfomax.networks import Encoder
+    from skinfomax._networks import Encoder
 
     return Encoder(build_mlp([input_shape[0], 6], activate_last=True), 6, n_components,
                    n_info_components)

@@ -88,10 +88,10 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
 def test_mean_critic_averages_scores_and_weight_decay_uses_adamw():
     import torch
 
-    from skinfomax.ensembles import MeanCritic, StackedCritic
-    from skinfomax.networks import build_critic
-    from skinfomax.estimation import CriticConfig, FixedCodes, train_critics
-    from skinfomax.utils import seeded
+    from skinfomax._critics import MeanCritic, StackedCritic
+    from skinfomax._networks import build_critic
+    from skinfomax._critics import CriticConfig, FixedCodes, train_critics
+    from skinfomax._utils import seeded
 
     critics = []
     for seed in range(3):
@@ -125,7 +125,7 @@ def test_more_critics_change_the_estimate_but_one_reproduces_itself():
 
 
 def test_one_standard_error_rule_prefers_the_simplest_indistinguishable_candidate():
-    from skinfomax.estimation import one_standard_error_choice
+    from skinfomax._critics import one_standard_error_choice
 
     rng = np.random.RandomState(0)
     base, noise = rng.randn(400), rng.randn(400)
@@ -165,7 +165,7 @@ def test_candidate_critics_are_chosen_on_validation_and_reported():
 
 
 def test_cross_fitting_scores_every_sample_once_with_unseen_critics(monkeypatch):
-    from skinfomax import information
+    from skinfomax import _information as information
 
     x, z = linear_gaussian(1, 0.5, 1500)
     splits = []
@@ -190,8 +190,8 @@ def test_cross_fitting_scores_every_sample_once_with_unseen_critics(monkeypatch)
 
 
 def test_implausibly_negative_bound_warns_and_points_at_quantile_scaling(monkeypatch):
-    from skinfomax import information
-    from skinfomax.estimation import CriticCandidate
+    from skinfomax import _information as information
+    from skinfomax._critics import CriticCandidate
 
     x, z = linear_gaussian(1, 0.5, 400)
     critic = CriticCandidate((64, 64), 1e-3, 0.0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from skinfomax.likelihoods import GaussianLikelihood
-from skinfomax.objectives import (
+from skinfomax._likelihoods import GaussianLikelihood
+from skinfomax._objectives import (
     CRITIC_BOUND,
     all_pairs_influence,
     bernoulli_nll,

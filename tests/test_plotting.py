@@ -1,4 +1,4 @@
-"""skinfomax.plotting draws what it is given and says what it needs."""
+"""The skinfomax.plot_* functions draw what it is given and says what it needs."""
 
 import sys
 
@@ -9,7 +9,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from skinfomax import plotting  # noqa: E402
+from skinfomax import _plotting as plotting  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ TINY = ["--n-train", "120", "--epochs", "1", "--conv-channels", "4", "8", "--thr
 
 @pytest.fixture(autouse=True)
 def offline_mnist():
-    from skinfomax.datasets import load_mnist
+    from skinfomax import load_mnist
 
     try:
         load_mnist(1)

@@ -329,7 +329,7 @@ def test_cuda_fit_matches_cpu_shapes_and_unpickles(tiny_vae, digits):
 
 
 def test_load_mnist_offline_sources():
-    from skinfomax.datasets import load_mnist
+    from skinfomax import load_mnist
 
     try:
         X, y = load_mnist(50)

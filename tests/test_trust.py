@@ -17,8 +17,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax.networks import build_mlp
-from skinfomax.training import TrainingDiverged
+from skinfomax._networks import build_mlp
+from skinfomax._training import TrainingDiverged
 
 from .conftest import TINY
 

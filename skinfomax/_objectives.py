@@ -12,23 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "CRITIC_BOUND",
-    "MI_BOUNDS",
-    "all_pairs_influence",
-    "bound_influence",
-    "bernoulli_nll",
-    "codes_from_noise",
-    "derangement_shift",
-    "dv_bound",
-    "estimator_bound",
-    "gaussian_kl",
-    "gaussian_nll",
-    "infonce_bound",
-    "nwj_bound",
-    "off_diagonal",
-    "soft_clip",
-]
 
 # Critic outputs are softly capped below CRITIC_BOUND. Any function T(x, z)
 # gives a valid lower bound, so the cap costs no validity, but it keeps

@@ -11,15 +11,13 @@ import math
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_images", "plot_reconstructions", "plot_traversal"]
-
 
 def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError(
-            "skinfomax.plotting needs matplotlib: pip install 'skinfomax[plot]'"
+            "skinfomax's plot functions need matplotlib: pip install 'skinfomax[plot]'"
         ) from None
     return plt
 
@@ -96,7 +94,7 @@ def plot_images(images, image_shape=None, n_cols=8, titles=None):
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np
-    >>> from skinfomax.plotting import plot_images
+    >>> from skinfomax import plot_images
     >>> fig = plot_images(np.random.rand(10, 64), image_shape=(1, 8, 8), n_cols=5)
     >>> len(fig.axes)
     10

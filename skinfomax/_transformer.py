@@ -25,13 +25,20 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .estimation import refit_critic_bounds
-from .model_file import from_json, read_model_file, to_json, write_model_file
-from .networks import NetworkSpec
-from .serialization import available_device, dump_torch_state, load_torch_state
-from .training import Engine, TrainingConfig
-from .utils import (
+from ._critics import refit_critic_bounds
+from ._model_file import (
+    dump_torch_state,
+    from_json,
+    load_torch_state,
+    read_model_file,
+    to_json,
+    write_model_file,
+)
+from ._networks import NetworkSpec
+from ._training import Engine, TrainingConfig
+from ._utils import (
     as_positive_ints,
+    available_device,
     mean_and_se,
     resolve_device,
     seed_from,
@@ -39,7 +46,6 @@ from .utils import (
     warn_if_implausible,
 )
 
-__all__ = ["InfoMaxVAETransformer", "MIBounds"]
 
 MIBounds = namedtuple("MIBounds", ["lower", "lower_se", "upper", "upper_se"])
 MIBounds.__doc__ = """Held-out bounds on I(x; codes) in nats, each with its standard error."""
@@ -1060,7 +1066,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """
         tensors, document = read_model_file(path)
         name = f"{path!r}"
-        if document.get("estimator") != _qualified_name(cls):
+        if document.get("estimator") not in (_qualified_name(cls), _FORMER_NAMES.get(cls.__name__)):
             raise ValueError(f"{name} holds a {document.get('estimator')!r}, not a {cls.__name__}.")
         given = {"encoder": encoder, "decoder": decoder, "critic": critic}
         recorded = document.get("custom_networks", {})
@@ -1102,4 +1108,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
 
 def _qualified_name(kind):
-    return f"{kind.__module__}.{kind.__qualname__}"
+    # The public name: implementation modules may move without changing model files.
+    return f"skinfomax.{kind.__qualname__}"
+
+
+# What files written before the implementation modules became private record.
+_FORMER_NAMES = {"InfoMaxVAETransformer": "skinfomax.transformer.InfoMaxVAETransformer"}

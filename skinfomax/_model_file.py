@@ -21,6 +21,7 @@ JSON has no tuples, numpy scalars or arrays; :func:`to_json` tags those so
 """
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -32,7 +33,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors
 
-__all__ = ["FORMAT_VERSION", "from_json", "read_model_file", "to_json", "write_model_file"]
+from ._utils import available_device
+from ._version import __version__
 
 FORMAT = "skinfomax-model"
 FORMAT_VERSION = 1
@@ -116,8 +118,6 @@ def _digest(version, document, tensors):
 
 def versions():
     """The versions of what writes a file (recorded, and shown when a file is refused)."""
-    from . import __version__
-
     return {
         "skinfomax": __version__, "torch": torch.__version__, "numpy": np.__version__,
         "safetensors": safetensors.__version__, "python": platform.python_version(),
@@ -184,3 +184,26 @@ def read_model_file(path):
     except ValueError as exc:  # only a file written with a matching digest on purpose
         raise _refuse(path, f"its document is not JSON ({exc}).") from None
     return tensors, document
+
+
+# -- pickling -----------------------------------------------------------------------
+# Fitted modules and optimisers travel as one ``torch.save`` blob, so shared
+# references (the optimisers point at the modules' parameters) survive, and
+# ``map_location`` lets a model trained on a GPU load on a CPU-only machine.
+def dump_torch_state(objects):
+    """Serialise a dict of torch objects (modules, optimisers, engine) to bytes."""
+    buffer = io.BytesIO()
+    torch.save(objects, buffer)
+    return buffer.getvalue()
+
+
+def load_torch_state(blob, device):
+    """Inverse of :func:`dump_torch_state`; returns ``(objects, device_used)``.
+
+    Falls back to the CPU, with a warning, when ``device`` is not available here.
+    """
+    device = available_device(device, stacklevel=4)
+    # weights_only=False: the blob holds whole modules, and it comes from the
+    # enclosing pickle, which the caller already chose to trust.
+    objects = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
+    return objects, device

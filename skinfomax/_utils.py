@@ -15,22 +15,6 @@ from numbers import Integral
 import numpy as np
 import torch
 
-__all__ = [
-    "EarlyStopping",
-    "as_positive_ints",
-    "batch_slices",
-    "default_dtype",
-    "deferred_interrupt",
-    "generators",
-    "mean_and_se",
-    "pair_row_blocks",
-    "resolve_device",
-    "seed_from",
-    "seeded",
-    "torch_threads",
-    "warn_if_implausible",
-]
-
 # A held-out lower bound this far below zero is no estimate of I >= 0: the
 # critic scores some mismatched held-out pairs far above anything it saw.
 IMPLAUSIBLE_BOUND = -1.0
@@ -65,6 +49,25 @@ def resolve_device(spec):
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={spec!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
     return device
+
+
+def available_device(device, stacklevel=3):
+    """``device`` if this machine has it, else the CPU with a UserWarning saying so."""
+    device = torch.device(device)
+    available = device.type == "cpu" or (
+        device.type == "cuda"
+        and torch.cuda.is_available()
+        and (device.index or 0) < torch.cuda.device_count()
+    ) or (device.type == "mps" and torch.backends.mps.is_available())
+    if available:
+        return device
+    warnings.warn(
+        f"This model was fitted on {device}, which is not available here; "
+        "loading it on the CPU.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager

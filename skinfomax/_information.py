@@ -19,8 +19,8 @@ from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from .estimation import CriticCandidate, CriticConfig, estimate_mi
-from .utils import (
+from ._critics import CriticCandidate, CriticConfig, estimate_mi
+from ._utils import (
     as_positive_ints,
     resolve_device,
     seed_from,
@@ -28,7 +28,6 @@ from .utils import (
     warn_if_implausible,
 )
 
-__all__ = ["MIEstimate", "mutual_information"]
 
 # "auto": joint layers of growing width under a narrow second layer, at the
 # call's learning rate and weight decay, then one undecayed critic at
