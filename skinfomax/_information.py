@@ -8,22 +8,35 @@ to :mod:`skinfomax.estimation`, which trains the same
 uses during training.
 """
 
+import math
 from collections import namedtuple
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import effective_n_jobs
+import torch
+from joblib import Parallel, delayed, effective_n_jobs
 from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from ._critics import CriticCandidate, CriticConfig, estimate_mi
+from ._critics import (
+    CriticCandidate,
+    CriticConfig,
+    FixedCodes,
+    MeanCritic,
+    StackedCritic,
+    batch_bounds,
+    train_critics,
+)
 from ._utils import (
     as_positive_ints,
+    mean_and_se,
     resolve_device,
     seed_from,
+    spawn_seeds,
     torch_threads,
     warn_if_implausible,
 )
@@ -355,3 +368,188 @@ def _fold(X, Z, rest, test, validation_fraction, scaling, seed):
     Xs = _standardise(X[train], X[valid], X[test], scaling=scaling, seed=seed)
     Zs = _standardise(Z[train], Z[valid], Z[test], scaling=scaling, seed=seed)
     return Xs[0], Zs[0], Xs[1], Zs[1], Xs[2], Zs[2]
+
+
+# -- the protocol: folds, the width choice, the held-out bound ----------------------------
+def one_standard_error_choice(values, terms):
+    """The first candidate whose validation bound is within one SE of the best's.
+
+    ``values`` maps candidates, simplest first, to validation bounds and
+    ``terms`` to their per-sample influence terms on the same pairs. The
+    standard error is that of the paired difference to the best candidate:
+    among critics the validation split cannot tell apart, the simplest
+    overfits its train part least (the one-standard-error rule).
+    """
+    best = max(values, key=values.get)
+    for candidate in values:
+        diff = terms[best] - terms[candidate]
+        se = diff.std(ddof=1) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+        if values[best] - values[candidate] <= se:
+            return candidate
+    return best
+
+
+# -- mutual_information's protocol ------------------------------------------------------
+def _split(items, n_groups):
+    """``items`` dealt round-robin into at most ``n_groups`` non-empty groups."""
+    return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
+
+
+def _job(stacks, X, Z, train_rows, valid_rows, member_seeds, rates, config, seed, verbose):
+    """The keyword arguments of one :func:`train_critics` call on given samples."""
+    return dict(stacks=stacks, X=X, source=FixedCodes(Z), train_rows=train_rows,
+                valid_rows=valid_rows, config=config, seed=seed, member_seeds=member_seeds,
+                verbose=verbose, rates=rates)
+
+
+def _trained_stacks(job):
+    train_critics(**job)
+    return job["stacks"]
+
+
+def _train_jobs(jobs, n_jobs):
+    """Every job's stacks, trained by :func:`train_critics`; jobs in parallel processes.
+
+    A critic's training does not depend on the critics trained beside it
+    (tested), so splitting a call's critics into jobs changes no critic
+    beyond float rounding. Worker processes (joblib's loky) start with
+    ``cpu_count // n_jobs`` threads each, so the workers do not oversubscribe.
+    """
+    if n_jobs == 1 or len(jobs) == 1:
+        return [_trained_stacks(job) for job in jobs]
+    return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_trained_stacks)(job) for job in jobs)
+
+
+@dataclass(frozen=True)
+class _FoldRows:
+    """Row indices of one fold's parts in the stacked tensors of :func:`estimate_mi`."""
+
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+
+def _stacked_folds(folds, device):
+    """Every fold's parts in one X and one Z tensor, and each fold's rows in them."""
+    X = torch.cat([torch.as_tensor(np.concatenate(f[0::2]), device=device) for f in folds])
+    Z = torch.cat([torch.as_tensor(np.concatenate(f[1::2]), device=device) for f in folds])
+    rows, start = [], 0
+    for fold in folds:
+        n_train, n_valid, n_test = (len(fold[i]) for i in (0, 2, 4))
+        r = torch.arange(start, start + n_train + n_valid + n_test, device=device)
+        rows.append(_FoldRows(r[:n_train], r[n_train:n_train + n_valid], r[n_train + n_valid:]))
+        start += len(r)
+    return X, Z, rows
+
+
+def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
+    """All-pairs batch bounds of the mean critic of ``members`` on ``rows`` (numpy)."""
+    critic = MeanCritic(stack.select(members))
+    return batch_bounds(critic, X[rows], FixedCodes(Z[rows]), config.estimator,
+                        config.batch_size, seed, pairs="all", influence=influence)
+
+
+def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
+    """Pick one :class:`CriticCandidate` on one fold's validation part.
+
+    Every candidate (``n_members`` members each, its own learning rate and
+    weight decay) trains on the fold's train part, early-stopped on one half
+    of its validation part; early stopping flatters the most flexible
+    critics on the rows it stops on, so the candidates are compared on the
+    other half, on the same fixed batches with every mismatched pair a
+    marginal draw (a paired comparison), by :func:`one_standard_error_choice`.
+    Returns the choice and every candidate's bound on the comparison half.
+    """
+    half = len(fold.valid) // 2
+    stop, compare = fold.valid[:half], fold.valid[half:]
+    train_seed, compare_seed, *seeds = spawn_seeds(seed, 2 + n_members)
+    # One stack per candidate: padding narrow candidates to the widest (one
+    # pass for all) was slower, the widest's arithmetic dominating.
+    groups, jobs = _split(candidates, n_jobs), []
+    for group in groups:
+        jobs.append(_job(
+            [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
+             for c in group], X, Z,
+            [[fold.train] * n_members] * len(group), [[stop] * n_members] * len(group),
+            [seeds] * len(group), [(c.learning_rate, c.weight_decay) for c in group],
+            config, train_seed, verbose))
+    stack_of = dict(zip([c for group in groups for c in group],
+                        [stack for stacks in _train_jobs(jobs, n_jobs) for stack in stacks]))
+    values, terms = {}, {}
+    for candidate in candidates:
+        batch_values, terms[candidate] = _mean_critic_bounds(
+            stack_of[candidate], list(range(n_members)), X, Z, compare, config, compare_seed,
+            True)
+        values[candidate] = float(batch_values.mean())
+    return one_standard_error_choice(values, terms), values
+
+
+def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
+    """Train critics on given samples, pick an architecture on validation rows, bound MI.
+
+    With several candidates, :func:`_choose` picks one on the first fold
+    (one member per candidate). The chosen one is then trained in every
+    fold, ``n_critics`` members each, all folds' members as one batched
+    stack (one per job with ``n_jobs``; :func:`train_critics`), each
+    early-stopped on its fold's whole validation part; each fold's test part is scored by
+    the mean critic of its members, every mismatched pair of a batch a
+    marginal draw.
+
+    Parameters
+    ----------
+    folds : sequence of tuple of ndarray
+        One ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` tuple
+        (float32, scaled by that fold's train part) per fold; the test parts
+        of several folds partition the samples (cross-fitting), so every
+        sample is scored once by critics that never saw it.
+    candidates : sequence of CriticCandidate
+        Critics to try, each trained at its own learning rate and weight
+        decay (``config``'s are not used), simplest first.
+    config : CriticConfig
+    seed : int
+    device : torch.device
+    n_critics : int, default=1
+        Members per fold; a fold's bound uses the mean of its members' scores.
+    verbose : int, default=0
+        Progress bars over the training epochs when positive.
+    n_jobs : int, default=1
+        Worker processes: the candidates, and then the folds, are split into
+        this many groups, each trained as its own batched stack in its own
+        process (:func:`_train_jobs`).
+
+    Returns
+    -------
+    estimate, se : float
+        Mean of the per-batch bounds on the test parts and its standard error.
+    chosen : CriticCandidate
+        The candidate evaluated.
+    validation : dict
+        Bound of every candidate on the comparison half of the first fold's
+        validation part, keyed by candidate (empty for one candidate).
+    """
+    X, Z, rows = _stacked_folds(folds, device)
+    choice_seed, train_seed, test_seed, *member_seeds = spawn_seeds(seed, 3 + len(rows) * n_critics)
+    if len(candidates) == 1:
+        chosen, validation = candidates[0], {}
+    else:
+        # One member per candidate: the choice needs a ranking, not the best
+        # estimate; two took 1.1-1.6x as long at equal error (docs/performance.md).
+        chosen, validation = _choose(candidates, X, Z, rows[0], config, choice_seed, 1, device,
+                                     verbose, n_jobs)
+    # Fold f's critic k has member seed f * n_critics + k, whichever job trains it.
+    groups = _split(list(range(len(rows))), n_jobs)
+    jobs = []
+    for folds_of_job in groups:
+        seeds = [member_seeds[f * n_critics + k] for f in folds_of_job for k in range(n_critics)]
+        jobs.append(_job(
+            [StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)], X, Z,
+            [[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
+            [[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
+            [seeds], [(chosen.learning_rate, chosen.weight_decay)], config, train_seed, verbose))
+    test = []
+    for folds_of_job, (stack,) in zip(groups, _train_jobs(jobs, n_jobs)):
+        for i, f in enumerate(folds_of_job):
+            members = list(range(i * n_critics, (i + 1) * n_critics))
+            test.append(_mean_critic_bounds(stack, members, X, Z, rows[f].test, config,
+                                            test_seed, False))
+    return (*mean_and_se(np.concatenate(test)), chosen, validation)

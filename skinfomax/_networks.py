@@ -102,6 +102,11 @@ class Critic(nn.Module):
         self.embed_codes = nn.Linear(n_codes, width, bias=False)
         self.head = nn.Sequential(nn.ReLU(), build_mlp([width, *head_sizes, 1]))
 
+    def linear_layers(self):
+        """``(embed_x, embed_codes, head's linear layers)`` (stacked critics copy them)."""
+        return self.embed_x, self.embed_codes, [m for m in self.head.modules()
+                                                if isinstance(m, nn.Linear)]
+
     def forward(self, x, codes):
         """Scores of the aligned pairs ``(x_i, codes_i)``, shape ``(B,)``."""
         return self.head(self.embed_x(x) + self.embed_codes(codes)).squeeze(-1)

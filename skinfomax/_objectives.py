@@ -117,11 +117,6 @@ def infonce_bound(scores):
 MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
 
 
-def estimator_bound(estimator, outputs):
-    """The ``estimator``'s bound of critic outputs: ``(scores,)`` for InfoNCE, else ``(joint, marginal)``."""
-    return infonce_bound(*outputs) if estimator == "infonce" else MI_BOUNDS[estimator](*outputs)
-
-
 def bound_influence(estimator, *outputs):
     """Per-sample terms whose mean's sampling variance is the bound's, to first order.
 
@@ -143,14 +138,15 @@ def bound_influence(estimator, *outputs):
 
 
 def off_diagonal(scores):
-    """The ``B(B - 1)`` scores ``T(x_i, z_j)``, ``i != j``, of a ``(B, B)`` matrix, flattened.
+    """The ``B(B - 1)`` scores ``T(x_i, z_j)``, ``i != j``, of a ``(..., B, B)`` matrix, flattened.
 
     Every mismatched pair in a batch is a draw from p(x) p(z), so all of them
     can serve as the marginal sample of NWJ or DV: the same bound, estimated
     with far less variance than from one shifted pairing.
     """
-    b = scores.shape[0]
-    return scores.flatten()[1:].view(b - 1, b + 1)[:, :-1].flatten()
+    b = scores.shape[-1]
+    lead = scores.shape[:-2]
+    return scores.flatten(-2)[..., 1:].view(*lead, b - 1, b + 1)[..., :-1].flatten(-2)
 
 
 def all_pairs_influence(estimator, scores):

@@ -41,47 +41,28 @@ import copy
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._critics import SingleCritic, bound
 from ._likelihoods import build_likelihood
 from ._networks import NetworkSpec, build_networks, check_networks
-from ._objectives import (
-    MI_BOUNDS,
-    codes_from_noise,
-    derangement_shift,
-    estimator_bound,
-    gaussian_kl,
-    infonce_bound,
-    off_diagonal,
-)
+from ._objectives import codes_from_noise, derangement_shift, gaussian_kl
 from ._units import InputUnits, to_float32
 from ._utils import (
+    EVAL_CHUNK,
     EarlyStopping,
     batch_slices,
     default_dtype,
     deferred_interrupt,
     generators,
-    pair_row_blocks,
     seeded,
 )
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-# Rows per forward pass of encode/decode. Every pass gets exactly this many
-# rows (the last one zero-padded): BLAS picks kernels by matrix shape, so a
-# fixed shape makes each row's result independent of which other rows were
-# sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
-EVAL_CHUNK = 512
-
-# Held-out NWJ / DV bounds take every mismatched pair within blocks of this
-# many rows as the marginal sample: 15 pairs per row instead of one shifted
-# pairing cut the standard error of ``score`` 2.2-fold on MNIST, close to
-# all B - 1 pairs (2.7-fold), at a fraction of their critic passes, which
-# grow with B (benchmarks/bench_score.py).
-PAIR_BLOCK = 16
 
 # Eager steps per batch shape before a CUDA graph is captured (lazy init happens in them).
 _GRAPH_WARMUP_STEPS = 3
@@ -157,7 +138,7 @@ class TrainingConfig:
 
     alpha: float = 1.0
     beta: float = 1.0
-    mi_estimator: str = "nwj"
+    estimator: str = "nwj"
     batch_size: int = 128
     learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-3
@@ -168,41 +149,13 @@ class TrainingConfig:
     verbose: int = 0
 
 
-def critic_scores(critic, x, codes, estimator, shift):
-    """The critic outputs one batch's bound needs, in float32 (the bounds exponentiate them)."""
-    if estimator == "infonce":
-        return (critic.score_matrix(x, codes).float(),)
-    return tuple(t.float() for t in critic.joint_and_shifted(x, codes, shift))
-
-
-def critic_bound(critic, x, codes, estimator, shift):
-    """The ``estimator`` lower bound on I(x; codes) for one batch, one shifted pairing."""
-    return estimator_bound(estimator, critic_scores(critic, x, codes, estimator, shift))
-
-
-def held_out_bound(critic, x, codes, estimator, pair_block=PAIR_BLOCK):
-    """One held-out batch's bound, every mismatched pair within row blocks a marginal draw.
-
-    The batch is cut into ``len(x) // pair_block`` near-equal blocks of
-    consecutive rows (at least ``pair_block`` each); NWJ and DV pool the
-    joint scores of all rows and the mismatched scores of every block.
-    InfoNCE normalises each row over the whole batch, as in training.
-    """
-    if estimator == "infonce":
-        return infonce_bound(score_matrix(critic, x, codes))
-    n_blocks = max(1, x.shape[0] // pair_block)
-    joint, marginal = [], []
-    for x_block, codes_block in zip(x.tensor_split(n_blocks), codes.tensor_split(n_blocks)):
-        scores = score_matrix(critic, x_block, codes_block)
-        joint.append(scores.diagonal())
-        marginal.append(off_diagonal(scores))
-    return MI_BOUNDS[estimator](torch.cat(joint), torch.cat(marginal))
-
-
-def score_matrix(critic, x, codes):
-    """``scores[i, j] = T(x_i, codes_j)`` in float32, in row blocks of bounded pairs."""
-    return torch.cat([critic.score_matrix(block, codes).float()
-                      for block in pair_row_blocks(x, codes.shape[0])])
+def _current_config_names(config):
+    # Model files of format 1 written before the estimator field had its
+    # shared name call it "mi_estimator".
+    config = dict(config)
+    if "mi_estimator" in config:
+        config["estimator"] = config.pop("mi_estimator")
+    return config
 
 
 def _generator_state(cpu, noise):
@@ -427,37 +380,25 @@ class Engine:
         # No cast cache under graph capture: cached casts would outlive the capture.
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self._graphs is None)
 
-    def _terms_from_noise(self, x, eps, shift, estimator, mi_gradient_scale=1.0):
-        """Per-sample reconstruction NLL and KL of z, and the batch's MI bound (one shift).
+    def _step_loss(self, x, eps, shift, estimator, alpha, beta):
+        """The training objective and the batch's loss sums (the compiled unit).
 
-        Matrix work under autocast; everything summed over features or
-        exponentiated (likelihood, KL, bounds) in float32. The c codes are
-        left out of the KL.
+        One forward pass: matrix work under autocast; everything summed over
+        features or exponentiated (likelihood, KL, bound) in float32; the c
+        codes are left out of the KL; the bound takes one shifted pairing.
+        The objective's value is the VAE loss ``recon + beta * KL - alpha * I``;
+        its gradient is each player's (the critic's is that of ``-I``): the
+        ``(1 - alpha) * I`` correction carries no gradient, and
+        ``_ScaleGradient`` scales what reaches the encoder from I by alpha.
         """
         with self._autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
             codes = codes_from_noise(mean, log_var, c, eps)
             recon = self.likelihood.nll(x, self.decoder(codes).float())
             kl = gaussian_kl(mean, log_var)
-            scaled = _ScaleGradient.apply(codes, mi_gradient_scale)
-            mi = critic_bound(self.critic, x, scaled, estimator, shift)
-        return recon, kl, mi
-
-    def _terms(self, x, estimator, shift, noise, mi_gradient_scale=1.0):
-        """:meth:`_terms_from_noise` with the noise drawn from the generator ``noise``."""
-        eps = torch.randn((x.shape[0], self.n_components), generator=noise, device=x.device,
-                          dtype=torch.float32)
-        return self._terms_from_noise(x, eps, shift, estimator, mi_gradient_scale)
-
-    def _step_loss(self, x, eps, shift, estimator, alpha, beta):
-        """The training objective and the batch's loss sums (the compiled unit).
-
-        The objective's value is the VAE loss ``recon + beta * KL - alpha * I``;
-        its gradient is each player's (the critic's is that of ``-I``): the
-        ``(1 - alpha) * I`` correction carries no gradient, and
-        ``_ScaleGradient`` scales what reaches the encoder from I by alpha.
-        """
-        recon, kl, mi = self._terms_from_noise(x, eps, shift, estimator, alpha)
+            scaled = _ScaleGradient.apply(codes, alpha)
+            mi = bound(SingleCritic(self.critic), x[None], scaled[None], estimator,
+                       shifts=(shift,))[0]
         objective = recon.mean() + beta * kl.mean() - mi + (1.0 - alpha) * mi.detach()
         sums = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]]).detach()
         return objective, sums
@@ -490,12 +431,12 @@ class Engine:
                 group["lr"] = lr
 
     # -- training -----------------------------------------------------------
-    def _step(self, x, shift, eps):
+    def _step(self, x, eps, shift):
         if self._graphs is not None:
-            return self._graphed_step(x, shift, eps)
-        return self._eager_step(x, shift, eps)
+            return self._graphed_step(x, eps, shift)
+        return self._optimise(x, eps, shift)
 
-    def _graphed_step(self, x, shift, eps):
+    def _graphed_step(self, x, eps, shift):
         size = x.shape[0]
         graphed = self._graphs.get(size)
         if graphed is None and self._warmups.get(size, 0) < _GRAPH_WARMUP_STEPS:
@@ -505,58 +446,53 @@ class Engine:
             current, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
             side.wait_stream(current)
             with torch.cuda.stream(side):
-                sums = self._eager_step(x, shift, eps)
+                sums = self._optimise(x, eps, shift)
             current.wait_stream(side)
             return sums
         if graphed is None:
             self.vae_optimizer.zero_grad(set_to_none=True)
             self.critic_optimizer.zero_grad(set_to_none=True)
             try:
-                graphed = GraphedStep(self._optimise_captured, x, eps, shift)
+                graphed = GraphedStep(partial(self._optimise, capturing=True), x, eps, shift)
             except Exception as exc:  # noqa: BLE001 - capture failures vary; eager re-raises real bugs
                 _warn_fallback("CUDA graph capture", exc, "without graphs")
                 self._graphs = None
-                return self._eager_step(x, shift, eps)
+                return self._optimise(x, eps, shift)
             self._graphs[size] = graphed
         return graphed(x, eps, shift)
 
-    def _loss_args(self, x, eps, shift):
+    def _optimise(self, x, eps, shift, capturing=False):
+        """One step of both optimisers on a batch; returns its loss sums.
+
+        A compiled loss that fails falls back to the eager one, with a
+        warning. Under CUDA graph capture the gradients are None already, so
+        backward writes them (no zeroing kernels), and nothing falls back.
+        """
         config = self.config
-        return (x, eps, shift, config.mi_estimator, config.alpha, config.beta)
-
-    def _optimise_captured(self, x, eps, shift):
-        # Gradients are None here, so backward writes them (no zeroing kernels).
-        objective, sums = self._loss_function()(*self._loss_args(x, eps, shift))
-        objective.backward()
-        self.vae_optimizer.step()
-        self.critic_optimizer.step()
-        return sums
-
-    def _eager_step(self, x, shift, eps):
-        args = self._loss_args(x, eps, shift)
-        if self.compiles:
+        args = (x, eps, shift, config.estimator, config.alpha, config.beta)
+        while True:
+            loss_function = self._loss_function()
             try:
-                return self._optimise(self._loss_function(), args)
+                if not capturing:
+                    # First: a compiled backward that failed half-way leaves no trace.
+                    self.vae_optimizer.zero_grad(set_to_none=True)
+                    self.critic_optimizer.zero_grad(set_to_none=True)
+                objective, sums = loss_function(*args)
+                if self.scaler is None:
+                    objective.backward()
+                    self.vae_optimizer.step()
+                    self.critic_optimizer.step()
+                else:
+                    self.scaler.scale(objective).backward()
+                    self.scaler.step(self.vae_optimizer)
+                    self.scaler.step(self.critic_optimizer)
+                    self.scaler.update()
+                return sums
             except Exception as exc:  # noqa: BLE001 - compiler failures vary; eager re-raises real bugs
+                if capturing or loss_function is self._step_loss:
+                    raise
                 _warn_fallback("torch.compile", exc, "without compiling")
                 self._compile_failed, self._compiled = True, None
-        return self._optimise(self._step_loss, args)
-
-    def _optimise(self, loss_function, args):
-        # zero_grad first: a compiled backward that failed half-way leaves no trace.
-        self.vae_optimizer.zero_grad(set_to_none=True)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        objective, sums = loss_function(*args)
-        if self.scaler is None:
-            objective.backward()
-            self.vae_optimizer.step()
-            self.critic_optimizer.step()
-        else:
-            self.scaler.scale(objective).backward()
-            self.scaler.step(self.vae_optimizer)
-            self.scaler.step(self.critic_optimizer)
-            self.scaler.update()
-        return sums
 
     def _train_epoch(self, rows, cpu_gen, noise_gen, interrupt):
         """One epoch (or less, on an ``interrupt`` request): its summary, and whether weights are finite.
@@ -574,7 +510,7 @@ class Engine:
             shift = derangement_shift(x.shape[0], cpu_gen)
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
                               dtype=torch.float32, device=self.device)
-            totals += self._step(x, shift, eps)
+            totals += self._step(x, eps, shift)
         *sums, weight_sum = torch.cat([totals, self._weight_sum().reshape(1)]).tolist()
         return self._summary(sums, rows.n_rows), math.isfinite(weight_sum)
 
@@ -809,7 +745,7 @@ class Engine:
         likelihood = build_likelihood(spec.likelihood, np.ones(spec.n_features))
         engine = cls(
             *networks, likelihood, device=device, seed=seed, units=units,
-            config=TrainingConfig(**metadata["config"]),
+            config=TrainingConfig(**_current_config_names(metadata["config"])),
             code_sizes=(spec.n_components, spec.n_info_components),
             cuda_graphs=metadata["cuda_graphs"],
         )
@@ -844,13 +780,13 @@ class Engine:
 
         Fixed, unshuffled batches and noise from :attr:`seed`: repeatable for
         fixed data. The MI bound of a batch takes every mismatched pair within
-        blocks of :data:`PAIR_BLOCK` rows as a draw from the product of the
-        marginals (:func:`held_out_bound`), not one shifted pairing: the same
+        blocks of 16 rows as a draw from the product of the marginals
+        (``pairs="blocks"`` of the critics' bound), not one shifted pairing: the same
         bound as in training, with far less variance.
         """
         self._set_train(False)
         _, noise_gen = generators(self.seed, self.device)
-        estimator = self.config.mi_estimator
+        estimator = self.config.estimator
         recons, kls, mis, sizes = [], [], [], []
         for x in rows.batches(self.config.batch_size):
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
@@ -860,7 +796,8 @@ class Engine:
                 codes = codes_from_noise(mean, log_var, c, eps)
                 recons.append(self.likelihood.nll(x, self.decoder(codes).float()))
                 kls.append(gaussian_kl(mean, log_var))
-                mis.append(held_out_bound(self.critic, x, codes, estimator))
+                mis.append(bound(SingleCritic(self.critic), x[None], codes[None], estimator,
+                                 "blocks")[0])
             sizes.append(x.shape[0])
         return torch.cat(recons), torch.cat(kls), torch.stack(mis), np.asarray(sizes)
 

@@ -488,7 +488,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return TrainingConfig(
             alpha=float(self.alpha),
             beta=float(self.beta),
-            mi_estimator=self.mi_estimator,
+            estimator=self.mi_estimator,
             batch_size=batch_size,
             learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),

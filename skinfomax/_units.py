@@ -13,6 +13,8 @@ is the NLL in the data's units.
 
 import numpy as np
 
+from ._utils import host_blocks
+
 
 # A group whose spread is below this fraction of its largest magnitude is
 # constant (float64 rounding, not data); it gets that magnitude as its scale.
@@ -21,13 +23,11 @@ _RELATIVE_MIN_SPREAD = 1e-12
 # data (a Gaussian-like feature of a few hundred rows or more spans over 6
 # standard deviations, so its scale is its standard deviation).
 _RANGE_FRACTION = 0.1
-# Rows per block when reducing over X on the host (bounded temporaries).
-_HOST_BLOCK = 8192
 
 
 def _blocks(X):
-    for start in range(0, X.shape[0], _HOST_BLOCK):
-        yield np.asarray(X[start : start + _HOST_BLOCK], dtype=np.float64)
+    for start, stop in host_blocks(X.shape[0]):
+        yield np.asarray(X[start:stop], dtype=np.float64)
 
 
 def to_float32(X, what="X"):
@@ -115,7 +115,7 @@ class InputUnits:
         """
         out = np.empty(X.shape, dtype=np.float32)
         with np.errstate(over="ignore"):  # overflow is reported below, with its cause
-            for start, block in zip(range(0, X.shape[0], _HOST_BLOCK), _blocks(X)):
+            for (start, _), block in zip(host_blocks(X.shape[0]), _blocks(X)):
                 out[start : start + block.shape[0]] = (block - self.center) / self.scale
         if not np.isfinite(out).all():
             raise ValueError(

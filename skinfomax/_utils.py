@@ -136,6 +136,16 @@ def seed_from(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+def spawn_seeds(seed, n):
+    """``n`` independent int seeds derived from ``seed`` (numpy's ``SeedSequence.spawn``).
+
+    The one rule for random streams: a consumer is given one seed and
+    derives every further stream it needs from it with this function, never
+    by offsets (``seed + 1`` is another consumer's seed).
+    """
+    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
+
+
 @contextlib.contextmanager
 def seeded(seed):
     """Seed torch's global CPU generator inside the block, restoring the caller's state.
@@ -163,19 +173,35 @@ def generators(seed, device, state=None):
     return cpu, noise
 
 
-# -- batches ---------------------------------------------------------------------
+# -- row blocks and batches ------------------------------------------------------
+# The one rule for blocks of rows: a loop over rows that only bounds memory or
+# fixes shapes takes its block size from here; the sizes that change results
+# (batch sizes, the held-out pair blocks, epochs) are parameters of the
+# estimator and the critic trainer instead.
+#
+# Host rows per block when X is reduced or standardised in float64.
+HOST_BLOCK = 8192
+# Rows per forward pass of encode / decode. Every pass gets exactly this many
+# rows (the last one zero-padded): BLAS picks kernels by matrix shape, so a
+# fixed shape makes each row's result independent of which other rows were
+# sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
+EVAL_CHUNK = 512
 # Pairs one critic pass computes, over all stacked critics: caps the
 # activations at this many rows of the critic's width, whatever the batch.
-# On the CPU, blocks a quarter the size keep the activations in cache: a
-# 256 x 256 score matrix of 5 stacked critics took 1.1-2.2x less time than
-# with the GPU's blocks (docs/performance.md); GPUs keep larger blocks.
-MAX_PAIRS_PER_PASS = 1 << 16
-MAX_PAIRS_PER_PASS_CPU = 1 << 14
+# On the CPU a quarter of the GPU's budget keeps the activations in cache
+# (docs/performance.md).
+MAX_PAIRS_PER_PASS = {"cpu": 1 << 14}
+MAX_PAIRS_PER_PASS_DEFAULT = 1 << 16
+
+
+def host_blocks(n_rows):
+    """Starts and stops of consecutive blocks of :data:`HOST_BLOCK` rows."""
+    return [(start, min(start + HOST_BLOCK, n_rows)) for start in range(0, n_rows, HOST_BLOCK)]
 
 
 def pair_row_blocks(rows, pairs_per_row, dim=0):
     """``rows`` split along ``dim`` into blocks of at most the device's pairs per pass."""
-    budget = MAX_PAIRS_PER_PASS_CPU if rows.device.type == "cpu" else MAX_PAIRS_PER_PASS
+    budget = MAX_PAIRS_PER_PASS.get(rows.device.type, MAX_PAIRS_PER_PASS_DEFAULT)
     return rows.split(max(1, budget // pairs_per_row), dim=dim)
 
 
@@ -271,6 +297,10 @@ class EarlyStopping:
         for best, current in zip(self.best_state, self.tensors):
             best.copy_(torch.where(_per_member(improved, current), current, best))
         return improved
+
+    def stop(self, members):
+        """Stop ``members`` (indices) now, as if their patience had run out."""
+        self.stale[members] = self.n_iter_no_change
 
     @torch.no_grad()
     def hold_stopped(self):

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from skinfomax._critics import MeanCritic, SingleCritic, StackedCritic
 from skinfomax._critics import (
     CriticConfig,
     FixedCodes,
+    MeanCritic,
+    SingleCritic,
+    StackedCritic,
     batch_bounds,
     refit_critic_bounds,
     train_critics,
@@ -56,8 +58,8 @@ def test_batched_members_equal_members_trained_alone():
         for a, b in zip(module.parameters(), together.member(m).parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         held_out = torch.arange(260, 300)
-        value = batch_bounds(module, X[held_out], FixedCodes(Z[held_out]), "nwj", 40, 0,
-                             pairs="all")
+        value = batch_bounds(SingleCritic(module), X[held_out], FixedCodes(Z[held_out]), "nwj",
+                             40, 0, pairs="all")
         stacked = batch_bounds(MeanCritic(together.select([m])), X[held_out],
                                FixedCodes(Z[held_out]), "nwj", 40, 0, pairs="all")
         np.testing.assert_allclose(value, stacked, rtol=1e-4, atol=1e-5)
@@ -156,7 +158,7 @@ def test_stacked_critic_scores_equal_its_members():
         torch.manual_seed(1)
         assert torch.equal(build_critic(3, 2, (8, 4, 4)).embed_x.weight,
                            stack.member(1).embed_x.weight)
-    mean = MeanCritic(stack).score_matrix(x[0], z[0])
+    mean = MeanCritic(stack).score_matrix(x[:1], z[:1])[0]
     expected = torch.stack([stack.member(m).score_matrix(x[0], z[0]) for m in range(2)]).mean(0)
     torch.testing.assert_close(mean, expected)
 
@@ -168,8 +170,8 @@ def test_other_bounds_train(estimator):
     stack = StackedCritic.build(1, 1, (32, 32), [0])
     train(stack, X, Z, rows, CriticConfig(estimator=estimator, batch_size=50, max_iter=30), [0])
     held_out = torch.arange(500, 600)
-    value = batch_bounds(stack.member(0), X[held_out], FixedCodes(Z[held_out]), estimator,
-                         50, 0, pairs="all").mean()
+    value = batch_bounds(SingleCritic(stack.member(0)), X[held_out], FixedCodes(Z[held_out]),
+                         estimator, 50, 0, pairs="all").mean()
     assert 0.5 < value < np.log(5) / 2 + 0.15
 
 
@@ -198,17 +200,15 @@ def test_each_stack_trains_at_its_own_learning_rate_and_decay():
 
 def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
     from skinfomax import _utils as utils
-    from skinfomax._training import score_matrix
 
     stack = StackedCritic.build(3, 2, (8, 4), [0, 1, 2])
     x, z = torch.randn(3, 9, 3), torch.randn(3, 7, 2)
-    critic = stack.member(1)
-    whole, whole_single = stack.score_matrix(x, z), score_matrix(critic, x[1], z[1])
+    single = SingleCritic(stack.member(1))
+    whole, whole_single = stack.score_matrix(x, z), single.score_matrix(x[1:2], z[1:2])
     joint, shifted = stack.joint_and_shifted(x, x[:, :, :2], [2, 5])
-    for name in ("MAX_PAIRS_PER_PASS", "MAX_PAIRS_PER_PASS_CPU"):
-        monkeypatch.setattr(utils, name, 40)  # 1-2 rows a block, several blocks
+    monkeypatch.setattr(utils, "MAX_PAIRS_PER_PASS", {"cpu": 40})  # 1-2 rows a block
     torch.testing.assert_close(stack.score_matrix(x, z), whole)
-    torch.testing.assert_close(score_matrix(critic, x[1], z[1]), whole_single)
+    torch.testing.assert_close(single.score_matrix(x[1:2], z[1:2]), whole_single)
     blocked = stack.joint_and_shifted(x, x[:, :, :2], [2, 5])
     torch.testing.assert_close(blocked[0], joint)
     torch.testing.assert_close(blocked[1], shifted)

@@ -88,9 +88,14 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
 def test_mean_critic_averages_scores_and_weight_decay_uses_adamw():
     import torch
 
-    from skinfomax._critics import MeanCritic, StackedCritic
+    from skinfomax._critics import (
+        CriticConfig,
+        FixedCodes,
+        MeanCritic,
+        StackedCritic,
+        train_critics,
+    )
     from skinfomax._networks import build_critic
-    from skinfomax._critics import CriticConfig, FixedCodes, train_critics
     from skinfomax._utils import seeded
 
     critics = []
@@ -98,12 +103,12 @@ def test_mean_critic_averages_scores_and_weight_decay_uses_adamw():
         with seeded(seed):
             critics.append(build_critic(3, 2, (8, 8)))
     x, z = torch.randn(10, 3), torch.randn(10, 2)
-    mean_critic = MeanCritic(StackedCritic(critics))
+    mean_critic = MeanCritic(StackedCritic.from_critics(critics))
     mean = torch.stack([c.score_matrix(x, z) for c in critics]).mean(0)
-    torch.testing.assert_close(mean_critic.score_matrix(x, z), mean)
-    joint, shifted = mean_critic.joint_and_shifted(x, z, 3)
-    torch.testing.assert_close(joint, mean.diagonal())
-    torch.testing.assert_close(shifted, mean[torch.arange(10), (torch.arange(10) + 3) % 10])
+    torch.testing.assert_close(mean_critic.score_matrix(x[None], z[None])[0], mean)
+    joint, shifted = mean_critic.joint_and_shifted(x[None], z[None], [3])
+    torch.testing.assert_close(joint[0], mean.diagonal())
+    torch.testing.assert_close(shifted[0], mean[torch.arange(10), (torch.arange(10) + 3) % 10])
     # Decay shrinks the weights of a critic that sees no signal (lr * wd = 0.5
     # a step); patience longer than the run, so no early-stopping restore.
     stack = StackedCritic.build(3, 2, (8, 8), [0])
@@ -125,7 +130,7 @@ def test_more_critics_change_the_estimate_but_one_reproduces_itself():
 
 
 def test_one_standard_error_rule_prefers_the_simplest_indistinguishable_candidate():
-    from skinfomax._critics import one_standard_error_choice
+    from skinfomax._information import one_standard_error_choice
 
     rng = np.random.RandomState(0)
     base, noise = rng.randn(400), rng.randn(400)
