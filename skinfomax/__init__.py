@@ -19,5 +19,33 @@ from ._networks import Critic, Encoder, build_conv_networks, build_mlp_networks
 from ._plotting import plot_history, plot_images, plot_reconstructions, plot_traversal
 from ._training import TrainingDiverged
 from ._transformer import InfoMaxVAETransformer, MIBounds
-from ._version import __version__
+from ._version import __version__ as __version__
 
+
+__all__ = [
+    # the estimator
+    "InfoMaxVAETransformer",
+    "MIBounds",
+    "TrainingDiverged",
+    # mutual information of any paired samples
+    "mutual_information",
+    "MIEstimate",
+    "CriticCandidate",
+    # evaluating a fitted model
+    "diagnostics",
+    "active_units",
+    "elbo_scorer",
+    "mi_scorer",
+    "reconstruction_scorer",
+    # building blocks for custom networks
+    "Critic",
+    "Encoder",
+    "build_mlp_networks",
+    "build_conv_networks",
+    # data and plots for examples
+    "load_mnist",
+    "plot_history",
+    "plot_images",
+    "plot_reconstructions",
+    "plot_traversal",
+]

@@ -558,6 +558,8 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
                         members.shuffle(n_rows)
                 _train_part(active, X, source, epochs[epoch % len(epochs)], batch_size,
                             config.estimator, optimizer, cpu_gen, noise_gen, interrupt)
+                if interrupt.requested:  # mid-epoch: not validated, as the engine records none
+                    break
                 _validate(active, X, source, config, valid_seed, valid_shifts, epoch + 1)
                 progress.update()
                 progress.set_postfix(training=sum(len(s.training) for s in active))

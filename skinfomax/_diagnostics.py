@@ -59,12 +59,11 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
     X : array-like of shape (n_samples, n_features)
         Data to diagnose, ideally held out from fitting; at least 2 samples.
     y : array-like of shape (n_samples,), default=None
-        Class labels. When given, ``linear_probe_accuracy`` is the
-        ``cv``-fold stratified cross-validated accuracy of a logistic
-        regression on the standardised codes ``transform(X)``.
+        Class labels. When given, ``linear_probe_accuracy`` is the ``cv``-fold
+        stratified cross-validated accuracy of a logistic regression on the
+        standardised codes ``transform(X)``.
     refit_critic : bool, default=False
-        Passed to :meth:`InfoMaxVAETransformer.mi_bounds`: a fresh critic on
-        the frozen encoder (the paper's protocol) instead of the trained one.
+        Passed to :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`.
     cv : int, default=5
         Folds of the linear probe.
 
@@ -73,11 +72,11 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
     report : dict
         ``n_active_units`` (int), ``active_units`` (bool array over z),
         ``posterior_mean_variance`` (array over z), ``mi_lower``,
-        ``mi_lower_se``, ``mi_upper``, ``mi_upper_se`` (nats, see
-        :meth:`~InfoMaxVAETransformer.mi_bounds`), ``reconstruction_mse``
-        (mean squared error of ``inverse_transform(transform(X))``),
-        ``kl_per_dimension`` (array over z, nats, sums to ``mi_upper`` when
-        there are no info codes and ``refit_critic=False``) and, with labels,
+        ``mi_lower_se``, ``mi_upper``, ``mi_upper_se`` (nats, from
+        :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`),
+        ``reconstruction_mse`` (of :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`),
+        ``kl_per_dimension`` (array over z, nats; sums to ``mi_upper`` without
+        info codes or ``refit_critic``) and, with labels,
         ``linear_probe_accuracy``. ``pandas.Series(report)`` gives a table.
 
     Examples

@@ -1,11 +1,8 @@
 """A standalone mutual-information estimator built on the transformer's critic.
 
 :func:`mutual_information` validates its inputs, splits the samples into
-cross-fitting folds, standardises each fold's parts, and hands the torch work
-to :mod:`skinfomax.estimation`, which trains the same
-:class:`~skinfomax.networks.Critic` on the same bounds
-(:mod:`skinfomax.objectives`) that :class:`~skinfomax.InfoMaxVAETransformer`
-uses during training.
+cross-fitting folds, standardises each fold's parts, and trains the same
+critics on the same bounds that :class:`~skinfomax.InfoMaxVAETransformer` uses.
 """
 
 import math
@@ -42,9 +39,8 @@ from ._utils import (
 )
 
 
-# "auto": joint layers of growing width under a narrow second layer, at the
-# call's learning rate and weight decay, then one undecayed critic at
-# STEEP_RATE times the learning rate (last: the least regularised).
+# "auto": joint layers of growing width under a narrow second layer, then one
+# undecayed critic at STEEP_RATE times the learning rate (the least regularised).
 AUTO_CRITICS = ((32, 32), (64, 32), (128, 32), (256, 32))
 STEEP_CRITIC = (32, 32)
 STEEP_RATE = 3.0
@@ -53,12 +49,10 @@ STEEP_RATE = 3.0
 class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
     """A mutual-information estimate in nats and its standard error.
 
-    Unpacks as ``(mi, se)``. Three attributes say how it was obtained:
-    ``critic``, the candidate evaluated on the test parts (a
-    ``CriticCandidate(sizes, learning_rate, weight_decay)``),
-    ``critic_hidden_layer_sizes``, its layer sizes, and ``validation_mi``,
-    the validation bound of every candidate, keyed by candidate (empty when
-    a single one was given).
+    Unpacks as ``(mi, se)``. ``critic`` is the :class:`~skinfomax.CriticCandidate`
+    evaluated on the test parts, ``critic_hidden_layer_sizes`` its layer sizes,
+    and ``validation_mi`` the validation bound of every candidate, keyed by
+    candidate (empty when a single one was given).
     """
 
     def __new__(cls, mi, se, critic=None, validation_mi=None):
@@ -168,19 +162,15 @@ def mutual_information(
 ) -> MIEstimate:
     """Estimate I(X; Z) in nats with a trained critic, on held-out samples.
 
-    The paired samples are cross-fitted: split into ``n_folds`` folds, each
-    held out once while the others are split into train / validation parts.
-    A critic T(x, z) (the transformer's :class:`~skinfomax.networks.Critic`)
-    is trained with AdamW (Adam when ``weight_decay=0``) to maximise the
-    chosen lower bound on the train part, early-stopped on the validation
-    part (best epoch kept), ``n_critics`` times from different seeds, and the
-    bound of the mean of their scores is evaluated on the held-out fold in
-    fixed disjoint batches of ``batch_size``, taking every mismatched pair of
-    a batch as a draw from the product of the marginals. Every sample is thus
-    scored once, by critics that never saw it. By default this is done for
-    several critic widths and the width is chosen on validation rows (see
-    ``critic_hidden_layer_sizes``). X and Z are standardised with each train
-    part's statistics first (``scaling``; MI is invariant to such maps).
+    The samples are cross-fitted: each of ``n_folds`` folds is held out once
+    while critics T(x, z) (:class:`~skinfomax.Critic`) train on the others,
+    early-stopped on a validation part (best epoch kept), ``n_critics`` times
+    from different seeds. The bound of the mean of their scores is evaluated on
+    the held-out fold in fixed batches of ``batch_size``, every mismatched pair
+    of a batch a draw from the product of the marginals, so every sample is
+    scored once, by critics that never saw it. X and Z are first scaled with
+    each train part's statistics (``scaling``; MI is invariant to such maps).
+    Why these choices, and accuracy against ground truth: :doc:`science`.
 
     Parameters
     ----------
@@ -192,106 +182,70 @@ def mutual_information(
         Donsker-Varadhan (tighter, biased by the log), InfoNCE (low variance,
         never above ``log(batch_size)``).
     scaling : {"standard", "quantile"}, default="standard"
-        Per-feature map fitted on the train part: "standard" (mean 0, sd 1)
-        or "quantile" (ranks mapped to a standard normal, sklearn's
-        ``QuantileTransformer``). Both are invertible per feature, so they
-        leave I(X; Z) unchanged; "quantile" tames heavy tails (standardising
-        Cauchy-like data squashes its bulk to a point).
+        Per-feature map fitted on the train part: mean 0 and sd 1, or ranks
+        mapped to a standard normal, which tames heavy tails.
     n_folds : int or None, default=5
-        Folds of the cross-fitting: each fold is held out once and scored by
-        critics trained on the others, and the estimate pools all of them.
-        On 25 + 25 dimensions with 5,000 samples this made the estimate both
-        less biased (more training rows) and far less seed-dependent than one
-        30% split (docs/science.md, section 1). Run time grows linearly with
-        it. None holds out a single ``test_size`` share instead.
+        Cross-fitting folds: a less biased, less seed-dependent estimate than
+        one split, at run time linear in it. None holds out one ``test_size``
+        share instead.
     test_size : float, default=0.3
-        Share of the samples held out for the estimate when ``n_folds`` is
-        None; ignored otherwise.
+        Share held out when ``n_folds`` is None; ignored otherwise.
     validation_fraction : float, default=0.2
         Share of the samples not held out that is used for early stopping.
     critic_hidden_layer_sizes : tuple of int, list of tuple of int or "auto", \
             default="auto"
-        The critic's layers; the first is its joint (x, z) layer. A list
-        gives candidate architectures, simplest first: each is trained on the
-        first fold's train part, early-stopped on one half of its validation
-        part, and the first whose bound on the other half is within one
-        standard error (of the paired difference) of the best candidate's is
-        trained again in every fold, early-stopped on the whole validation
-        part, and evaluated on the held-out fold (the one-standard-error rule;
-        the result reports the choice and every candidate's validation bound).
-        Candidates train together (one batched loop), each at
-        ``learning_rate`` and ``weight_decay``. "auto" is ``[(32, 32), (64,
-        32), (128, 32), (256, 32)]``, joint layers of growing width under a
-        narrow second layer (dense high-dimensional dependence needs the
-        width, not the arithmetic of an equally wide second layer), and last
-        a (32, 32) critic without weight decay at 3 times the learning rate,
-        for steep low-dimensional channels that decay flattens. Narrow,
-        weight-decayed, averaged critics overfit less where few of many
-        dimensions carry the information (docs/science.md, section 1).
+        The critic's layers; the first is its joint (x, z) layer. A list gives
+        candidates, simplest first, trained together on the first fold and
+        compared on half of its validation part: the first within one standard
+        error of the best is chosen and used in every fold (the
+        one-standard-error rule). "auto" is ``[(32, 32), (64, 32), (128, 32),
+        (256, 32)]``, then a (32, 32) critic without weight decay at 3 times the
+        learning rate (for steep low-dimensional channels that decay flattens).
     batch_size : int, default=256
         Batch size of training and of the held-out evaluation; capped at the
-        size of the smallest part. A held-out batch of B rows takes B(B - 1)
-        mismatched pairs.
+        size of the smallest part.
     max_iter : int, default=200
         Maximum number of critic epochs.
     learning_rate : float, default=1e-3
         AdamW learning rate of the critics.
     n_iter_no_change : int, default=20
-        Early-stopping patience of each critic, in epochs; an epoch is a pass
-        over the train part or 16 batches of it, whichever is shorter. The
-        validation bound is noisy: shorter patience, or a larger learning
-        rate, stopped 20-dimensional channels further short of the truth
-        (docs/science.md, section 1).
+        Early-stopping patience, in epochs of one pass over the train part or
+        16 batches, whichever is shorter. Shorter patience stops
+        high-dimensional channels further short of the truth.
     weight_decay : float, default=0.5
-        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. Decay
-        curbs overfitting in many dimensions but flattens the steep critic
-        that a low-dimensional, high-MI channel needs; "auto" therefore also
-        tries an undecayed critic (docs/science.md).
+        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. It
+        curbs overfitting in many dimensions.
     n_critics : int, default=5
-        Critics per fold, trained from different seeds; the held-out bound
-        uses the mean of their scores. Any critic gives a valid lower bound,
-        and averaging cancels much of what each one overfits to the train
-        part (in high dimensions with few samples the dominant error). Run
-        time grows linearly with it.
+        Critics per fold, from different seeds, whose mean score is evaluated;
+        averaging cancels much of what each overfits. Run time grows linearly
+        with it.
     device : str, default="cpu"
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
         Torch CPU threads for the call; None keeps the current setting.
     n_jobs : int or None, default=None
-        Worker processes (joblib) that train critics side by side: the
-        candidates of the choice, then the folds, are split into ``n_jobs``
-        groups, each trained in its own process with ``cpu_count // n_jobs``
-        torch threads. None means 1 and -1 all CPUs (joblib's convention). A
-        critic trains the same whichever group it is in, so the estimate
-        changes only by float rounding. CPU only. On a 2-core machine it was
-        1.02-1.14 times as fast as 2 threads (docs/performance.md).
+        Worker processes (joblib; CPU only) that train groups of candidates,
+        then of folds, side by side, each with ``cpu_count // n_jobs`` threads.
+        None means 1 and -1 all CPUs. The estimate changes only by float
+        rounding; speed-ups are on the :doc:`performance` page.
     random_state : int, RandomState instance or None, default=None
-        Seeds the split, the critic's weights, batch order and shifts.
+        Seeds the split, the critics' weights, batch order and shifts.
     verbose : int or bool, default=0
         Shows a progress bar over the critics' training epochs when positive.
 
     Returns
     -------
     result : MIEstimate
-        ``(mi, se)``: the held-out bound in nats (the mean of the per-batch
-        bounds on the held-out parts) and its standard error
-        ``sd(batch bounds) / sqrt(n_batches)`` (nan if they hold a single
-        batch). Its ``critic`` attribute holds the candidate evaluated
-        (``sizes``, ``learning_rate``, ``weight_decay``),
-        ``critic_hidden_layer_sizes`` its sizes, and ``validation_mi`` each
-        candidate's validation bound (empty for a single candidate).
+        ``(mi, se)``: the mean of the per-batch bounds on the held-out parts and
+        its standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a
+        single batch), with the chosen critic's details as attributes.
 
     Notes
     -----
-    Every bound here is a *lower* bound in expectation: a small critic, too
-    few samples or too short training underestimate. A bound below -1 nat
-    warns (RuntimeWarning): with heavy-tailed features (Student-t with one
-    degree of freedom, say) and ``scaling="standard"`` the critic can score
-    mismatched held-out pairs far out of its training range, and NWJ's
-    ``exp`` term then drives the estimate to large negative values. InfoNCE
-    cannot exceed ``log(batch_size)``; NWJ's variance grows like ``exp(I)``,
-    so above a few nats prefer more samples and larger batches, and read the
-    standard error.
+    Every bound is a *lower* bound in expectation. A bound below -1 nat warns
+    (RuntimeWarning): heavy-tailed features want ``scaling="quantile"``.
+    NWJ's variance grows like ``exp(I)``: above a few nats use more samples
+    and larger batches, and read the standard error.
 
     Examples
     --------
@@ -300,11 +254,11 @@ def mutual_information(
     >>> rng = np.random.RandomState(0)
     >>> x = rng.randn(2000)
     >>> z = x + rng.randn(2000)                 # true I = log(2) / 2 = 0.35 nats
-    >>> mi, se = mutual_information(x, z, random_state=0)   # 6-8 s on one CPU thread
+    >>> mi, se = mutual_information(x, z, random_state=0)
     >>> bool(0.2 < mi < 0.45) and se > 0
     True
 
-    One architecture, one critic, one split: some 40 times faster, less robust.
+    One architecture, one critic, one split: much faster, less robust.
 
     >>> mi, se = mutual_information(x, z, critic_hidden_layer_sizes=(64, 64), n_critics=1,
     ...                             n_folds=None, max_iter=20, random_state=0)
@@ -375,10 +329,8 @@ def one_standard_error_choice(values, terms):
     """The first candidate whose validation bound is within one SE of the best's.
 
     ``values`` maps candidates, simplest first, to validation bounds and
-    ``terms`` to their per-sample influence terms on the same pairs. The
-    standard error is that of the paired difference to the best candidate:
-    among critics the validation split cannot tell apart, the simplest
-    overfits its train part least (the one-standard-error rule).
+    ``terms`` to their per-sample influence terms on the same pairs; the SE is
+    that of the paired difference to the best candidate.
     """
     best = max(values, key=values.get)
     for candidate in values:
@@ -389,7 +341,6 @@ def one_standard_error_choice(values, terms):
     return best
 
 
-# -- mutual_information's protocol ------------------------------------------------------
 def _split(items, n_groups):
     """``items`` dealt round-robin into at most ``n_groups`` non-empty groups."""
     return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
@@ -410,10 +361,7 @@ def _trained_stacks(job):
 def _train_jobs(jobs, n_jobs):
     """Every job's stacks, trained by :func:`train_critics`; jobs in parallel processes.
 
-    A critic's training does not depend on the critics trained beside it
-    (tested), so splitting a call's critics into jobs changes no critic
-    beyond float rounding. Worker processes (joblib's loky) start with
-    ``cpu_count // n_jobs`` threads each, so the workers do not oversubscribe.
+    A critic trains the same whichever job it is in (up to float rounding).
     """
     if n_jobs == 1 or len(jobs) == 1:
         return [_trained_stacks(job) for job in jobs]
@@ -452,19 +400,16 @@ def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
 def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
     """Pick one :class:`CriticCandidate` on one fold's validation part.
 
-    Every candidate (``n_members`` members each, its own learning rate and
-    weight decay) trains on the fold's train part, early-stopped on one half
-    of its validation part; early stopping flatters the most flexible
-    critics on the rows it stops on, so the candidates are compared on the
-    other half, on the same fixed batches with every mismatched pair a
-    marginal draw (a paired comparison), by :func:`one_standard_error_choice`.
-    Returns the choice and every candidate's bound on the comparison half.
+    Every candidate trains on the fold's train part, early-stopped on one half
+    of the validation part, and is compared on the other half (early stopping
+    flatters flexible critics on its own rows) on the same fixed batches, by
+    :func:`one_standard_error_choice`. Returns the choice and every
+    candidate's bound on the comparison half.
     """
     half = len(fold.valid) // 2
     stop, compare = fold.valid[:half], fold.valid[half:]
     train_seed, compare_seed, *seeds = spawn_seeds(seed, 2 + n_members)
-    # One stack per candidate: padding narrow candidates to the widest (one
-    # pass for all) was slower, the widest's arithmetic dominating.
+    # One stack per candidate: padding narrow ones to the widest was slower.
     groups, jobs = _split(candidates, n_jobs), []
     for group in groups:
         jobs.append(_job(
@@ -487,53 +432,23 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
 def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
     """Train critics on given samples, pick an architecture on validation rows, bound MI.
 
-    With several candidates, :func:`_choose` picks one on the first fold
-    (one member per candidate). The chosen one is then trained in every
-    fold, ``n_critics`` members each, all folds' members as one batched
-    stack (one per job with ``n_jobs``; :func:`train_critics`), each
-    early-stopped on its fold's whole validation part; each fold's test part is scored by
-    the mean critic of its members, every mismatched pair of a batch a
-    marginal draw.
-
-    Parameters
-    ----------
-    folds : sequence of tuple of ndarray
-        One ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` tuple
-        (float32, scaled by that fold's train part) per fold; the test parts
-        of several folds partition the samples (cross-fitting), so every
-        sample is scored once by critics that never saw it.
-    candidates : sequence of CriticCandidate
-        Critics to try, each trained at its own learning rate and weight
-        decay (``config``'s are not used), simplest first.
-    config : CriticConfig
-    seed : int
-    device : torch.device
-    n_critics : int, default=1
-        Members per fold; a fold's bound uses the mean of its members' scores.
-    verbose : int, default=0
-        Progress bars over the training epochs when positive.
-    n_jobs : int, default=1
-        Worker processes: the candidates, and then the folds, are split into
-        this many groups, each trained as its own batched stack in its own
-        process (:func:`_train_jobs`).
-
-    Returns
-    -------
-    estimate, se : float
-        Mean of the per-batch bounds on the test parts and its standard error.
-    chosen : CriticCandidate
-        The candidate evaluated.
-    validation : dict
-        Bound of every candidate on the comparison half of the first fold's
-        validation part, keyed by candidate (empty for one candidate).
+    ``folds`` holds one ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``
+    tuple per fold (float32, scaled by the fold's train part); ``candidates``
+    are critics to try, simplest first, each at its own learning rate and
+    weight decay. With several, :func:`_choose` picks one on
+    the first fold. The chosen one trains in every fold, ``n_critics`` members
+    each, as one batched stack per job (``n_jobs`` groups of folds), each
+    early-stopped on its fold's validation part; each test part is scored by
+    the mean critic of its fold's members. Returns ``(estimate, se, chosen,
+    validation)``: the mean of the per-batch test bounds, its standard error,
+    the chosen candidate and each candidate's comparison bound (empty for one).
     """
     X, Z, rows = _stacked_folds(folds, device)
     choice_seed, train_seed, test_seed, *member_seeds = spawn_seeds(seed, 3 + len(rows) * n_critics)
     if len(candidates) == 1:
         chosen, validation = candidates[0], {}
     else:
-        # One member per candidate: the choice needs a ranking, not the best
-        # estimate; two took 1.1-1.6x as long at equal error (docs/performance.md).
+        # One member per candidate: the choice needs a ranking, not the best estimate.
         chosen, validation = _choose(candidates, X, Z, rows[0], config, choice_seed, 1, device,
                                      verbose, n_jobs)
     # Fold f's critic k has member seed f * n_critics + k, whichever job trains it.

@@ -20,10 +20,9 @@ RELATIVE_MIN_VARIANCE = 1e-3
 def build_likelihood(kind, feature_variance=None):
     """The ``"gaussian"`` or ``"bernoulli"`` likelihood.
 
-    The Gaussian works in standard units (:mod:`skinfomax.units`): it starts
-    at the features' variances there (``feature_variance``), floored at
-    ``RELATIVE_MIN_VARIANCE`` times their mean, so a feature constant in the
-    training data gets the floor, not a zero variance.
+    The Gaussian starts at the features' variances in standard units
+    (``feature_variance``), floored at ``RELATIVE_MIN_VARIANCE`` times their
+    mean, so a feature constant in training gets the floor, not zero.
     """
     if kind == "bernoulli":
         return BernoulliLikelihood()
@@ -34,12 +33,10 @@ def build_likelihood(kind, feature_variance=None):
 class GaussianLikelihood(torch.nn.Module):
     """p(x | z) = N(decoder output, diag(sigma^2)), one learned variance per feature.
 
-    The engine gives it data in standard units (:mod:`skinfomax.units`). A
-    fixed unit variance would still tie the balance between reconstruction
-    and KL to how well the codes can explain each feature; a learned one
-    makes the objective a proper likelihood. The variance is kept above
-    ``min_variance`` so that constant features cannot drive the likelihood to
-    infinity.
+    It sees data in standard units. A learned variance makes the objective a
+    proper likelihood, so the balance of reconstruction and KL does not hang
+    on the data's scale; it stays above ``min_variance`` so that constant
+    features cannot drive the likelihood to infinity.
     """
 
     def __init__(self, feature_variance, min_variance):

@@ -1,23 +1,17 @@
 """Model files that cannot run code: one safetensors file, tensors plus JSON.
 
 A model file is a plain `safetensors <https://huggingface.co/docs/safetensors>`_
-file. Its tensors are the weights, optimiser states and random-stream states;
-its string metadata holds
+file: its tensors are the weights, optimiser and random-stream states; its
+string metadata holds ``format`` and ``format_version``, ``document`` (all
+else as JSON: parameters, fitted attributes, training configuration and
+history, writing versions) and ``sha256``, a digest over the format
+version, the document and every tensor's name, dtype, shape and bytes.
 
-- ``format`` and ``format_version``: what the file is and which layout it has,
-- ``document``: everything else as JSON (parameters, fitted attributes, the
-  training configuration and history, the versions that wrote it),
-- ``sha256``: a digest over the format version, the document and every
-  tensor's name, dtype, shape and bytes.
-
-Reading parses JSON and copies numbers; nothing in a file is imported,
-unpickled or executed. safetensors rejects a truncated or padded file; the
-digest rejects one changed anywhere else. The digest guards against damage,
-not against forgery: a file written on purpose with a valid digest can only
-hold numbers and JSON, so the worst it can do is fail to load.
-
-JSON has no tuples, numpy scalars or arrays; :func:`to_json` tags those so
-:func:`from_json` gives back values equal to the originals.
+Reading parses JSON and copies numbers; nothing is imported, unpickled or
+executed. safetensors rejects a truncated or padded file, the digest one
+changed anywhere else. The digest guards against damage, not forgery: a
+forged file can only hold numbers and JSON, so at worst it fails to load.
+:func:`to_json` tags tuples, numpy scalars and arrays, which JSON lacks.
 """
 
 import hashlib

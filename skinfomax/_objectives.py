@@ -129,7 +129,7 @@ def bound_influence(estimator, *outputs):
     """
     if estimator == "infonce":
         scores = soft_clip(outputs[0])
-        return scores.diagonal() - torch.logsumexp(scores, dim=1)
+        return scores.diagonal() - _log_mean_exp(scores)
     t_joint, t_marginal = (soft_clip(t) for t in outputs)
     if estimator == "nwj":
         return t_joint - torch.exp(t_marginal - 1.0)

@@ -116,7 +116,7 @@ def plot_traversal(traversals, values, image_shape=None, row_labels=None):
     ----------
     traversals : array-like
         One traversal, ``(n_values, ...)`` as returned by
-        :meth:`InfoMaxVAETransformer.latent_traversal`, or a stack of them,
+        :meth:`~skinfomax.InfoMaxVAETransformer.latent_traversal`, or a stack of them,
         ``(n_samples, n_values, ...)``.
     values : array-like of shape (n_values,)
         The swept values, written above the columns.
@@ -148,7 +148,7 @@ def plot_reconstructions(originals, reconstructions, image_shape=None, n_images=
     reconstructions : array-like of shape (n, ...) or dict of str -> array-like
         One set of reconstructions, or several keyed by a row label (for
         example the ``keep="c"``, ``"z"`` and ``"all"`` outputs of
-        :meth:`InfoMaxVAETransformer.reconstruct`).
+        :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`).
     image_shape : tuple (C, H, W) or None
         Needed for flat rows.
     n_images : int, default=8

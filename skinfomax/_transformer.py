@@ -1,9 +1,8 @@
 """The scikit-learn face of the InfoMax VAE: parameters, validation, glue.
 
-All tensor work lives in :mod:`skinfomax.training` (the engine),
-:mod:`skinfomax.networks` and :mod:`skinfomax.objectives`; this module turns
-estimator parameters into an engine, validates every input before anything
-is changed, and converts results back to numpy.
+The tensor work lives in the training engine; this module turns estimator
+parameters into an engine, validates every input before anything changes,
+and converts results back to numpy.
 """
 
 import math
@@ -113,148 +112,107 @@ def _check_layer_sizes(sizes, name, allow_empty):
 class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     """Dimensionality reduction with an InfoMax variational autoencoder.
 
-    A VAE whose loss adds ``-alpha * I(x; z)``, the mutual information between
-    inputs and codes, estimated by a variational lower bound with a separate
-    critic network T(x, z) trained by its own optimiser to maximise it
-    (Rezaabad & Vishwanath, ISIT 2020). The per-batch objective is::
-
-        recon(x, decoder(z)) + beta * KL(q(z|x) || N(0, I)) - alpha * I_hat(x; [z, c])
-
-    where ``recon`` is a negative log-likelihood summed over features, ``z``
-    is the reparameterised posterior sample and ``c`` are optional
-    deterministic "info" codes that the KL term leaves out.
+    A VAE whose loss ``recon + beta * KL(q(z|x) || N(0, I)) - alpha * I_hat``
+    rewards I(x; [z, c]), the mutual information of inputs and codes, bounded
+    from below by a critic T(x, z) trained by its own optimiser (Rezaabad &
+    Vishwanath, ISIT 2020); c are optional deterministic codes outside the
+    KL term. Read more in the :doc:`user_guide`.
 
     Parameters
     ----------
     n_components : int, default=2
         Size of the KL-regularised latent code z.
     n_info_components : int, default=0
-        Extra deterministic codes c, left out of the KL term and shaped only
-        by reconstruction and the MI term. :meth:`transform` returns
-        ``[z_mean, c]``.
+        Size of c. :meth:`transform` returns ``[z_mean, c]``.
     alpha : float, default=1.0
-        Weight of the mutual-information term (0 gives a plain VAE; the critic
-        is still trained so :meth:`score` means the same for every alpha).
-        Where it helps and where it does not: docs/science.md#4-representation-benchmark.
+        Weight of the MI term; 0 gives a plain VAE (the critic still trains, so
+        :meth:`score` means the same for every alpha). Where it helps:
+        :doc:`science`, section "Representation benchmark".
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
         Hidden layers of the encoder; the decoder mirrors them.
     critic_hidden_layer_sizes : tuple of int, default=(256, 256)
-        Hidden layers of the critic; the first is a joint layer over
-        ``[x, z, c]``.
+        Hidden layers of the critic; the first is joint over ``[x, z, c]``.
     architecture : {"mlp", "conv"}, default="mlp"
-        "conv" builds the convolutional networks of
-        :func:`skinfomax.conv.build_conv_networks` (needs ``image_shape``;
-        ``hidden_layer_sizes`` is then unused).
+        "conv" builds the networks of :func:`~skinfomax.build_conv_networks`
+        (needs ``image_shape``; ``hidden_layer_sizes`` is then unused).
     image_shape : tuple of 3 int or None, default=None
-        ``(C, H, W)`` of images passed as flat rows ``(n, C*H*W)`` (channels
-        first, as ``X.reshape(n, C, H, W)`` reads them). With it, 4-D input
-        ``(n, C, H, W)`` is accepted by every method too.
+        ``(C, H, W)`` of images given as flat channels-first rows; with it,
+        every method also accepts 4-D input ``(n, C, H, W)``.
     conv_channels : tuple of int, default=(64, 128, 256)
-        Feature maps of the encoder's stride-2, 5x5 convolutions; the decoder
-        mirrors them and the critic's x extractor uses the first two. Only
-        used with ``architecture="conv"``.
+        Feature maps of the encoder's stride-2 5x5 convolutions, mirrored by the
+        decoder; the critic uses the first two. Only for "conv".
     encoder, decoder, critic : torch.nn.Module, callable or None, default=None
-        Custom networks replacing the built ones. A module is deep-copied at
-        fit (the one passed is never trained); a callable is a factory
-        ``factory(input_shape, n_components, n_info_components) -> Module``
-        called at fit under the estimator's seed, with ``input_shape`` the
-        ``image_shape`` or ``(n_features,)``. All three see and return flat
-        rows: the encoder maps ``(B, n_features)`` to ``(z_mean, z_log_var,
-        c)``; the decoder maps codes ``(B, n_components + n_info_components)``
-        to ``(B, n_features)`` (the Gaussian mean or Bernoulli logits); the
-        critic must provide ``forward``, ``joint_and_shifted`` and
-        ``score_matrix`` as :class:`skinfomax.networks.Critic` does (wrap your
-        own x extractor in it). A dry pass on 2 samples checks the shapes
-        before training.
+        Custom networks: a module (deep-copied at fit) or a factory
+        ``f(input_shape, n_components, n_info_components)`` returning one,
+        called at fit under the estimator's seed (``input_shape``: the
+        ``image_shape`` or ``(n_features,)``). On flat rows, the encoder returns
+        ``(z_mean, z_log_var, c)``, the decoder maps ``[z, c]`` to
+        ``(B, n_features)`` (Gaussian mean or Bernoulli logits), and the critic
+        has the methods of :class:`~skinfomax.Critic`. Shapes are checked on 2
+        samples before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution. "gaussian" needs no scaler in front: the model
-        works in standard units, with a centre and scale per feature (per
-        channel with ``architecture="conv"``) taken from the first fit's X
-        in float64, applied before the encoder and the critic and undone
-        after the decoder. Fits on X and on ``a * X + b`` (any positive
-        per-feature ``a``) give the same codes and :meth:`score`;
-        :meth:`inverse_transform` answers in X's units and reconstruction
-        NLLs are reported in them. Features constant in training are
-        reconstructed as their constant. It learns one variance per
-        feature, floored at 1e-3 times their mean (in standard units).
-        "bernoulli" takes X as it is, which must lie in [0, 1]
-        (probabilities, e.g. grey levels divided by their maximum): scale
-        other data yourself, e.g. with ``MinMaxScaler``.
+        "gaussian" needs no scaler: the model works in standard units from the
+        first fit's X (per channel for "conv"), so X and ``a * X + b`` (``a > 0``
+        per feature) give the same codes and :meth:`score`;
+        :meth:`inverse_transform` answers in X's units, and features constant
+        in training come back as their constant. It learns one variance per
+        feature, floored at 1e-3 times their mean.
+        "bernoulli" needs X in [0, 1] (e.g. ``MinMaxScaler``).
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
-        Lower bound on I(x; z): NWJ (as both reference designs),
-        Donsker-Varadhan, or InfoNCE (capped at log(batch_size)).
+        The bound: NWJ, Donsker-Varadhan or InfoNCE (capped at log(batch_size)).
     batch_size : int or "auto", default="auto"
-        Minibatch size; "auto" is ``min(128, n_samples)``. Must be at least 2
-        (the MI bound pairs each sample with another one's code). An int
-        larger than the training samples of a call (the last, short chunk of
-        a stream in :meth:`partial_fit`, or a small X in :meth:`fit`) is
-        clipped to their number with a UserWarning, as scikit-learn's MLP
-        clips it; ``batch_size_`` records the size used last.
+        At least 2; "auto" is ``min(128, n_samples)``. An int above a call's
+        training samples is clipped to their number, with a UserWarning.
     max_iter : int, default=100
         Number of epochs.
     learning_rate : float, default=1e-3
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
-        Adam learning rate of the critic; a slower critic gave the encoder a
-        weaker MI gradient (docs/science.md#4-representation-benchmark).
+        Adam learning rate of the critic; a slower critic gives the encoder a
+        weaker MI gradient (:doc:`science`).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data, stop when the validation
-        loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
-        keep the weights of the best epoch.
+        Hold out ``validation_fraction`` of the data, stop after
+        ``n_iter_no_change`` epochs without a validation loss improvement of
+        ``tol`` (nats per sample), and keep the best epoch's weights.
     validation_fraction : float, default=0.1
-        Share of the data held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
-        Patience of early stopping, in epochs.
     tol : float, default=1e-4
-        Minimum improvement of the validation loss, in nats per sample.
     device : str, default="auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
-        On CUDA the training step of the built-in networks is captured as
-        a CUDA graph after a few eager steps and replayed (not with
-        ``precision="float16"`` or custom modules, which train eagerly).
     n_threads : int or None, default=None
-        Torch CPU threads during fit and transform; the caller's setting is
-        restored afterwards. None keeps the current setting, which inside
-        joblib's process workers (e.g. ``GridSearchCV(n_jobs=k)``) is already
-        capped to ``n_cpus // k`` so that parallel fits do not oversubscribe.
+        Torch CPU threads during fit and transform, restored afterwards; None
+        keeps the current setting (capped inside joblib's workers).
     precision : {"float32", "bfloat16", "float16"}, default="float32"
-        Autocast dtype of the networks' matrix work in fit and transform.
-        Weights, losses and the likelihood stay float32; "float16" adds
-        gradient scaling. "bfloat16" pays on GPUs and on CPUs with bf16
-        matrix units (Intel AMX); elsewhere it can be slower than float32.
+        Autocast dtype of the networks' matrix work; weights, losses and the
+        likelihood stay float32. "bfloat16" pays on GPUs and CPUs with bf16
+        units, and may be slower elsewhere.
     compile : bool, default=False
-        Compile the training loss with ``torch.compile`` (first epoch pays
-        the compile time). The compiled function is not pickled; it is
-        rebuilt when training resumes. If compiling fails, fit warns and
-        trains uncompiled.
+        Compile the training loss with ``torch.compile`` (on failure, fit warns
+        and trains uncompiled).
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch order and sampling. An int makes
-        CPU fits repeatable bit for bit; torch's global generator is not
-        touched.
+        Seeds initialisation, batch order and sampling; torch's global
+        generator is not touched.
     verbose : int, default=0
         Show a progress bar with the running loss when > 0.
     warm_start : bool, default=False
-        Continue training the fitted networks (and optimiser states) on the
-        next call to :meth:`fit` instead of starting afresh.
+        Continue the fitted networks and optimiser states on the next
+        :meth:`fit` instead of starting afresh.
 
     Attributes
     ----------
     encoder_, decoder_, critic_, likelihood_ : torch.nn.Module
         The fitted networks.
     info_mean_ : ndarray of shape (n_info_components,)
-        Mean of the c codes over the training data. c has no prior, so this
-        stands in for its prior mean when :meth:`reconstruct` masks c (z's
-        prior mean is 0).
+        Training mean of the c codes, c's prior mean in :meth:`reconstruct`.
     history_ : list of dict
-        One record per epoch: ``epoch``, ``loss``, ``reconstruction``,
-        ``kl``, ``mi`` (per-sample means in nats), and their ``valid_``
-        counterparts with early stopping.
+        Per epoch: ``epoch``, ``loss``, ``reconstruction``, ``kl``, ``mi``
+        (per-sample means in nats), and ``valid_`` ones with early stopping.
     n_iter_ : int
         Number of epochs trained in total.
     batch_size_ : int
-        The batch size used.
+        The batch size used last.
     device_ : torch.device
         Where the networks live.
     n_features_in_ : int
@@ -268,49 +226,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    :meth:`score` is a held-out *lower bound* on I(x; z). It rises with
-    ``alpha`` and ``n_components`` by construction, so do not select those by
-    it alone: score a downstream task (see the module's README) or use the
-    scorers in :mod:`skinfomax.scoring`.
-
-    X that fits in memory is moved to the device once (standardised on the
-    host first with the Gaussian likelihood; with the Bernoulli one a
-    C-contiguous float32 array is shared, not copied). A
-    :class:`numpy.memmap` is never loaded whole: it is streamed to the
-    device one batch at a time, in fit, :meth:`partial_fit`,
-    :meth:`transform` and :meth:`score`. For data that does not fit at all,
-    call :meth:`partial_fit` on successive chunks.
-
-    **No silent garbage.** Training checks every epoch for a NaN or
-    infinite loss (any step's) or weight, at no extra host synchronisation.
-    On divergence, :meth:`fit` and :meth:`partial_fit` raise
-    ``FloatingPointError`` (``skinfomax.training.TrainingDiverged``)
-    naming the epoch and the likely causes, and the estimator keeps exactly
-    the state it had before the call (fitted or not, weights, optimiser
-    states, random streams and ``history_``). With ``early_stopping=True``
-    and a finite best epoch, fit instead keeps that epoch's weights and
-    warns. :meth:`transform`, :meth:`inverse_transform`, :meth:`score`,
-    :meth:`mi_bounds` and the other methods raise ValueError rather than
-    return NaN or inf, e.g. for rows too far outside the training data.
-
-    **Ctrl-C keeps the work.** A KeyboardInterrupt during :meth:`fit` or
-    :meth:`partial_fit` stops training at the end of the current step, warns
-    (RuntimeWarning) and leaves a fitted estimator with the epochs completed
-    so far: ``history_`` lists them, the weights are those after the last
-    step (the best epoch's with early stopping). The KeyboardInterrupt is
-    then re-raised, so a script or a grid search stops as the user asked;
-    in a notebook the estimator is ready to use in the next cell, and
-    ``warm_start=True`` or :meth:`partial_fit` continue it. If no epoch of
-    the call completed, the estimator is as it was before the call. A
-    second Ctrl-C stops at once (mid-step); so does one where Python's
-    default SIGINT handler is not installed or outside the main thread.
-
-    With an int ``random_state`` results are repeatable bit for bit on one
-    machine and thread count: the same ``transform``, ``history_`` and
-    :meth:`score` from two fits, in two processes, after a pickle round trip
-    or after ``set_params`` and other fits in between. Torch's global
-    random state, thread count and default dtype are left as the caller had
-    them.
+    :meth:`score` rises with ``alpha`` and ``n_components`` by construction:
+    select those by a downstream task or :func:`~skinfomax.elbo_scorer`. In
+    short (in full under "Behaviour you can rely on" in the :doc:`user_guide`):
+    a :class:`numpy.memmap` is streamed batch by batch. Divergence raises
+    :class:`~skinfomax.TrainingDiverged` and leaves the estimator as it was;
+    other methods raise ValueError rather than return NaN. Ctrl-C keeps the
+    completed epochs, warns and re-raises. An int ``random_state`` makes
+    results repeatable bit for bit on one machine and thread count.
 
     Examples
     --------
@@ -514,16 +437,13 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : InfoMaxVAETransformer
-            The fitted transformer.
 
         Raises
         ------
-        FloatingPointError
-            When training diverges (see Notes of the class); the estimator
-            is left as it was.
+        TrainingDiverged
+            When training diverges; the estimator is left as it was.
         KeyboardInterrupt
-            Re-raised after Ctrl-C, with the completed epochs kept (see
-            Notes of the class).
+            Re-raised after Ctrl-C, with the completed epochs kept.
         """
         return self._fit(X, incremental=False)
 
@@ -531,29 +451,21 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def partial_fit(self, X: ArrayLike, y: None = None) -> "InfoMaxVAETransformer":
         """Train for one epoch over X, continuing the fitted networks if any.
 
-        The first call builds the networks (the Gaussian likelihood's initial
-        variances come from this first X); later calls continue them, their
-        optimiser states and random streams, so ``k`` calls on the same X
-        train exactly as ``fit`` with ``max_iter=k`` would. Calling it on
-        successive chunks trains on data that does not fit in memory.
+        ``k`` calls on the same X train exactly as ``fit`` with ``max_iter=k``;
+        calls on successive chunks train on data that does not fit in memory.
         ``max_iter``, ``warm_start`` and ``early_stopping`` do not apply.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            A chunk of training data; at least 2 samples. A chunk smaller
-            than an int ``batch_size`` is trained on as one batch (with a
-            warning). A chunk of 1 sample raises ValueError rather than
-            train the VAE without its MI term: the bound pairs each sample
-            with another one's code, so join it to a neighbouring chunk. A
-            :class:`numpy.memmap` is streamed batch by batch.
+            A chunk of at least 2 samples (the MI bound pairs samples). A chunk
+            smaller than an int ``batch_size`` is one batch, with a warning.
         y : None
             Ignored.
 
         Returns
         -------
         self : InfoMaxVAETransformer
-            The fitted transformer.
         """
         return self._fit(X, incremental=True)
 
@@ -561,9 +473,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """One fit path: ``fit`` trains ``max_iter`` epochs, ``partial_fit`` one.
 
         Everything that can fail runs before the first attribute is set, so a
-        failed call leaves the estimator as it was. Training continues the
-        fitted engine (weights, optimiser states, random streams) for
-        ``partial_fit`` and for ``fit`` with ``warm_start=True``.
+        failed call leaves the estimator as it was.
         """
         continuing = hasattr(self, "_engine") and (incremental or self.warm_start)
         X = _flatten_images(X, _check_image_shape(self.image_shape))
@@ -707,16 +617,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                          values: ArrayLike) -> np.ndarray:
         """Decode one sample while sweeping one latent code over ``values``.
 
-        The other codes stay at the sample's posterior means (its
-        :meth:`transform` output).
+        The other codes stay at the sample's :meth:`transform` output.
 
         Parameters
         ----------
         x : array-like of shape (n_features,), (1, n_features), (C, H, W) or (1, C, H, W)
             One sample.
         component : int or str
-            The code to sweep: ``"z<i>"``, ``"c<i>"`` or an index into
-            ``[z, c]`` (``n_components + i`` is ``c<i>``).
+            The code to sweep: ``"z<i>"``, ``"c<i>"`` or an index into ``[z, c]``.
         values : array-like of shape (n_values,)
             Values given to that code, e.g. ``np.linspace(-3, 3, 7)``.
 
@@ -756,21 +664,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def reconstruct(self, X: ArrayLike, keep: str = "all") -> np.ndarray:
         """Reconstruct X from some of its codes, the others at their prior mean.
 
-        Encodes X to posterior means ``[z, c]``, replaces the codes not kept
-        (z by 0, its prior mean; c by :attr:`info_mean_`, the training-set
-        mean of c, since c has no prior) and decodes.
+        Codes not kept are replaced (z by 0, c by :attr:`info_mean_`) before
+        decoding the posterior means.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
         keep : {"all", "z", "c"}, default="all"
-            Codes taken from X: all of them (a plain reconstruction), only z,
-            or only c.
+            Codes taken from X: all (a plain reconstruction), only z, or only c.
 
         Returns
         -------
-        X_hat : ndarray of the shape of X
-            Decoder means, same float dtype as X.
+        X_hat : ndarray of the shape and float dtype of X
+            Decoder means.
         """
         if keep not in ("all", "z", "c"):
             raise ValueError(f"keep must be 'all', 'z' or 'c', got {keep!r}.")
@@ -793,14 +699,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
-        The trained critic's bound on fixed batches of the fitted batch size,
-        each taking every mismatched pair within blocks of 16 rows as a draw
-        from the product of the marginals (InfoNCE: every pair of the batch);
-        repeatable for a fixed model and data. It
-        grows with ``alpha`` and ``n_components`` by construction: for model
-        selection prefer a downstream score (see Notes of the class). A value
-        below -1 nat warns (RuntimeWarning): no valid critic of a trained
-        model should score that low.
+        The trained critic's bound on fixed batches of the fitted batch size;
+        repeatable for a fixed model and data. It grows with ``alpha`` and
+        ``n_components`` by construction (see Notes of the class). A value below
+        -1 nat warns (RuntimeWarning).
 
         Parameters
         ----------
@@ -821,32 +723,22 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                   refit_max_iter: int = 100) -> MIBounds:
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
-        - **lower**: the critic's bound (``mi_estimator``) on held-out data,
-          the mean over fixed batches of the fitted batch size, each taking
-          every mismatched pair within blocks of 16 rows as a marginal draw
-          (``skinfomax.training.held_out_bound``); its standard error is
-          ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch:
-          give at least two batches' worth of samples).
-        - **upper**: the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, exact
-          per sample; standard error ``sd / sqrt(n)``. The rate bounds
-          I(x; z) from above for any encoder. With ``n_info_components > 0``
-          the lower bound is on I(x; [z, c]) and c is a deterministic function
-          of x, so no finite upper bound exists: ``upper`` is ``inf`` (and
-          ``upper_se`` is ``nan``).
+        ``lower`` is the critic's bound (``mi_estimator``) on X, the mean over
+        fixed batches, with standard error ``sd(batch bounds) / sqrt(n_batches)``
+        (nan for a single batch). ``upper`` is the encoder's rate
+        ``E_x KL(q(z|x) || N(0, I))``, with standard error ``sd / sqrt(n)``; with
+        ``n_info_components > 0`` no finite upper bound exists, and ``upper`` is
+        inf (``upper_se`` nan).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Held-out data; at least 2 samples (at least 8 to refit).
+            Held-out data; at least 2 samples (8 to refit).
         refit_critic : bool, default=False
-            The paper's protocol: freeze the encoder, train a *fresh* critic
-            of the trained one's architecture on posterior draws for half of
-            X (early-stopped on part of it) and evaluate both bounds on the
-            other half (``skinfomax.estimation.refit_critic_bounds``).
-            The trained model, including its own critic, is not changed.
-            Noisy on small sets (a few hundred rows): check ``lower_se``.
-            False uses the jointly trained critic on all of X
-            (``lower == score(X)``).
+            The paper's protocol: train a fresh critic on the frozen encoder's
+            posterior draws for half of X and evaluate both bounds on the other
+            half; the model is not changed. Noisy on a few hundred rows: check
+            ``lower_se``. False uses the trained critic (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
 
@@ -904,8 +796,6 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     def kl_per_dimension(self, X: ArrayLike) -> np.ndarray:
         """KL(q(z|x) || N(0, I)) of each sample and z dimension, in nats.
-
-        Its row sums average to ``mi_bounds(X).upper`` (without info codes).
 
         Parameters
         ----------
@@ -983,29 +873,22 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     # -- model files -------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted model to one file from which loading runs no code.
+        """Write the fitted model to one safetensors file, from which loading runs no code.
 
-        A safetensors file (``skinfomax.model_file``): weights, optimiser
-        and random-stream states as tensors; parameters, fitted attributes
-        and history as JSON; a format version, the writing versions of
-        skinfomax, torch and numpy, and a SHA-256 digest of it all.
-        :meth:`load` gives back a model that transforms identically and,
-        with ``warm_start=True`` or :meth:`partial_fit`, trains on exactly as
-        this one would. Custom ``encoder`` / ``decoder`` / ``critic`` networks
-        are saved as weights only: their code stays yours, and :meth:`load`
-        needs the same module or factory passed again.
+        The file holds the weights and the optimiser and random-stream states as
+        tensors, the rest as JSON, and a SHA-256 digest; it is replaced whole. The
+        model from :meth:`load` transforms identically and trains on exactly as
+        this one would. Custom networks are saved as weights only.
 
         Parameters
         ----------
         path : str or path-like
-            The file to write (replaced whole: a crash mid-write leaves any
-            previous file there intact).
 
         Raises
         ------
         TypeError
-            When a parameter or fitted attribute has no JSON form (for
-            example a ``random_state`` that is a numpy ``Generator``).
+            When a parameter or fitted attribute has no JSON form (for example a
+            ``random_state`` that is a numpy ``Generator``).
 
         Examples
         --------
@@ -1040,29 +923,24 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
              decoder=None, critic=None) -> "InfoMaxVAETransformer":
         """A model from a file written by :meth:`save`, without running code from it.
 
-        The file is checked whole before anything is built: a truncated or
-        changed file, one that is not a skinfomax model, or one written in a
-        newer format raises ValueError naming the reason.
+        A damaged file, one that is not a skinfomax model or one in a newer
+        format raises ValueError naming the reason.
 
         Parameters
         ----------
         path : str or path-like
         device : str, torch.device or None, default=None
-            Where to put the networks; also becomes the ``device`` parameter.
-            None keeps the device it was fitted on when this machine has it,
-            and otherwise loads on the CPU with a UserWarning.
+            Where to put the networks (also the ``device`` parameter). None keeps
+            the fitted device when available, else the CPU with a UserWarning.
         encoder, decoder, critic : torch.nn.Module, callable or None, default=None
-            Required exactly when the model was fitted with custom networks:
-            the same module or factory as at fit (the file holds their
-            weights, never their code). They become the parameters of the
-            loaded model.
+            Required exactly when the model was fitted with custom networks: the
+            same module or factory as at fit.
 
         Returns
         -------
         model : InfoMaxVAETransformer
-            Fitted; training state (optimisers, random streams, history)
-            included, so a warm start or :meth:`partial_fit` continues exactly
-            as the saved model would have on the same kind of device.
+            Fitted, with its training state: a warm start or :meth:`partial_fit`
+            continues as the saved model would have.
         """
         tensors, document = read_model_file(path)
         name = f"{path!r}"

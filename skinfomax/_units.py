@@ -1,14 +1,11 @@
 """Input units: the centre and scale that put Gaussian-likelihood data in standard units.
 
-The networks see ``(X - center) / scale``, so that their inputs are of order
-one whatever the data's units (money, counts, values around 1e30), and a
-fit on ``a * X + b`` equals the fit on X. The statistics are taken once, at
-the first fit, in float64 on the host: features with a large offset or a
-magnitude float32 cannot square keep their precision, and the float32 the
-networks get is made from float64 one block (or one streamed batch) at a
-time. Decoder outputs are mapped back with :meth:`InputUnits.restore`; a
-reconstruction NLL in standard units plus :attr:`InputUnits.log_scale_sum`
-is the NLL in the data's units.
+The networks see ``(X - center) / scale``, of order one whatever the data's
+units, so a fit on ``a * X + b`` equals the fit on X. The statistics are
+taken once, at the first fit, in float64 on the host, block by block (or
+batch by batch when streamed). Decoder outputs are mapped back with
+:meth:`InputUnits.restore`; a reconstruction NLL in standard units plus
+:attr:`InputUnits.log_scale_sum` is the NLL in the data's units.
 """
 
 import numpy as np
@@ -45,22 +42,21 @@ def to_float32(X, what="X"):
 class InputUnits:
     """Per-group centre and scale of the input features, with the maps to and from them.
 
-    A group is one feature, or for images (``n_channels`` given) one channel
-    of channels-first flat rows: per-pixel statistics would blow up pixels
-    that are almost always blank. Statistics are population mean and
-    standard deviation over the rows (and the group's features).
+    A group is one feature or, for images (``n_channels`` given), one channel
+    of channels-first flat rows: per-pixel statistics would blow up pixels that
+    are almost always blank. Statistics are population mean and standard
+    deviation over the rows (and the group's features).
 
     Parameters
     ----------
     center, scale : ndarray of shape (n_features,)
-        float64; every scale is positive: the group's standard deviation,
-        floored at a tenth of its range.
+        float64; each scale is the group's standard deviation, floored at a
+        tenth of its range (so positive).
     feature_variance : ndarray of shape (n_features,)
-        Each feature's variance in standard units (1 for a non-constant
-        feature that is its own group, unless the range floor applies).
+        Each feature's variance in standard units.
     constant : ndarray of bool, shape (n_features,)
-        Features whose group was constant in the training data: they are
-        restored to their constant, whatever the decoder says.
+        Features whose group was constant in training: restored to their
+        constant, whatever the decoder says.
     """
 
     def __init__(self, center, scale, feature_variance, constant):
@@ -127,9 +123,7 @@ class InputUnits:
     def restore(self, X):
         """Standard units back to the data's: ``X * scale + center``, in float64.
 
-        Constant features get their constant back exactly: in standard units
-        they carry no information, and their scale (their magnitude, or 1
-        when zero) is no unit of the data.
+        Constant features get their constant back exactly.
         """
         restored = X.astype(np.float64) * self.scale + self.center
         return np.where(self.constant, self.center, restored)

@@ -10,6 +10,11 @@ from skinfomax import InfoMaxVAETransformer
 TINY = dict(hidden_layer_sizes=(16,), critic_hidden_layer_sizes=(16,), max_iter=3, random_state=0)
 
 
+def small_vae(**params):
+    """TINY with two components and batches of 50."""
+    return InfoMaxVAETransformer(**{**TINY, "n_components": 2, "batch_size": 50, **params})
+
+
 @pytest.fixture(scope="session")
 def digits():
     X, y = load_digits(return_X_y=True)

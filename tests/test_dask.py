@@ -18,6 +18,8 @@ dask_array = pytest.importorskip("dask.array")
 pytest.importorskip("dask_ml")
 psutil = pytest.importorskip("psutil")
 
+pytestmark = pytest.mark.slow  # a cluster of worker processes
+
 import joblib  # noqa: E402
 import torch  # noqa: E402
 from dask_ml.wrappers import Incremental  # noqa: E402

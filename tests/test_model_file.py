@@ -272,3 +272,28 @@ def test_save_needs_a_fitted_model_and_json_values(saved, tmp_path):
     with pytest.raises(TypeError, match="parameter random_state is a Generator"):
         odd.save(tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+# -- files written by earlier versions ----------------------------------------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_format_1_files_written_before_the_modules_became_private_still_load(name, tmp_path):
+    """tests/data holds files written by skinfomax at 49fdbb5, and what they gave then."""
+    expected = np.load(os.path.join(DATA, "format1_expected.npz"))
+    vae = InfoMaxVAETransformer.load(os.path.join(DATA, f"format1_{name}.safetensors"))
+    X = expected["X"]
+    # float32 networks: equal to rounding on another CPU, bit for bit on the one that wrote them.
+    np.testing.assert_allclose(vae.transform(X), expected[f"{name}_codes"], rtol=1e-5, atol=1e-6)
+    assert vae._engine.config.estimator == "nwj"  # recorded as "mi_estimator" then
+    vae.save(tmp_path / "again.safetensors")  # now under the public class name
+    assert json.loads(_document(tmp_path / "again.safetensors"))["estimator"] == (
+        "skinfomax.InfoMaxVAETransformer")
+    again = InfoMaxVAETransformer.load(tmp_path / "again.safetensors")
+    np.testing.assert_array_equal(again.transform(X), vae.transform(X))
+
+
+def _document(path):
+    with safe_open(str(path), framework="pt") as file:
+        return file.metadata()["document"]

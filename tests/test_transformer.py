@@ -328,6 +328,7 @@ def test_cuda_fit_matches_cpu_shapes_and_unpickles(tiny_vae, digits):
         assert np.isfinite(vae.score(X))
 
 
+@pytest.mark.slow
 def test_load_mnist_offline_sources():
     from skinfomax import load_mnist
 

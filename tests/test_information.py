@@ -237,6 +237,7 @@ def test_auto_tries_the_widths_and_an_undecayed_critic_at_their_own_rates():
     assert result.critic in result.validation_mi
 
 
+@pytest.mark.slow
 def test_worker_processes_train_the_same_critics():
     x, z = linear_gaussian(2, 1.0, 600)
     kw = dict(max_iter=5, n_critics=2, n_folds=3, n_threads=1, random_state=0)

@@ -13,6 +13,7 @@ from skinfomax._critics import (
     SingleCritic,
     StackedCritic,
     batch_bounds,
+    bound,
     refit_critic_bounds,
     train_critics,
     validation_shifts,
@@ -234,3 +235,130 @@ def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
 ])
 def test_validation_shifts_aim_at_the_nearest_whole_number_of_pairings(n_valid, shifts):
     assert validation_shifts(n_valid) == shifts
+
+
+# -- the one bound function, against hand computation ---------------------------------
+class TableCritic:
+    """A stack of critics given as tables: x and codes are row numbers, T = table[m, x, code]."""
+
+    def __init__(self, table):
+        self.table, self.n_members = table, table.shape[0]
+
+    def _rows(self, t):
+        return t[..., 0].long()
+
+    def score_matrix(self, x, codes):
+        m = torch.arange(self.n_members)[:, None, None]
+        return self.table[m, self._rows(x)[:, :, None], self._rows(codes)[:, None, :]]
+
+    def joint_and_shifted(self, x, codes, shifts):
+        m = torch.arange(self.n_members)[:, None]
+        i, c = self._rows(x), self._rows(codes)
+        joint = self.table[m, i, c]
+        return joint, torch.cat([self.table[m, i, c.roll(-s, 1)] for s in shifts], dim=1)
+
+
+def _table(n_members=2, b=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(n_members, b, b, generator=g) + 2.0 * torch.eye(b)
+    rows = torch.arange(b, dtype=torch.float32)[None, :, None].expand(n_members, b, 1)
+    return TableCritic(table), table.numpy().astype(np.float64), rows
+
+
+def _nwj(joint, marginal):
+    return joint.mean() - np.exp(marginal - 1.0).mean()
+
+
+def _dv(joint, marginal):
+    return joint.mean() - np.log(np.exp(marginal).mean())
+
+
+@pytest.mark.parametrize("estimator, formula", [("nwj", _nwj), ("dv", _dv)])
+def test_bound_pairs_are_the_documented_marginal_samples(estimator, formula):
+    critic, T, rows = _table()
+    b = T.shape[1]
+    off = ~np.eye(b, dtype=bool)
+    block = np.zeros((b, b), dtype=bool)  # two blocks of 16 rows: PAIR_BLOCK
+    block[:16, :16] = block[16:, 16:] = True
+    for m in range(2):
+        joint = np.diag(T[m])
+        expected = {
+            "all": formula(joint, T[m][off]),
+            "blocks": formula(joint, T[m][off & block]),
+            "shift": formula(joint, np.concatenate(
+                [T[m][np.arange(b), (np.arange(b) + s) % b] for s in (3, 7)])),
+        }
+        for pairs, value in expected.items():
+            got = bound(critic, rows, rows, estimator, pairs, shifts=(3, 7))
+            assert got.shape == (2,)
+            np.testing.assert_allclose(float(got[m]), value, rtol=1e-5, atol=1e-5)
+
+
+def test_infonce_normalises_each_row_over_its_batch():
+    critic, T, rows = _table(n_members=1, b=32)
+    t = T[0]
+
+    def infonce(s):
+        return np.mean(np.diag(s) - np.log(np.exp(s).mean(axis=1)))
+
+    whole = infonce(t)
+    halves = (infonce(t[:16, :16]) + infonce(t[16:, 16:])) / 2
+    for pairs in ("shift", "blocks", "all"):  # pairs does not change InfoNCE
+        np.testing.assert_allclose(float(bound(critic, rows, rows, "infonce", pairs)[0]), whole,
+                                   rtol=1e-5)
+    np.testing.assert_allclose(float(bound(critic, rows, rows, "infonce", batch=16)[0]), halves,
+                               rtol=1e-5)
+    assert halves <= np.log(16) and whole <= np.log(32)  # capped by the rows normalised over
+
+
+def test_influence_terms_average_to_the_bound():
+    critic, T, rows = _table(n_members=1)
+    for estimator in ("nwj", "infonce"):
+        for pairs in ("shift", "all"):
+            value, terms = bound(critic, rows, rows, estimator, pairs, shifts=(5,),
+                                 influence=True)
+            np.testing.assert_allclose(float(terms.mean()), float(value[0]), rtol=1e-5,
+                                       atol=1e-6)
+    with pytest.raises(ValueError, match="blocks"):
+        bound(critic, rows, rows, "nwj", "blocks", influence=True)
+
+
+# -- the trainer's conventions: divergence and Ctrl-C, as the engine's -------------------
+def test_a_diverged_member_keeps_its_best_weights_and_is_named(recwarn):
+    X, Z = gaussian_pairs(300)
+    Z = Z.clone()
+    Z[250:] = float("nan")  # member 1 validates on these rows: its bound is NaN at once
+    stack = StackedCritic.build(1, 1, SIZES, [0, 1])
+    initial = [t.detach().clone() for t in stack.member_tensors()]
+    rows = [(torch.arange(200), torch.arange(200, 250)), (torch.arange(200), torch.arange(250, 300))]
+    with pytest.warns(RuntimeWarning, match=r"1 critic\(s\) diverged \(stack 0 member 1 in epoch 1\)"):
+        best = train(stack, X, Z, rows, CriticConfig(batch_size=50, max_iter=5), [0, 1])[0]
+    assert best[1] == 0 and best[0] > 0
+    for t, t0 in zip(stack.member_tensors(), initial):
+        assert torch.equal(t[1], t0[1])  # never improved: its initial weights
+        assert not torch.equal(t[0], t0[0])  # the other member trained on
+
+
+def test_ctrl_c_stops_the_trainer_with_every_member_at_its_best():
+    import _thread
+
+    X, Z = gaussian_pairs(300)
+
+    class InterruptingCodes(FixedCodes):
+        calls = 0
+
+        def __call__(self, x, idx, noise):
+            self.calls += 1
+            if self.calls == 2:  # the second training batch of the first epoch
+                _thread.interrupt_main()
+            return super().__call__(x, idx, noise)
+
+    stack = StackedCritic.build(1, 1, SIZES, [0])
+    initial = [t.detach().clone() for t in stack.member_tensors()]
+    source = InterruptingCodes(Z)
+    with pytest.warns(RuntimeWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        train_critics([stack], X, source, [[torch.arange(250)]], [[torch.arange(250, 300)]],
+                      CriticConfig(batch_size=50, max_iter=5), 0, [[0]])
+    assert source.calls == 2  # stopped at the end of that step: no further batch, no validation
+    for t, t0 in zip(stack.member_tensors(), initial):
+        assert torch.equal(t, t0)  # no epoch validated: the best weights are the initial ones
