@@ -15,7 +15,7 @@ same thing.
   :class:`MeanCritic` scores with the mean of a stack's members.
 - :func:`bound` is the one bound function over critic outputs, with
   ``pairs="shift" | "blocks" | "all"`` saying which mismatched pairs stand for
-  draws from p(x) p(z). The formulas themselves are in :mod:`._objectives`.
+  draws from p(x) p(z). The formulas themselves are in ``_objectives``.
 - :func:`train_critics` is the one critic training loop: all members of all
   stacks in one batched pass and one optimiser step per batch, each member
   early-stopped on its own validation rows.
@@ -63,7 +63,7 @@ from ._utils import (
 # within blocks of at least this many rows as the marginal sample: 15 pairs
 # per row instead of one shifted pairing, close to the standard error of all
 # B - 1 pairs at a fraction of their critic passes, which grow with B
-# (docs/performance.md).
+# (the performance page of the docs).
 PAIR_BLOCK = 16
 
 # Pairs per member that the critic trainer's early-stopping score of NWJ and

@@ -170,7 +170,7 @@ def mutual_information(
     of a batch a draw from the product of the marginals, so every sample is
     scored once, by critics that never saw it. X and Z are first scaled with
     each train part's statistics (``scaling``; MI is invariant to such maps).
-    Why these choices, and accuracy against ground truth: :doc:`science`.
+    Why these choices, and accuracy against ground truth: :doc:`/science`.
 
     Parameters
     ----------
@@ -227,7 +227,7 @@ def mutual_information(
         Worker processes (joblib; CPU only) that train groups of candidates,
         then of folds, side by side, each with ``cpu_count // n_jobs`` threads.
         None means 1 and -1 all CPUs. The estimate changes only by float
-        rounding; speed-ups are on the :doc:`performance` page.
+        rounding; speed-ups are on the :doc:`performance page </performance>`.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the critics' weights, batch order and shifts.
     verbose : int or bool, default=0

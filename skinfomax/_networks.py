@@ -65,6 +65,7 @@ class Encoder(nn.Module):
         self.split_sizes = (n_components, n_components, n_info_components)
 
     def forward(self, x):
+        """``(z_mean, z_log_var, c)`` of flat inputs; the log-variance is clamped to [-20, 20]."""
         mean, log_var, c = self.head(self.body(x)).split(self.split_sizes, dim=1)
         return mean, log_var.clamp(_LOG_VAR_MIN, _LOG_VAR_MAX), c
 
@@ -240,7 +241,7 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
             raise TypeError(
                 f"The critic must provide forward, joint_and_shifted and score_matrix; "
                 f"{type(critic).__name__} has no {method}. Wrap your x feature extractor "
-                "in skinfomax.networks.Critic(embed_x, n_codes, width)."
+                "in skinfomax.Critic(embed_x, n_codes, width)."
             )
     modes = [(m, m.training) for m in (encoder, decoder, critic)]
     for module, _ in modes:

@@ -1,10 +1,9 @@
 """Negative log-likelihoods, the KL term and the mutual-information lower bounds.
 
 Pure functions of tensors: no modules, no optimisers, no sklearn (the
-likelihood modules that hold learned variances are in
-:mod:`skinfomax.likelihoods`). Every function returns a per-sample or
-per-batch quantity in nats so the training engine and the tests can combine
-and check them directly.
+likelihood modules that hold learned variances are in ``_likelihoods``).
+Every function returns a per-sample or per-batch quantity in nats; which
+critic outputs a bound takes is decided by ``_critics.bound``.
 """
 
 import math

@@ -5,35 +5,21 @@ knows nothing of scikit-learn. It owns everything training needs: the
 networks, both optimisers and their states, the training configuration, the
 seed and the random streams, precision, compile and graph state, and the
 history of every epoch. One training step makes one forward pass and one
-backward pass that serve both players:
+backward pass that serve both players: the VAE minimises
+``recon + beta * KL - alpha * I_hat`` (critic held fixed), the critic
+maximises ``I_hat`` (VAE held fixed). Both want ``I_hat`` larger, so the
+gradients of the single scalar ``recon + beta * KL - I_hat`` are the two
+players' gradients once the gradient from ``I_hat`` into the encoder is
+scaled by alpha (``_ScaleGradient``): the reference designs' alternating
+scheme with the critic stepped on detached codes of the same batch, at half
+the cost. ``I_hat`` is the critics' one bound function (``_critics.bound``).
 
-- the VAE minimises  recon + beta * KL - alpha * I_hat  (critic held fixed),
-- the critic maximises  I_hat  (VAE held fixed).
-
-Both want I_hat larger, so the gradients of the single scalar
-``recon + beta * KL - I_hat`` are exactly the two players' gradients once the
-gradient that flows from I_hat back into the encoder is scaled by alpha
-(``_ScaleGradient``). This equals the reference designs' alternating scheme
-with the critic stepped on detached codes of the same batch, at half the cost.
-Gradient flows into the encoder through both the joint and the shifted codes:
-the encoder follows the gradient of the whole bound.
-
-Speed: data that fits is moved to the device once and batched by indexing
-it with a permutation (no DataLoader); a numpy memmap is instead streamed
-from the host one batch at a time. Loss sums stay on the device (one host
-sync per epoch). On CUDA the whole step of the built-in networks is
-captured once as a CUDA graph and replayed (:class:`GraphedStep`): the
-host's per-kernel launch cost, not the GPU, bounds eager steps at these
-sizes. Optional: mixed precision (``precision``), a compiled loss
-(``compile``), and fused Adam kernels wherever torch has them.
-
-Trust: with the Gaussian likelihood every input passes through the engine's
-:class:`~skinfomax.units.InputUnits` (standard units) on its way to the
-device. Each epoch's single host sync also carries a finiteness probe of
-the weights, so a NaN or inf in any step's loss or in the weights is caught
-in the epoch it happens; a training call that diverges puts the engine back
-as it was (a checkpoint taken at the start of the call). Ctrl-C is deferred
-to the end of the current step.
+Data that fits is moved to the device once and batched by indexing (no
+DataLoader); a numpy memmap is streamed one batch at a time. Loss sums and a
+finiteness probe of the weights stay on the device until one host sync per
+epoch, so a NaN or inf in any step is caught in its epoch; a diverged call
+puts the engine back as it was. Ctrl-C is deferred to the end of the current
+step. On CUDA the step of the built-in networks is replayed as a CUDA graph.
 """
 
 import contextlib
@@ -200,7 +186,7 @@ def _fused_adam_available(device):
 class _Rows:
     """Rows of X in the networks' units, either resident on the device or streamed.
 
-    With ``units`` (:class:`~skinfomax.units.InputUnits`) rows are
+    With ``units`` (``_units.InputUnits``) rows are
     standardised on the host, in float64, on their way. Resident: one
     transfer; without units a contiguous writable float32 array is shared,
     not copied (the caller's array is only read). Streamed (for a numpy
@@ -227,7 +213,7 @@ class _Rows:
         )
 
     def batches(self, batch_size, generator=None):
-        """Batches of rows on the device (:func:`~skinfomax.utils.batch_slices`)."""
+        """Batches of rows on the device (``_utils.batch_slices``)."""
         where = self.device if self.tensor is not None else torch.device("cpu")
         for index in batch_slices(self.n_rows, batch_size, generator, where):
             yield self.tensor[index] if self.tensor is not None else self._send(
@@ -252,13 +238,13 @@ class Engine:
     Parameters
     ----------
     encoder, decoder, critic : torch.nn.Module
-        See :mod:`skinfomax.networks` for their interfaces.
+        As :func:`~skinfomax.build_mlp_networks` builds them.
     likelihood : torch.nn.Module
         Has ``nll(x, decoder_output)`` and ``mean(decoder_output)``
-        (:mod:`skinfomax.likelihoods`).
+        (``_likelihoods``).
     units : InputUnits or None
         Standardisation applied to every input before the networks and
-        undone on decoder means (:mod:`skinfomax.units`); reconstruction
+        undone on decoder means (``_units.InputUnits``); reconstruction
         NLLs are reported in the data's units. None feeds X as it is.
     device : torch.device
     seed : int
@@ -267,7 +253,7 @@ class Engine:
     config : TrainingConfig
         Replaced between training calls with :meth:`configure`.
     code_sizes : (int, int) or None
-        Sizes of z and c. None reads them from an :class:`~skinfomax.networks.Encoder`;
+        Sizes of z and c. None reads them from an :class:`~skinfomax.Encoder`;
         custom encoders need them given.
     cuda_graphs : bool
         Capture the training step as a CUDA graph on CUDA devices (only for
@@ -294,11 +280,11 @@ class Engine:
 
     @classmethod
     def build(cls, spec, X, *, device, seed, config, encoder=None, decoder=None, critic=None):
-        """An engine for :class:`~skinfomax.networks.NetworkSpec` ``spec`` and data like X.
+        """An engine for the ``NetworkSpec`` ``spec`` and data like X.
 
         Weights are drawn under ``seed``; ``encoder`` / ``decoder`` /
         ``critic`` replace the built networks (see
-        :func:`~skinfomax.networks.build_networks`). The Gaussian likelihood
+        ``_networks.build_networks``). The Gaussian likelihood
         works in standard units, taken from X per feature (per channel for
         the convolutional networks); the Bernoulli one on X as it is. A dry
         pass on two rows of X checks that the networks fit each other and

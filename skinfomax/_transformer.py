@@ -116,7 +116,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     rewards I(x; [z, c]), the mutual information of inputs and codes, bounded
     from below by a critic T(x, z) trained by its own optimiser (Rezaabad &
     Vishwanath, ISIT 2020); c are optional deterministic codes outside the
-    KL term. Read more in the :doc:`user_guide`.
+    KL term. Read more in the :doc:`/user_guide`.
 
     Parameters
     ----------
@@ -127,7 +127,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     alpha : float, default=1.0
         Weight of the MI term; 0 gives a plain VAE (the critic still trains, so
         :meth:`score` means the same for every alpha). Where it helps:
-        :doc:`science`, section "Representation benchmark".
+        :doc:`Representation benchmark </science>`.
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -171,7 +171,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
         Adam learning rate of the critic; a slower critic gives the encoder a
-        weaker MI gradient (:doc:`science`).
+        weaker MI gradient (:doc:`Representation benchmark </science>`).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop after
         ``n_iter_no_change`` epochs without a validation loss improvement of
@@ -227,9 +227,11 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     Notes
     -----
     :meth:`score` rises with ``alpha`` and ``n_components`` by construction:
-    select those by a downstream task or :func:`~skinfomax.elbo_scorer`. In
-    short (in full under "Behaviour you can rely on" in the :doc:`user_guide`):
-    a :class:`numpy.memmap` is streamed batch by batch. Divergence raises
+    select those by a downstream task or :func:`~skinfomax.elbo_scorer`.
+
+    In short (in full in the user guide, under
+    :doc:`Behaviour you can rely on </user_guide>`): a :class:`numpy.memmap`
+    is streamed batch by batch. Divergence raises
     :class:`~skinfomax.TrainingDiverged` and leaves the estimator as it was;
     other methods raise ValueError rather than return NaN. Ctrl-C keeps the
     completed epochs, warns and re-raises. An int ``random_state`` makes

@@ -189,7 +189,7 @@ EVAL_CHUNK = 512
 # Pairs one critic pass computes, over all stacked critics: caps the
 # activations at this many rows of the critic's width, whatever the batch.
 # On the CPU a quarter of the GPU's budget keeps the activations in cache
-# (docs/performance.md).
+# (the performance page of the docs).
 MAX_PAIRS_PER_PASS = {"cpu": 1 << 14}
 MAX_PAIRS_PER_PASS_DEFAULT = 1 << 16
 
