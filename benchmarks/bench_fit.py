@@ -2,52 +2,71 @@
 
 One process, the same data and threads; the contenders run in turn
 (A B C A B C ...) so that load from other processes hits all of them alike.
-Reports median samples/second of each, ratios to the hand-written loops, and
-the share of this CPU's matmul throughput (at the model's exact shapes,
-see roofline.py) that each one reaches.
+Reports median samples/second of each, its ratio to the hand-written loops
+(``handwritten.py``), and its share of the matmul ceiling: the matrix
+multiplies of one step of the tight hand-written loop (batch 128) are
+recorded with their shapes and layouts, then replayed back to back; batch /
+that time is the samples/s of a step made of nothing but those multiplies.
 
     PYTHONPATH=. python benchmarks/bench_fit.py --n-samples 5000 --repeats 5
-    PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,compiled,tight
-    PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,unchecked
-
-"unchecked" is the estimator with the engine's divergence check switched off
-(no per-epoch weight probe, no checkpoint at the start of fit): its ratio to
-"estimator" is the cost of the check.
+    PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,compiled,bf16,tight,typical
 """
 
 import argparse
-import contextlib
 import os
-import sys
+import time
 import warnings
-from unittest import mock
 
-sys.path.insert(0, os.path.dirname(__file__))
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-import torch  # noqa: E402
+import handwritten
+from _common import MODEL, header, load_data, median, parse_args, timed
+from skinfomax import InfoMaxVAETransformer
 
-import handwritten  # noqa: E402
-import roofline  # noqa: E402
-from _common import MODEL, header, load_data, median, timed  # noqa: E402
-from skinfomax import InfoMaxVAETransformer  # noqa: E402
-from skinfomax._training import Engine  # noqa: E402
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
 
-@contextlib.contextmanager
-def divergence_check_off():
-    """The engine's divergence check replaced by no-ops (the reference for its cost)."""
-    no_probe = lambda self: torch.zeros((), device=self.device)  # noqa: E731
-    no_checkpoint = lambda self: {"n_epochs": len(self.history)}  # noqa: E731
-    with mock.patch.object(Engine, "_weight_sum", no_probe), \
-            mock.patch.object(Engine, "_checkpoint", no_checkpoint):
-        yield
+class RecordMatmuls(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in MATMULS:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            self.calls.append((func, [(t.shape, t.stride(), t.dtype) for t in tensors]))
+        return func(*args, **(kwargs or {}))
 
 
-def estimator_runner(context=contextlib.nullcontext, **params):
+def matmul_ceiling(X, batch_size=128, repeats=200):
+    """(matmuls, FLOPs, seconds) of one tight step's matmuls replayed back to back (best of 5)."""
+    with RecordMatmuls() as recorder:
+        handwritten.train_tight(X[:batch_size], epochs=1, batch_size=batch_size)
+    ops, flops = [], 0
+    for func, specs in recorder.calls:
+        tensors = [torch.randn(sum((n - 1) * s for n, s in zip(shape, stride)) + 1)
+                   .to(dtype).as_strided(shape, stride) for shape, stride, dtype in specs]
+        a, b = tensors[-2:]  # addmm's first operand is the bias
+        flops += 2 * a.numel() * b.shape[-1]
+        ops.append((func, tensors))
+    for func, tensors in ops * 5:  # warm-up
+        func(*tensors)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for func, tensors in ops:
+                func(*tensors)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return len(ops), flops, best
+
+
+def estimator_runner(**params):
     def run(X, epochs):
         est = InfoMaxVAETransformer(max_iter=epochs, device="cpu", random_state=0,
                                     **{**MODEL, **params})
-        with warnings.catch_warnings(), context():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return est.fit(X)
     return run
@@ -57,7 +76,6 @@ CONTENDERS = {
     "estimator": estimator_runner(),
     "compiled": estimator_runner(compile=True),
     "bf16": estimator_runner(precision="bfloat16"),
-    "unchecked": estimator_runner(divergence_check_off),
     "tight": handwritten.train_tight,
     "typical": handwritten.train_typical,
 }
@@ -70,21 +88,21 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default="estimator,tight,typical")
-    args = parser.parse_args()
-    header(threads=args.threads)
-    X = load_data(args.n_samples)
+    parser.add_argument("--ceiling-repeats", type=int, default=200,
+                        help="replays of the step's matmuls per timing round")
+    args = parse_args(parser, dict(n_samples=512, epochs=1, repeats=1, threads=1,
+                                   ceiling_repeats=3))
     names = args.variants.split(",")
     unknown = set(names) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {sorted(CONTENDERS)}")
+    header(threads=args.threads)
+    X = load_data(args.n_samples)
 
     # Warm-up: first-call costs (allocator, lazy init, compile caches) out of the timings.
     for name in names:
-        CONTENDERS[name](X[:1024], 1)
-    calls = roofline.record_step(roofline.engine_step(128))
-    flops_per_sample = sum(roofline.matmul_flops(f, s) for f, s in calls) / 128
-    ceilings = [roofline.roofline(calls)[2]]
-
+        CONTENDERS[name](X[:512], 1)
+    n_ops, flops, step_seconds = matmul_ceiling(X, repeats=args.ceiling_repeats)
     times = {name: [] for name in names}
     for r in range(args.repeats):
         for name in names:
@@ -92,34 +110,26 @@ def main():
             times[name].append(seconds)
         print(f"round {r + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}s" for n in names),
               f"| load {os.getloadavg()[0]:.2f}", flush=True)
-    ceilings.append(roofline.roofline(calls)[2])
-    ceiling = max(ceilings)
+    # Again after the runs; the faster of the two is the ceiling.
+    step_seconds = min(step_seconds, matmul_ceiling(X, repeats=args.ceiling_repeats)[2])
+    ceiling = 128 / step_seconds
 
     n = args.n_samples * args.epochs
     rate = {name: n / median(t) for name, t in times.items()}
     best = {name: n / min(t) for name, t in times.items()}
-    print(f"\n{args.n_samples} samples x {args.epochs} epochs, batch 128, {args.threads} threads; "
-          f"matmul ceiling at the model's shapes {ceiling:.0f} GFLOP/s "
-          f"(engine step {flops_per_sample / 1e6:.2f} MFLOP/sample)")
-    print(f"{'variant':16s} {'median s':>9s} {'samples/s':>10s} {'best':>9s} "
-          f"{'GFLOP/s':>8s} {'of ceiling':>10s}")
+    print(f"\n{args.n_samples} samples x {args.epochs} epochs, batch 128, {args.threads} threads")
+    print(f"matmul ceiling: the tight step's {n_ops} matmuls "
+          f"({flops / 128 / 1e6:.2f} MFLOP/sample) replayed in {step_seconds * 1e3:.2f} ms = "
+          f"{flops / step_seconds / 1e9:.1f} GFLOP/s = {ceiling:,.0f} samples/s")
+    print(f"{'variant':12s} {'median s':>9s} {'samples/s':>10s} {'best':>9s} {'of ceiling':>10s}")
     for name in names:
-        gflops = rate[name] * flops_per_sample / 1e9
-        print(f"{name:16s} {median(times[name]):9.2f} {rate[name]:10,.0f} {best[name]:9,.0f} "
-              f"{gflops:8.1f} {gflops / ceiling:10.1%}")
-    if "unchecked" in rate and "estimator" in rate:
-        print(f"divergence check: estimator / unchecked time "
-              f"{rate['unchecked'] / rate['estimator']:.3f}x "
-              f"(best-of: {best['unchecked'] / best['estimator']:.3f}x)")
+        print(f"{name:12s} {median(times[name]):9.2f} {rate[name]:10,.0f} {best[name]:9,.0f} "
+              f"{rate[name] / ceiling:10.1%}")
     for ref in ("tight", "typical"):
-        if ref in rate:
-            for name in names:
-                if name != ref and not name.startswith("tight") and name != "typical":
-                    print(f"ratio {name} / {ref}: {rate[name] / rate[ref]:.2f}x "
-                          f"(best-of: {best[name] / best[ref]:.2f}x)")
-    print("note: GFLOP/s counts the engine's matmul FLOPs for every variant (the hand loops "
-          "do ~20% more: their critic re-embeds x for the shuffled pairs)")
-    print(f"load after: {os.getloadavg()}")
+        for name in (n for n in names if ref in rate and n not in ("tight", "typical")):
+            print(f"ratio {name} / {ref}: {rate[name] / rate[ref]:.2f}x "
+                  f"(best-of: {best[name] / best[ref]:.2f}x)")
+    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

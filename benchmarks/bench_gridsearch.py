@@ -1,84 +1,113 @@
-"""GridSearchCV with n_jobs=2 against n_jobs=1 on the same grid.
+"""GridSearchCV on 2 parallel workers against the same search run sequentially.
 
-Also reports how many torch threads a fit sees inside a joblib (loky)
-worker: the estimator's default ``n_threads=None`` inherits the worker's
-setting, which loky caps to ``cpus // n_jobs``, so parallel fits do not
-oversubscribe the cores. Runs alternate n_jobs=1 and n_jobs=2.
+The search: 4 candidates (alpha x beta) x 3 folds = 12 fits. "sequential"
+is ``n_jobs=1`` in this process, on ``--threads`` torch threads (default 1,
+like a worker; it is also where joblib's dask backend runs a search on a
+1-worker cluster). ``--backends`` picks the parallel runs: ``loky``
+(joblib's default, ``n_jobs=2``; the torch threads a fit sees inside a loky
+worker are reported: the estimator's default ``n_threads=None`` inherits
+the worker's setting, which loky caps to ``cpus // n_jobs``) and ``dask``
+(a ``LocalCluster`` of 2 processes, one task slot and one torch thread each).
+Every arm runs once untimed first (process start and imports out of the
+timing; not with ``--quick``), then the arms alternate; medians are reported.
 
-Last, the bound on the ratio: the same fits run one after another in this
+Last, the bound on the speed-up: the same fits one after another in this
 process on 1 and on 2 torch threads. If 2 threads make a fit S times faster
-than 1, two 1-thread workers can at best reach S / 2 of ``n_jobs=1``.
+than 1, two 1-thread workers can at best reach a speed-up of 2 / S.
 
     PYTHONPATH=. python benchmarks/bench_gridsearch.py --n-samples 3000 --repeats 2
+    PYTHONPATH=. python benchmarks/bench_gridsearch.py --backends loky,dask --n-samples 1500
 """
 
 import argparse
+import contextlib
+import importlib.util
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+import joblib
+import torch
+from sklearn.model_selection import GridSearchCV
 
-import torch  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from _common import MODEL, header, load_data, median, parse_args, timed
+from skinfomax import InfoMaxVAETransformer, elbo_scorer
 
-from _common import MODEL, header, load_data, median, timed  # noqa: E402
-from skinfomax import InfoMaxVAETransformer, elbo_scorer  # noqa: E402
+GRID = {"alpha": [0.0, 1.0], "beta": [0.5, 1.0]}
 
 
 def _worker_threads(_):
-    import torch
-
     return torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def arms(backends):
+    """{arm: (joblib context, n_jobs)}: sequential, then 2 workers of each backend."""
+    with contextlib.ExitStack() as stack:
+        found = {"sequential": (contextlib.nullcontext, 1)}
+        if "loky" in backends:
+            print("torch threads in 2 loky workers (threads, OMP_NUM_THREADS):",
+                  joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)(i) for i in (0, 1)))
+            found["loky"] = (contextlib.nullcontext, 2)
+        if "dask" in backends:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+            print("torch threads in 2 dask workers:",
+                  sorted(client.run(lambda: __import__("torch").get_num_threads()).values()))
+            found["dask"] = (lambda: joblib.parallel_backend("dask", client=client), None)
+        yield found
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="loky", help="comma-separated: loky, dask")
     parser.add_argument("--n-samples", type=int, default=3000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    header()
-    print("torch threads in 2 loky workers (threads, OMP_NUM_THREADS):",
-          Parallel(n_jobs=2)(delayed(_worker_threads)(i) for i in range(2)))
+    parser.add_argument("--threads", type=int, default=1, help="this process's torch threads")
+    has_dask = importlib.util.find_spec("distributed") is not None
+    args = parse_args(parser, dict(n_samples=300, epochs=1, repeats=1,
+                                   backends="loky,dask" if has_dask else "loky"))
+    header(threads=args.threads)
     X = load_data(args.n_samples)
-    grid = {"alpha": [0.0, 1.0], "beta": [0.5, 1.0]}  # 4 candidates x 3 folds = 12 fits
     est = InfoMaxVAETransformer(max_iter=args.epochs, device="cpu", random_state=0, **MODEL)
+    with arms(args.backends.split(",")) as found:
+        def search(arm):
+            context, n_jobs = found[arm]
+            with context():
+                GridSearchCV(est, GRID, cv=3, scoring=elbo_scorer, n_jobs=n_jobs).fit(X)
 
-    def search(n_jobs):
-        return GridSearchCV(est, grid, cv=3, scoring=elbo_scorer, n_jobs=n_jobs).fit(X)
-
-    search(2)  # warm up the worker pool (process start and imports out of the timing)
-    times = {1: [], 2: []}
-    for _ in range(args.repeats):
-        for n_jobs in (1, 2):
-            times[n_jobs].append(timed(lambda: search(n_jobs))[0])
-            print(f"n_jobs={n_jobs}: {times[n_jobs][-1]:.1f}s | load {os.getloadavg()[0]:.2f}",
-                  flush=True)
-    ratio = median(times[2]) / median(times[1])
-    print(f"\n12 fits of {args.n_samples * 2 // 3} samples x {args.epochs} epochs; parent torch "
-          f"threads {torch.get_num_threads()}")
-    print(f"median wall time n_jobs=1 {median(times[1]):.1f}s, n_jobs=2 {median(times[2]):.1f}s, "
-          f"ratio n_jobs=2 / n_jobs=1 = {ratio:.2f}")
-    print(f"load after: {os.getloadavg()}")
+        for arm in found if not args.quick else ():
+            search(arm)  # warm-up
+        times = {arm: [] for arm in found}
+        for _ in range(args.repeats):
+            for arm in found:
+                times[arm].append(timed(lambda: search(arm))[0])
+                print(f"{arm}: {times[arm][-1]:.2f}s | load {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"\n12 fits of {args.n_samples * 2 // 3} samples x {args.epochs} epochs, "
+          f"{os.cpu_count()} cores; median of {args.repeats}")
+    print(f"{'arm':12s} {'wall s':>8s} {'speed-up':>9s}")
+    for arm, t in times.items():
+        print(f"{arm:12s} {median(t):8.2f} {median(times['sequential']) / median(t):9.2f}")
 
     n_train = args.n_samples * 2 // 3
 
-    def fits(threads, count=6):
+    def fits(threads, count=4):
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return timed(lambda: [
-                est.set_params(random_state=i).fit(X[:n_train]) for i in range(count)
-            ])[0]
+            return timed(lambda: [est.set_params(random_state=i).fit(X[:n_train])
+                                  for i in range(count)])[0]
         finally:
             torch.set_num_threads(previous)
 
     rounds = [(fits(1), fits(2)) for _ in range(args.repeats)]
     one, two = median([r[0] for r in rounds]), median([r[1] for r in rounds])
-    print(f"\n6 fits in this process, median of {args.repeats}: 1 thread {one:.1f}s, "
-          f"2 threads {two:.1f}s; speedup S = {one / two:.2f}, so n_jobs=2 / n_jobs=1 "
-          f">= S / 2 = {one / two / 2:.2f} on 2 cores")
+    print(f"4 fits in this process: 1 thread {one:.2f}s, 2 threads {two:.2f}s; "
+          f"S = {one / two:.2f}, so 2 one-thread workers reach at most a speed-up of "
+          f"2 / S = {2 * two / one:.2f}")
+    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ resident memory, loads the data, fits, and reports:
 
 Cases: ``array`` (X in memory, fit), ``memmap`` (np.load(mmap_mode="r"),
 fit streams batches), ``partial_fit`` (chunks of 10,000 rows copied from the
-memmap, one partial_fit each).
+memmap, one partial_fit each; ``--chunk`` sets the size).
 
     PYTHONPATH=. python benchmarks/bench_memory.py --n-samples 70000 --epochs 1
 """
@@ -25,8 +25,6 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-
 MiB = 2**20
 
 
@@ -38,7 +36,7 @@ def _status(field):
     return 0
 
 
-def child(case, path, epochs, threads):
+def child(case, path, epochs, threads, chunk):
     import numpy as np
     import torch
 
@@ -61,8 +59,8 @@ def child(case, path, epochs, threads):
     start = time.perf_counter()
     if case == "partial_fit":
         for _ in range(epochs):
-            for a in range(0, X.shape[0], 10000):
-                est.partial_fit(np.array(X[a : a + 10000]))
+            for a in range(0, X.shape[0], chunk):
+                est.partial_fit(np.array(X[a : a + chunk]))
     else:
         est.fit(X)
     seconds = time.perf_counter() - start
@@ -79,17 +77,21 @@ def main():
     parser.add_argument("--n-samples", type=int, default=70000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=10000, help="rows per partial_fit call")
     parser.add_argument("--cases", default="array,memmap,partial_fit")
-    parser.add_argument("--child", nargs=2)
-    args = parser.parse_args()
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    from _common import parse_args
+
+    args = parse_args(parser, dict(n_samples=1000, threads=1, chunk=400,
+                                   cases="memmap,partial_fit"))
     if args.child:
-        child(args.child[0], args.child[1], args.epochs, args.threads)
+        child(args.child[0], args.child[1], args.epochs, args.threads, args.chunk)
         return
     import numpy as np
 
     from _common import header, load_data
 
-    header()
+    header(f"children: {args.threads} torch thread(s) each")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "X.npy")
         np.save(path, load_data(args.n_samples))
@@ -99,13 +101,12 @@ def main():
               f"{'RSS - imports':>14s} {'over data':>10s} {'samples/s':>10s}")
         for case in args.cases.split(","):
             out = subprocess.run(
-                [sys.executable, __file__, "--epochs", str(args.epochs),
-                 "--threads", str(args.threads), "--child", case, path],
+                [sys.executable, __file__, "--epochs", str(args.epochs), "--threads",
+                 str(args.threads), "--chunk", str(args.chunk), "--child", case, path],
                 capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
             if out.returncode:
-                print(case, "failed:", out.stderr[-2000:])
-                continue
+                sys.exit(f"{case} failed:\n{out.stderr[-2000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
             grown = r["hwm"] - r["base"]
             print(f"{case:12s} {r['base'] / MiB:7.0f}M {r['hwm'] / MiB:8.0f}M "
@@ -115,7 +116,7 @@ def main():
     print("over data: peak RSS - imports - size of X (target: <= 300 MiB);")
     print("for memmap cases peak RSS includes file pages read (droppable page cache); "
           "peak anon is the process's own memory.")
-    print(f"load after: {os.getloadavg()}")
+    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Default `mutual_information` call, old vs new trainer, on a known channel.
+"""Speed and error of the default `mutual_information` call on a known channel, old vs new.
 
 A linear-Gaussian channel ``z = A x + n`` with ``x ~ N(0, I_10)``,
 ``n ~ N(0, I_3)`` and a fixed 3 x 10 matrix ``A`` has
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from _common import header, run_worker
+from _common import header, parse_args, run_worker
 
 N_X, N_Z = 10, 3
 
@@ -137,23 +137,19 @@ def main():
                              "use) in each worker before timing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, dict(sizes="300", threads=1, rounds=1, versions="new", ksg=True))
     if args.worker:
         return worker(args.n, args.threads, args.warm)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    header()
+    header(threads=args.threads)
     sources = {"old": os.path.abspath(args.old_src),
                "new": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
-    for name in ("old", "new"):
+    versions = args.versions.split(",")
+    for name in versions:
         rev = subprocess.run(["git", "-C", sources[name], "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True).stdout.strip()
         print(f"{name}: {sources[name]} {('(git ' + rev + ')') if rev else ''}")
     _, _, truth = channel(10)
     print(f"channel: x ~ N(0, I_{N_X}), z = A x + N(0, I_{N_Z}), true I(x; z) = {truth:.4f} nats")
-    versions = args.versions.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for round_ in range(args.rounds):

@@ -9,14 +9,11 @@ turn, interleaved, on all of X. Reports median rows/second.
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+from sklearn.decomposition import PCA
 
-from sklearn.decomposition import PCA  # noqa: E402
-
-from _common import MODEL, header, load_data, median, timed  # noqa: E402
-from skinfomax import InfoMaxVAETransformer  # noqa: E402
+from _common import MODEL, header, load_data, median, parse_args, timed
+from skinfomax import InfoMaxVAETransformer
 
 
 def main():
@@ -24,7 +21,7 @@ def main():
     parser.add_argument("--n-samples", type=int, default=70000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parse_args(parser, dict(n_samples=1000, repeats=1, threads=1))
     header(threads=args.threads)
     X = load_data(args.n_samples)
     models = {
@@ -54,7 +51,7 @@ def main():
     for op in ("transform", "inverse_transform"):
         for name in ("InfoMaxVAE", "InfoMaxVAE bf16"):
             print(f"ratio {name} / PCA, {op}: {rates[name, op] / rates['PCA', op]:.2f}x")
-    print(f"load after: {os.getloadavg()}")
+    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

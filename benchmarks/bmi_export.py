@@ -1,19 +1,24 @@
-"""Run INSIDE the benchmark-mi virtual environment (never a skinfomax dependency).
+"""Export `benchmark-mi` tasks (samples, true MI, KSG, CCA) to .npz files, in bmi's venv.
 
-Samples the chosen `bmi` tasks, runs that package's KSG and CCA estimators,
+Run inside the benchmark-mi virtual environment (never a skinfomax
+dependency). Samples the chosen `bmi` tasks, runs that package's KSG and CCA estimators,
 and writes one ``.npz`` per task (X, Y, true MI, KSG, CCA) for
 ``benchmarks/ground_truth.py --bmi-dir`` to read in skinfomax's environment::
 
     python3 -m venv /work/bmi-venv
     /work/bmi-venv/bin/pip install jax==0.4.30 jaxlib==0.4.30 numpy==1.26.4 benchmark-mi
     /work/bmi-venv/bin/python benchmarks/bmi_export.py --out /tmp/bmi-samples
+
+``--quick`` exports two tasks of 200 samples to a temporary folder. Imports
+nothing of skinfomax or of the other benchmarks: that venv has neither.
 """
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 
-import bmi
 import numpy as np
 
 TASKS = [
@@ -29,13 +34,22 @@ TASKS = [
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", required=True)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", help="folder for the .npz files (required unless --quick)")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 tasks, n=200, temp folder")
     args = p.parse_args()
+    if not (args.out or args.quick):
+        p.error("--out is required")
+    import bmi
+
+    print("command : python " + " ".join(sys.argv))
+    print(f"versions: bmi {getattr(bmi, '__version__', '?')}, numpy {np.__version__}\n")
+    if args.quick:
+        args.n, args.out = 200, args.out or tempfile.mkdtemp(prefix="bmi-quick-")
     os.makedirs(args.out, exist_ok=True)
-    for name in TASKS:
+    for name in TASKS[:2] if args.quick else TASKS:
         task = bmi.benchmark.BENCHMARK_TASKS[name]
         X, Y = task.sample(args.n, seed=args.seed)
         X, Y = np.asarray(X), np.asarray(Y)

@@ -1,10 +1,8 @@
 """Side by side with pythae 0.1.2: a plain VAE (alpha=0) against pythae's VAE / BetaVAE.
 
-Issue 11 reported that at beta=4 skinfomax's plain VAE trailed pythae's
-BetaVAE on the same objective. This script trains both on the same data and
-network layout and scores their codes the same way; ``--variants`` adds
-controlled ablations of skinfomax (one change each, prototyped here by
-monkeypatching, never in the package) and of the pythae protocol.
+Checks the claim that skinfomax's plain VAE matches pythae's VAE / BetaVAE
+on the same objective: both are trained on the same data and network layout
+and their codes scored the same way.
 
 Setup (both libraries): 3,500 MNIST digits from ``mlxtend.data.mnist_data()``
 (shuffled with seed 0, scaled to [0, 1]) for training, the other 1,500 held
@@ -29,22 +27,23 @@ as ``eval_dataset`` and is scored twice: "pythae-final" (the weights after
 the last epoch, ``trainer.model``) and "pythae-best" (``trainer._best_model``,
 the epoch picked on the held-out loss).
 
-Run (figures in benchmarks/results/compare_pythae.log)::
+Run::
 
-    nice -n 10 python benchmarks/compare_pythae.py --jsonl results.jsonl
-    python benchmarks/compare_pythae.py --report results.jsonl
+    PYTHONPATH=. nice -n 10 python benchmarks/compare_pythae.py --jsonl results.jsonl
+    PYTHONPATH=. python benchmarks/compare_pythae.py --report results.jsonl
 
 Needs ``pip install pythae==0.1.2 mlxtend`` next to skinfomax (pythae pins
-no torch: install ``torch==2.13.0`` first so that it is kept).
+no torch: install ``torch==2.13.0`` first so that it is kept). Without
+pythae, ``--quick`` runs the skinfomax side alone.
 """
 
 import argparse
 import contextlib
+import importlib.util
+from importlib import metadata
 import io
 import json
 import logging
-import os
-import sys
 import tempfile
 import time
 
@@ -56,8 +55,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import header  # noqa: E402
+from _common import header, parse_args
 
 N_TRAIN, N_LATENT, HIDDEN = 3500, 10, (256, 128)
 EPOCHS, BATCH, LR = 30, 128, 1e-3
@@ -96,69 +94,7 @@ def scores(encode, decode, data):
     return dict(probe=probe, knn5=knn, knn5_std=knn_std, bce=bce, kl=kl, au=au)
 
 
-# -- skinfomax and its ablations ---------------------------------------------
-def _dataloader_batches(rows, batch_size, generator):
-    # As torch's DataLoader(shuffle=True, drop_last=False): full batches and a
-    # smaller last one (3500 rows -> 27 x 128 + 44), instead of 27 of ~130.
-    order = torch.randperm(rows.n_rows, generator=generator).to(rows.index_device)
-    return order.split(batch_size)
-
-
-def _ceil_batches(rows, batch_size, generator):
-    # ceil(n / batch_size) nearly equal batches, none larger than batch_size
-    # (3500 rows -> 28 of 125): the DataLoader's number of steps, equal sizes.
-    order = torch.randperm(rows.n_rows, generator=generator).to(rows.index_device)
-    return order.tensor_split(max(1, -(-rows.n_rows // batch_size)))
-
-
-def _sigmoid_bce(self, x, output):
-    # pythae's likelihood: probabilities through a sigmoid, then clamped-log BCE.
-    return F.binary_cross_entropy(torch.sigmoid(output), x, reduction="none").flatten(1).sum(1)
-
-
-def _no_mi(self, x, codes, estimator, shift):
-    # No critic in the step at all (the bound is a constant zero).
-    return codes.new_zeros(())
-
-
-ABLATIONS = {
-    # name: (object, attribute, replacement)
-    "batches28": ("skinfomax.training:Engine", "_batches", staticmethod(_dataloader_batches)),
-    "ceil": ("skinfomax.training:Engine", "_batches", staticmethod(_ceil_batches)),
-    "noclamp": (
-        "skinfomax.networks", ("_LOG_VAR_MIN", "_LOG_VAR_MAX"), (-float("inf"), float("inf"))
-    ),
-    "nocritic": ("skinfomax.training:Engine", "mi_bound", _no_mi),
-    "unfused": ("skinfomax.training", "_fused_adam_available", lambda device: False),
-    "sigmoid": ("skinfomax.objectives:BernoulliLikelihood", "nll", _sigmoid_bce),
-}
-
-
-@contextlib.contextmanager
-def patched(name):
-    """Apply one ablation for the duration of the block."""
-    if name is None:
-        yield
-        return
-    import importlib
-
-    where, attributes, values = ABLATIONS[name]
-    module_name, _, class_name = where.partition(":")
-    target = importlib.import_module(module_name)
-    if class_name:
-        target = getattr(target, class_name)
-    if isinstance(attributes, str):
-        attributes, values = (attributes,), (values,)
-    saved = [target.__dict__[a] for a in attributes]
-    for attribute, value in zip(attributes, values):
-        setattr(target, attribute, value)
-    try:
-        yield
-    finally:
-        for attribute, value in zip(attributes, saved):
-            setattr(target, attribute, value)
-
-
+# -- skinfomax ----------------------------------------------------------------
 def skinfomax_model(beta, seed, epochs):
     from skinfomax import InfoMaxVAETransformer
 
@@ -177,10 +113,8 @@ def skinfomax_codecs(model):
     return encode, lambda z: torch.sigmoid(model.decoder_(z))
 
 
-def run_skinfomax(beta, seed, epochs, data, ablation=None):
-    with patched(ablation):
-        model = skinfomax_model(beta, seed, epochs).fit(data[0])
-    return {"": skinfomax_codecs(model)}
+def run_skinfomax(beta, seed, epochs, data):
+    return {"": skinfomax_codecs(skinfomax_model(beta, seed, epochs).fit(data[0]))}
 
 
 # -- pythae -------------------------------------------------------------------
@@ -252,14 +186,11 @@ def run_pythae(beta, seed, epochs, data):
 
 
 # -- driver -------------------------------------------------------------------
-RUNNERS = {
-    "skinfomax": lambda b, s, e, d: run_skinfomax(b, s, e, d),
-    "pythae": run_pythae,  # scored as pythae-final and pythae-best
-    **{f"skinfomax:{a}": (lambda b, s, e, d, a=a: run_skinfomax(b, s, e, d, a)) for a in ABLATIONS},
-}
+RUNNERS = {"skinfomax": run_skinfomax, "pythae": run_pythae}  # pythae: -final and -best
 
 
 def train_and_score(args, data, out):
+    rows = []
     for beta in args.betas:
         for variant in args.variants:
             for seed in args.seeds:
@@ -270,11 +201,13 @@ def train_and_score(args, data, out):
                     name = f"{variant}-{tag}" if tag else variant
                     row = dict(model=name, beta=beta, seed=seed, epochs=args.epochs,
                                seconds=round(seconds, 1), **scores(encode, decode, data))
+                    rows.append(row)
                     line = json.dumps(row)
                     print(line, flush=True)
                     if out is not None:
                         out.write(line + "\n")
                         out.flush()
+    return rows
 
 
 def _p_values(group, others, paired):
@@ -294,8 +227,7 @@ def _p_values(group, others, paired):
     return " ".join(cells)
 
 
-def report(paths, reference, baseline="skinfomax"):
-    rows = [json.loads(line) for p in paths for line in open(p) if line.strip()]
+def report(rows, reference, baseline="skinfomax"):
     print(f"mean +- sd over seeds. Welch: unpaired t-test against {reference} (same beta, "
           f"{EPOCHS} epochs);\npaired: t-test paired by seed against {baseline} (same beta, "
           f"{EPOCHS} epochs; same seed = same initial weights). p of probe, knn5, bce.\n")
@@ -327,25 +259,25 @@ def main():
     parser.add_argument("--report", nargs="+", metavar="JSONL",
                         help="only summarise earlier --jsonl files")
     parser.add_argument("--reference", default="pythae-final")
-    args = parser.parse_args()
+    have_pythae = importlib.util.find_spec("pythae") is not None
+    args = parse_args(parser, dict(betas=[1.0], seeds=[0], epochs=1, variants=(
+        ["skinfomax", "pythae"] if have_pythae else ["skinfomax"])))
     if args.report:
-        report(args.report, args.reference)
+        report([json.loads(line) for p in args.report for line in open(p) if line.strip()],
+               args.reference)
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread per process: two processes share the 2 cores
-    try:
-        import pythae
-
-        header(f"pythae  : {pythae.__version__ if hasattr(pythae, '__version__') else '0.1.2'}"
-               " | torch threads set to 1 for the runs")
-        data = load_split()
-        with contextlib.ExitStack() as stack:
-            out = stack.enter_context(open(args.jsonl, "a")) if args.jsonl else None
-            train_and_score(args, data, out)
-        if args.jsonl:
-            report([args.jsonl], args.reference)
-    finally:
-        torch.set_num_threads(threads)
+    if "pythae" in args.variants and not have_pythae:
+        parser.error("pythae is not installed (pip install pythae==0.1.2); "
+                     "--variants skinfomax runs the skinfomax side alone")
+    # One thread per process: two processes share the 2 cores.
+    header("pythae  : " + (metadata.version("pythae") if have_pythae else "not installed"),
+           threads=1)
+    data = load_split()
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.jsonl, "a")) if args.jsonl else None
+        rows = train_and_score(args, data, out)
+    print()
+    report(rows, args.reference)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,12 @@ import argparse
 import ast
 import glob
 import os
-import platform
 import subprocess
-import sys
 import time
 
 import numpy as np
-import torch
 
-import skinfomax.information as information
+from _common import header, parse_args
 from skinfomax import mutual_information
 
 
@@ -65,15 +62,8 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any other mutual_information keyword, VALUE a Python literal "
                         "(repeatable), e.g. --set max_iter=100")
-    p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
-                   help="what-if runs: set a module constant of skinfomax.information, "
-                        "e.g. --constant STEEP_RATE=1.0 (repeatable)")
-    args = p.parse_args()
-    for assignment in args.constant:
-        name, value = assignment.split("=", 1)
-        if not hasattr(information, name):
-            p.error(f"skinfomax.information has no {name}")
-        setattr(information, name, ast.literal_eval(value))
+    args = parse_args(p, dict(dims="2", mis="1", estimators="nwj", n=400,
+                              set=["max_iter=20", "n_critics=1", "n_folds=2"]))
     options = dict(scaling=args.scaling, random_state=args.seed)
     for assignment in args.set:
         name, value = assignment.split("=", 1)
@@ -88,17 +78,11 @@ def main():
         options["critic_hidden_layer_sizes"] = "auto"
     elif args.critics:
         options["critic_hidden_layer_sizes"] = [(int(w), int(w)) for w in args.critics.split(",")]
-    torch.set_num_threads(1)
     estimators = args.estimators.split(",")
-    print("command:", " ".join(sys.argv))
-    print(f"machine: {platform.machine()} CPU, torch {torch.__version__}, 1 thread; "
-          f"n={args.n} samples (20% of the non-held-out rows for validation); options {options}"
-          + (f", constants {args.constant}" if args.constant else "") + ", "
-          "mutual_information defaults otherwise")
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
-    print(f"checkout: {revision.stdout.strip() or 'unknown'}; load %.2f %.2f %.2f\n"
-          % os.getloadavg(), flush=True)
+    header(f"checkout: {revision.stdout.strip() or 'unknown'}; n={args.n} samples; options "
+           f"{options}, mutual_information defaults otherwise", threads=1)
     if not args.skip_grid:
         print("| d | true MI | " + " | ".join(estimators) + " | s (wall, load) |")
         print("|---|---|" + "---|" * (len(estimators) + 1))

@@ -112,5 +112,3 @@ def train_typical(X, epochs=5, batch_size=128, lr=1e-3, seed=0):
             running += loss.item()
     return model
 
-
-VARIANTS = {"tight": train_tight, "typical": train_typical}

@@ -11,24 +11,19 @@ Offline: the digits come from ``skinfomax.load_mnist``.
 """
 
 import argparse
-import os
-import platform
-import shlex
-import sys
 import time
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skinfomax import InfoMaxVAETransformer
-from skinfomax import load_mnist
+from _common import header, parse_args
+from skinfomax import InfoMaxVAETransformer, load_mnist
 
 
-def parse_args():
+def arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--n-test", type=int, default=2000)
@@ -39,7 +34,7 @@ def parse_args():
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    return parse_args(parser, dict(n_train=120, n_test=60, epochs=1, conv_channels=[4, 8]))
 
 
 def probe_accuracy(Z_train, y_train, Z_test, y_test):
@@ -48,8 +43,7 @@ def probe_accuracy(Z_train, y_train, Z_test, y_test):
 
 
 def main():
-    args = parse_args()
-    torch.set_num_threads(args.threads)
+    args = arguments()
     X, y = load_mnist(args.n_train + args.n_test, random_state=args.seed)
     X_train, X_test = X[: args.n_train], X[args.n_train :]
     y_train, y_test = y[: args.n_train], y[args.n_train :]
@@ -78,18 +72,9 @@ def main():
         ),
     }
 
-    print("command: PYTHONPATH=. python " + shlex.join(sys.argv))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}); "
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"{args.threads} torch thread(s)"
-    )
-    print(
-        f"data: {len(X_train)} training / {len(X_test)} held-out MNIST digits, "
-        f"{n_codes} codes ({args.n_components} z + {args.n_info_components} c for the VAEs), "
-        f"{args.epochs} epochs, alpha={args.alpha}, Bernoulli likelihood"
-    )
-    print()
+    header(f"data    : {len(X_train)} training / {len(X_test)} held-out MNIST digits, "
+           f"{n_codes} codes ({args.n_components} z + {args.n_info_components} c for the VAEs), "
+           f"{args.epochs} epochs, alpha={args.alpha}, Bernoulli likelihood", threads=args.threads)
     print("| model | held-out reconstruction MSE | linear-probe accuracy | fit time (s) |")
     print("| --- | --- | --- | --- |")
     for name, model in models.items():
@@ -99,7 +84,7 @@ def main():
         Z_train, Z_test = model.transform(X_train), model.transform(X_test)
         error = np.mean((X_test - model.inverse_transform(Z_test)) ** 2)
         accuracy = probe_accuracy(Z_train, y_train, Z_test, y_test)
-        print(f"| {name} | {error:.4f} | {accuracy:.3f} | {seconds:.0f} |", flush=True)
+        print(f"| {name} | {error:.4f} | {accuracy:.3f} | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ For each dataset, latent size, beta, alpha and seed: fit on a 70/30 split
 (stratified, seeded) and report, on the held-out 30%, linear-probe and 5-NN
 accuracy (trained on the train codes), reconstruction MSE, active units
 (posterior-mean variance >= 0.05), the MI lower bound (trained critic) and
-the rate upper bound. Results go to a CSV (one row per fit); ``--summary``
-prints mean +- sd over seeds as a markdown table.
+the rate upper bound. Results go to a CSV (one row per fit); at the end, and
+with ``--summary`` for earlier CSVs, mean +- sd over seeds as a markdown table.
 
 Example (what docs/science.md reports)::
 
@@ -16,13 +16,11 @@ Example (what docs/science.md reports)::
 
 import argparse
 import itertools
-import platform
-import sys
+import os
 import time
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -31,9 +29,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skinfomax import InfoMaxVAETransformer
-from skinfomax import load_mnist
-from skinfomax import active_units
+from _common import header, parse_args
+from skinfomax import InfoMaxVAETransformer, active_units, load_mnist
 
 
 def load(name, n_mnist):
@@ -90,8 +87,7 @@ def run_one(data, dataset, d, beta, model, seed, args):
     return row
 
 
-def summary(paths):
-    df = pd.concat([pd.read_csv(p) for p in paths])
+def summary(df):
     cols = [c for c in ["linear_probe", "knn5", "recon_mse", "active_units", "mi_lower",
                         "mi_upper", "mi_refit"] if c in df]
     g = df.groupby(["dataset", "d", "beta", "model"], sort=True)[cols]
@@ -118,17 +114,16 @@ def main():
     p.add_argument("--mnist-epochs", type=int, default=20)
     p.add_argument("--tabular-epochs", type=int, default=100)
     p.add_argument("--critic-lr", type=float, default=1e-3)
-    p.add_argument("--refit", action="store_true", help="also a fresh critic on the frozen encoder")
+    p.add_argument("--refit", action="store_true",
+                   help="also a fresh critic on the frozen encoder")
     p.add_argument("--part", default="0/1", help="i/k: run every k-th job starting at i")
     p.add_argument("--out", default="representation.csv")
     p.add_argument("--summary", nargs="*")
-    args = p.parse_args()
+    args = parse_args(p, dict(datasets="wine", latents="2", alphas="0,1", betas="1", seeds="0",
+                              tabular_epochs=2, out=os.devnull))
     if args.summary:
-        return summary(args.summary)
-    torch.set_num_threads(1)
-    print("command:", " ".join(sys.argv), flush=True)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          "1 torch thread", flush=True)
+        return summary(pd.concat([pd.read_csv(path) for path in args.summary]))
+    header(threads=1)
     args.epochs = {"mnist": args.mnist_epochs, "breast_cancer": args.tabular_epochs,
                    "wine": args.tabular_epochs}
     floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
@@ -145,6 +140,8 @@ def main():
         rows.append(run_one(cache[dataset], dataset, d, beta, model, seed, args))
         print(rows[-1], flush=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)
+    print()
+    summary(pd.DataFrame(rows))
 
 
 if __name__ == "__main__":

