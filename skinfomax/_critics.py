@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ._networks import build_critic
 from ._objectives import (
+    CRITIC_BOUND,
     MI_BOUNDS,
     all_pairs_influence,
     bound_influence,
@@ -47,6 +48,7 @@ from ._objectives import (
     derangement_shift,
     infonce_bound,
     off_diagonal,
+    soft_clip,
 )
 from ._utils import (
     EarlyStopping,
@@ -300,8 +302,21 @@ class MeanCritic:
 
 
 # -- the bound -----------------------------------------------------------------------------
+def critic_cap_for(batch_size):
+    """The cap on critic outputs for NWJ and DV bounds of a model trained on batches of this size.
+
+    ``1 + log(batch_size)``: one mismatched pair's ``exp(T - 1)`` is then at
+    most ``batch_size``, so it lowers a training batch's bound by at most one
+    nat, and a held-out batch's (which takes many more pairs) by less. An
+    uncapped critic can score a rare mismatched pair tens of nats above the
+    rest (near-duplicate inputs, codes it never saw), and that one pair then
+    wrecks the bound of its batch in training (spikes) and held out.
+    """
+    return 1.0 + math.log(batch_size)
+
+
 def bound(critic, x, codes, estimator, pairs="shift", *, shifts=(1,), batch=None,
-          influence=False):
+          influence=False, cap=None):
     """The ``estimator``'s lower bound on I(x; codes), one value per member of a critic stack.
 
     Parameters
@@ -329,6 +344,12 @@ def bound(critic, x, codes, estimator, pairs="shift", *, shifts=(1,), batch=None
         variance is the bound's to first order: differences of them between
         two critics on the same pairs give the standard error of the
         difference of their bounds. Not with ``pairs="blocks"``.
+    cap : float or None, default=None
+        NWJ and DV take the critic's outputs softly capped at ``cap``
+        (``cap - softplus(cap - T)``, see :func:`critic_cap_for`): the bound of
+        that capped critic, a valid bound like any other. None caps only far
+        above any useful value, against float32 overflow. Not with
+        ``influence``; InfoNCE is capped at ``log(batch)`` by construction.
 
     Returns
     -------
@@ -352,29 +373,45 @@ def bound(critic, x, codes, estimator, pairs="shift", *, shifts=(1,), batch=None
         joint, marginal = (t.float() for t in critic.joint_and_shifted(x, codes, shifts))
         terms = bound_influence(estimator, joint[0], marginal[0]) if influence else None
     else:
-        n_blocks = max(1, x.shape[1] // PAIR_BLOCK) if pairs == "blocks" else 1
-        joint, marginal = [], []
-        for x_block, codes_block in zip(x.tensor_split(n_blocks, dim=1),
-                                        codes.tensor_split(n_blocks, dim=1)):
-            scores = critic.score_matrix(x_block, codes_block).float()
-            joint.append(scores.diagonal(dim1=-2, dim2=-1))
-            marginal.append(off_diagonal(scores))
-        joint, marginal = torch.cat(joint, dim=-1), torch.cat(marginal, dim=-1)
+        joint, marginal, scores = _pair_outputs(critic, x, codes, pairs)
         terms = all_pairs_influence(estimator, scores[0]) if influence else None
-    values = MI_BOUNDS[estimator](joint, marginal)
+    values = MI_BOUNDS[estimator](joint, marginal, *(() if cap is None else (cap,)))
     return (values, terms) if influence else values
+
+
+def _pair_outputs(critic, x, codes, pairs):
+    """Joint and mismatched outputs for ``pairs="blocks" | "all"``, and the last block's matrix."""
+    n_blocks = max(1, x.shape[1] // PAIR_BLOCK) if pairs == "blocks" else 1
+    joint, marginal = [], []
+    for x_block, codes_block in zip(x.tensor_split(n_blocks, dim=1),
+                                    codes.tensor_split(n_blocks, dim=1)):
+        scores = critic.score_matrix(x_block, codes_block).float()
+        joint.append(scores.diagonal(dim1=-2, dim2=-1))
+        marginal.append(off_diagonal(scores))
+    return torch.cat(joint, dim=-1), torch.cat(marginal, dim=-1), scores
+
+
+@torch.no_grad()
+def marginal_terms(critic, x, codes, cap=None):
+    """``exp(T(x_i, z_j) - 1)`` of every mismatched pair a held-out NWJ bound takes (one member).
+
+    The pairs of ``pairs="blocks"``, the critic capped as in :func:`bound`:
+    their mean is the bound's marginal term, so they say which pairs make it.
+    """
+    _, marginal, _ = _pair_outputs(critic, x, codes, "blocks")
+    return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if cap is None else cap) - 1.0)
 
 
 @torch.no_grad()
 def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
-                 influence=False):
+                 influence=False, cap=None):
     """Per-batch bounds (numpy) on fixed, unshuffled batches of ``X`` (a tensor).
 
     Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
     near-equal slices). ``seed`` fixes the shifts and the posterior noise, so
     the values are repeatable. ``critic`` is a stack of one member (a
-    :class:`SingleCritic` or a :class:`MeanCritic`); ``pairs`` and
-    ``influence`` as in :func:`bound`, whose per-sample terms then come back
+    :class:`SingleCritic` or a :class:`MeanCritic`); ``pairs``, ``influence``
+    and ``cap`` as in :func:`bound`, whose per-sample terms then come back
     too, concatenated over batches.
     """
     critic.train(False)
@@ -385,7 +422,7 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
         codes = source(x, idx, noise_gen)
         shifts = [derangement_shift(x.shape[0], cpu_gen)] if pairs == "shift" else ()
         result = bound(critic, x[None], codes[None], estimator, pairs, shifts=shifts,
-                       influence=influence)
+                       influence=influence, cap=cap)
         values.append(result[0][0] if influence else result[0])
         if influence:
             terms.append(result[1])
@@ -408,7 +445,8 @@ class CriticConfig:
     always a full pass). A member stops once its validation bound has not
     improved by ``tol`` nats for ``n_iter_no_change`` epochs.
     ``weight_decay`` is AdamW's decoupled decay (0 is Adam): it curbs the
-    critic's overfitting of the train part in high dimensions.
+    critic's overfitting of the train part in high dimensions. ``cap``
+    caps the critics' outputs in NWJ and DV bounds (see :func:`bound`).
     """
 
     estimator: str = "nwj"
@@ -419,6 +457,7 @@ class CriticConfig:
     tol: float = 1e-3
     weight_decay: float = 0.0
     epoch_batches: int | None = 16
+    cap: float | None = None
 
 
 class CriticCandidate(NamedTuple):
@@ -557,7 +596,7 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
                     for members in states:
                         members.shuffle(n_rows)
                 _train_part(active, X, source, epochs[epoch % len(epochs)], batch_size,
-                            config.estimator, optimizer, cpu_gen, noise_gen, interrupt)
+                            config, optimizer, cpu_gen, noise_gen, interrupt)
                 if interrupt.requested:  # mid-epoch: not validated, as the engine records none
                     break
                 _validate(active, X, source, config, valid_seed, valid_shifts, epoch + 1)
@@ -577,8 +616,8 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     return [s.stopping.best_epoch.cpu().numpy() for s in states]
 
 
-def _train_part(active, X, source, part, batch_size, estimator, optimizer, cpu_gen,
-                noise_gen, interrupt):
+def _train_part(active, X, source, part, batch_size, config, optimizer, cpu_gen, noise_gen,
+                interrupt):
     """One epoch's optimiser steps: the batches of ``part`` (columns of each member's order)."""
     for members in active:
         members.stack.train(True)
@@ -591,8 +630,8 @@ def _train_part(active, X, source, part, batch_size, estimator, optimizer, cpu_g
         for members in active:
             idx = members.order[members.training][:, columns]
             x = X[idx]
-            loss = loss - bound(members.stack, x, source(x, idx, noise_gen), estimator,
-                                shifts=[shift]).sum()
+            loss = loss - bound(members.stack, x, source(x, idx, noise_gen), config.estimator,
+                                shifts=[shift], cap=config.cap).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -614,7 +653,7 @@ def _validate(active, X, source, config, seed, shifts, epoch):
                             device=X.device)
         scores[members.training] = bound(members.stack, x, source(x, idx, noise_gen),
                                          config.estimator, shifts=shifts,
-                                         batch=config.batch_size)
+                                         batch=config.batch_size, cap=config.cap)
         members.update(scores, epoch)
 
 
@@ -630,7 +669,7 @@ def _warn_diverged(states):
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
 def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed,
-                        verbose=0):
+                        cap=None, verbose=0):
     """Train a fresh critic on a frozen encoder's posterior draws; its held-out batch bounds.
 
     The protocol of ``InfoMaxVAETransformer.mi_bounds(refit_critic=True)``:
@@ -657,6 +696,9 @@ def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, 
         Capped at the size of each part (and at least 2).
     max_iter : int
     seed : int
+    cap : float or None, default=None
+        The cap on the fresh critic's outputs (:func:`bound`): the trained
+        critic's, so that both bounds are of critics of one kind.
     verbose : int, default=0
         Progress bar over the fresh critic's epochs when positive.
 
@@ -679,7 +721,7 @@ def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, 
     eval_rows, valid_rows, train_rows = order[:n_eval], order[n_eval:n_eval + n_valid], \
         order[n_eval + n_valid:]
     config = CriticConfig(
-        estimator=estimator, max_iter=max_iter,
+        estimator=estimator, max_iter=max_iter, cap=cap,
         batch_size=max(2, min(batch_size, len(train_rows), n_valid, n_eval)),
     )
     fresh = copy.deepcopy(critic)
@@ -694,7 +736,7 @@ def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, 
         train_critics([SingleCritic(fresh)], X, source, [[train_rows]], [[valid_rows]],
                       config, train_seed, [[member_seed]], verbose)
         values = batch_bounds(SingleCritic(fresh), X[eval_rows], source, estimator,
-                              config.batch_size, eval_seed, pairs="blocks")
+                              config.batch_size, eval_seed, pairs="blocks", cap=cap)
     finally:
         encoder.train(encoder_mode)
     return values, eval_rows.cpu().numpy()

@@ -309,8 +309,9 @@ def mutual_information(
             n_jobs=n_jobs,
         )
     warn_if_implausible(
-        mi, estimator, "typically heavy-tailed features; scaling='quantile' maps each "
-        "feature to a normal first",
+        mi, estimator, lambda: "the critics score some held-out pairs far above any they "
+        "were trained on, typically with heavy-tailed features",
+        "scaling='quantile' maps each feature to a normal first",
     )
     return MIEstimate(mi, se, chosen, validation)
 

@@ -79,24 +79,26 @@ def _log_mean_exp(t):
     return torch.logsumexp(t, dim=-1) - math.log(t.shape[-1])
 
 
-def nwj_bound(t_joint, t_marginal):
+def nwj_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
     """Nguyen-Wainwright-Jordan (f-divergence) bound.
 
     ``mean T(x, z) - mean exp(T(x, z') - 1)``; unbiased per batch, so batch
     averages of it are unbiased too. Inputs are critic outputs, shape ``(B,)``
-    (or ``(..., B)``: one bound per leading index, e.g. per stacked critic).
+    (or ``(..., B)``: one bound per leading index, e.g. per stacked critic),
+    softly capped at ``cap`` first (:func:`soft_clip`): the bound is that of
+    the capped critic.
     """
-    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    t_joint, t_marginal = soft_clip(t_joint, cap), soft_clip(t_marginal, cap)
     return t_joint.mean(-1) - torch.exp(_log_mean_exp(t_marginal) - 1.0)
 
 
-def dv_bound(t_joint, t_marginal):
+def dv_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
     """Donsker-Varadhan bound: ``mean T(x, z) - log mean exp T(x, z')``.
 
     Tighter than NWJ for the same critic but biased for finite batches.
-    Shapes as for :func:`nwj_bound`.
+    Shapes and ``cap`` as for :func:`nwj_bound`.
     """
-    t_joint, t_marginal = soft_clip(t_joint), soft_clip(t_marginal)
+    t_joint, t_marginal = soft_clip(t_joint, cap), soft_clip(t_marginal, cap)
     return t_joint.mean(-1) - _log_mean_exp(t_marginal)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._critics import SingleCritic, bound
+from ._critics import SingleCritic, bound, critic_cap_for, marginal_terms
 from ._likelihoods import build_likelihood
 from ._networks import NetworkSpec, build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl
@@ -258,10 +258,14 @@ class Engine:
     cuda_graphs : bool
         Capture the training step as a CUDA graph on CUDA devices (only for
         modules known to be capture-safe).
+    critic_cap : float or None
+        Cap on the critic's outputs in NWJ and DV bounds, in training and in
+        evaluation alike (``_critics.bound``); :meth:`build` sets
+        ``1 + log(batch size)``. None leaves them uncapped.
     """
 
     def __init__(self, encoder, decoder, critic, likelihood, *, device, seed, units=None,
-                 config=TrainingConfig(), code_sizes=None, cuda_graphs=True):
+                 config=TrainingConfig(), code_sizes=None, cuda_graphs=True, critic_cap=None):
         if code_sizes is None:
             n_z, _, n_c = encoder.split_sizes
             code_sizes = (n_z, n_c)
@@ -274,6 +278,7 @@ class Engine:
         self.history = []  # one record per epoch, across training calls
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
         self.rng_state = None  # generator states where the last training call stopped
+        self.critic_cap = critic_cap  # NWJ / DV bounds of the critic capped here (None: not)
         self._compile_failed = False
         self._compiled = None
         self._graphs = None  # {batch size: GraphedStep} during a train call on CUDA
@@ -306,6 +311,7 @@ class Engine:
         engine = cls(
             *networks, likelihood, device=device, seed=seed, units=units, config=config,
             code_sizes=(spec.n_components, spec.n_info_components), cuda_graphs=builtin,
+            critic_cap=critic_cap_for(config.batch_size),
         )
         engine.spec = spec
         check_networks(
@@ -384,7 +390,7 @@ class Engine:
             kl = gaussian_kl(mean, log_var)
             scaled = _ScaleGradient.apply(codes, alpha)
             mi = bound(SingleCritic(self.critic), x[None], scaled[None], estimator,
-                       shifts=(shift,))[0]
+                       shifts=(shift,), cap=self.critic_cap)[0]
         objective = recon.mean() + beta * kl.mean() - mi + (1.0 - alpha) * mi.detach()
         sums = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]]).detach()
         return objective, sums
@@ -703,6 +709,7 @@ class Engine:
             "seed": self.seed,
             "device": str(self.device),
             "cuda_graphs": self.cuda_graphs,
+            "critic_cap": self.critic_cap,
             "history": self.history,
             "optimizers": self.vae_optimizer is not None,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -736,6 +743,8 @@ class Engine:
             cuda_graphs=metadata["cuda_graphs"],
         )
         engine.spec, engine.history = spec, list(metadata["history"])
+        # Files written before critics were capped: their models keep their uncapped bound.
+        engine.critic_cap = metadata.get("critic_cap")
         for name, module in engine._named_modules().items():
             module.load_state_dict(_with_prefix(tensors, f"{name}."), strict=True)
         if metadata["optimizers"]:
@@ -760,32 +769,57 @@ class Engine:
         return engine
 
     # -- evaluation ---------------------------------------------------------
-    @torch.no_grad()
-    def _evaluate_batches(self, rows):
-        """Per-sample reconstruction NLL and KL, per-batch MI bounds and batch sizes.
+    def _held_out_batches(self, rows):
+        """Fixed, unshuffled batches with their posterior means, log-variances and codes.
 
-        Fixed, unshuffled batches and noise from :attr:`seed`: repeatable for
-        fixed data. The MI bound of a batch takes every mismatched pair within
-        blocks of 16 rows as a draw from the product of the marginals
-        (``pairs="blocks"`` of the critics' bound), not one shifted pairing: the same
-        bound as in training, with far less variance.
+        The noise comes from :attr:`seed` afresh at every call: repeatable for fixed data.
         """
         self._set_train(False)
         _, noise_gen = generators(self.seed, self.device)
-        estimator = self.config.estimator
-        recons, kls, mis, sizes = [], [], [], []
         for x in rows.batches(self.config.batch_size):
             eps = torch.randn((x.shape[0], self.n_components), generator=noise_gen,
                               dtype=torch.float32, device=self.device)
             with self._autocast():
                 mean, log_var, c = (t.float() for t in self.encoder(x))
-                codes = codes_from_noise(mean, log_var, c, eps)
+                yield x, mean, log_var, codes_from_noise(mean, log_var, c, eps)
+
+    @torch.no_grad()
+    def _evaluate_batches(self, rows):
+        """Per-sample reconstruction NLL and KL, per-batch MI bounds and batch sizes.
+
+        The MI bound of a batch takes every mismatched pair within blocks of
+        16 rows as a draw from the product of the marginals (``pairs="blocks"``
+        of the critics' bound), not one shifted pairing: the same bound as in
+        training, with far less variance.
+        """
+        estimator = self.config.estimator
+        recons, kls, mis, sizes = [], [], [], []
+        for x, mean, log_var, codes in self._held_out_batches(rows):
+            with self._autocast():
                 recons.append(self.likelihood.nll(x, self.decoder(codes).float()))
                 kls.append(gaussian_kl(mean, log_var))
                 mis.append(bound(SingleCritic(self.critic), x[None], codes[None], estimator,
-                                 "blocks")[0])
+                                 "blocks", cap=self.critic_cap)[0])
             sizes.append(x.shape[0])
         return torch.cat(recons), torch.cat(kls), torch.stack(mis), np.asarray(sizes)
+
+    @torch.no_grad()
+    def marginal_tail(self, X):
+        """What makes the held-out NWJ / DV bound's marginal term on X, for warnings.
+
+        Returns the number of mismatched pairs the bound takes, how many of
+        them carry half of the sum of their ``exp(T - 1)``, and the largest
+        critic output among them.
+        """
+        terms = []
+        for x, _, _, codes in self._held_out_batches(self._rows(X)):
+            with self._autocast():
+                terms.append(marginal_terms(SingleCritic(self.critic), x[None], codes[None],
+                                            self.critic_cap).double().cpu())
+        terms = torch.cat(terms).sort(descending=True).values
+        half = int(torch.searchsorted(terms.cumsum(0), 0.5 * terms.sum())) + 1
+        return {"n_pairs": terms.numel(), "n_half": half,
+                "max_output": 1.0 + float(terms[0].log())}
 
     def _evaluate_rows(self, rows):
         recon, kl, mi, sizes = self._evaluate_batches(rows)

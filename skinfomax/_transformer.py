@@ -718,8 +718,27 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         score : float
         """
         mi = self._evaluate(X)["mi"]
-        warn_if_implausible(mi, self.mi_estimator)
+        self._warn_if_implausible(mi, X)
         return mi
+
+    def _warn_if_implausible(self, bound, X, refitted=False):
+        engine = self._engine
+        estimator = engine.config.estimator
+
+        def cause():
+            if refitted:
+                return "the fresh critic scores some held-out pairs far above its training pairs"
+            if estimator == "infonce":
+                return "the critic scores mismatched held-out pairs above the joint ones"
+            with torch_threads(self.n_threads):
+                tail = engine.marginal_tail(self._validated(X))
+            return (f"its marginal term, the mean of exp(T(x, z') - 1) over {tail['n_pairs']} "
+                    f"mismatched pairs, is half made by {tail['n_half']} of them (the largest "
+                    f"critic output is {tail['max_output']:.3g}): the critic scores those "
+                    "held-out pairs far above the pairs it was trained on")
+
+        warn_if_implausible(bound, estimator, cause, "score more held-out rows, or compare with "
+                            "mi_bounds(X, refit_critic=True)", stacklevel=4)
 
     def mi_bounds(self, X: ArrayLike, *, refit_critic: bool = False,
                   refit_max_iter: int = 100) -> MIBounds:
@@ -776,7 +795,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 values, eval_rows = refit_critic_bounds(
                     engine.encoder, engine.critic, engine.inputs(X), estimator=self.mi_estimator,
                     batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
-                    verbose=self.verbose,
+                    cap=engine.critic_cap, verbose=self.verbose,
                 )
                 lower, lower_se = mean_and_se(values)
                 X_eval = X[eval_rows]
@@ -789,7 +808,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                     "The refitted critic diverged: its bound on this X is not finite. Give "
                     "more samples, or use refit_critic=False."
                 )
-            warn_if_implausible(lower, self.mi_estimator)
+            self._warn_if_implausible(lower, X_eval, refitted=refit_critic)
             if engine.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
             else:

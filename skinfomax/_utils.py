@@ -228,18 +228,18 @@ def mean_and_se(values):
     return float(values.mean()), float(se)
 
 
-def warn_if_implausible(bound, estimator, advice=None):
-    """RuntimeWarning when a held-out MI lower bound is below ``IMPLAUSIBLE_BOUND`` nats."""
+def warn_if_implausible(bound, estimator, cause, advice, stacklevel=3):
+    """RuntimeWarning when a held-out MI lower bound is below ``IMPLAUSIBLE_BOUND`` nats.
+
+    ``cause`` (a callable, called only then) says what happened, ``advice``
+    what to do: both end the message.
+    """
     if bound < IMPLAUSIBLE_BOUND:
-        advice = advice or (
-            "heavy-tailed or unscaled features are the usual cause; scale X, or check "
-            "the critic with mi_bounds(X, refit_critic=True)"
-        )
         warnings.warn(
             f"The held-out {estimator} bound is {bound:.3g} nats, which no valid estimate of "
-            f"I >= 0 is: the critic extrapolates wildly to some held-out pairs; {advice}.",
+            f"I >= 0 is: {cause()}; {advice}.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -46,13 +46,20 @@ def pair_scores(critic, x, codes):
     return critic(x.repeat_interleave(b, dim=0), codes.repeat(b, 1)).view(b, b)
 
 
-def bound_by_hand(estimator, scores, shift):
-    """The batch bound from the score matrix; NWJ and DV pair x_i with codes_(i + shift) mod B."""
+def bound_by_hand(estimator, scores, shift, batch_size):
+    """The batch bound from the score matrix; NWJ and DV pair x_i with codes_(i + shift) mod B.
+
+    NWJ and DV take the critic capped as documented: ``c - log(1 + exp(c - T))``
+    with ``c = 1 + log(batch size of the fit)``.
+    """
     assert scores.max() < CAP_IS_IDENTITY_BELOW
     b = scores.shape[0]
-    joint = scores.diagonal()
     if estimator == "infonce":
+        joint = scores.diagonal()
         return (joint - torch.logsumexp(scores, dim=1) + math.log(b)).mean()
+    cap = 1.0 + math.log(batch_size)
+    scores = cap - torch.log1p(torch.exp(cap - scores))
+    joint = scores.diagonal()
     shifted = scores[torch.arange(b), (torch.arange(b) + shift) % b]
     if estimator == "nwj":
         return joint.mean() - torch.exp(shifted - 1.0).mean()
@@ -65,7 +72,8 @@ def terms_by_hand(est, x, eps, shift, estimator):
     codes = torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)
     recon = gaussian_nll_by_hand(x, est.decoder_(codes), est.likelihood_.log_var())
     kl = gaussian_kl_by_hand(mean, log_var)
-    return recon, kl, bound_by_hand(estimator, pair_scores(est.critic_, x, codes), shift)
+    return recon, kl, bound_by_hand(estimator, pair_scores(est.critic_, x, codes), shift,
+                                     est.batch_size_)
 
 
 def vae_parameters(est):
