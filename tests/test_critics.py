@@ -14,6 +14,7 @@ from skinfomax._critics import (
     StackedCritic,
     batch_bounds,
     bound,
+    critic_cap_for,
     refit_critic_bounds,
     train_critics,
     validation_shifts,
@@ -362,3 +363,24 @@ def test_ctrl_c_stops_the_trainer_with_every_member_at_its_best():
     assert source.calls == 2  # stopped at the end of that step: no further batch, no validation
     for t, t0 in zip(stack.member_tensors(), initial):
         assert torch.equal(t, t0)  # no epoch validated: the best weights are the initial ones
+
+
+# -- the cap on the transformer's critic ---------------------------------------------------
+def test_capped_critic_lets_one_pair_lower_a_batch_bound_by_at_most_one_nat():
+    b = 128
+    cap = critic_cap_for(b)
+    assert cap == pytest.approx(1 + np.log(b))
+    critic, _, rows = _table(n_members=1, b=b)
+    rows = rows[:1]
+    clean = float(bound(critic, rows, rows, "nwj", shifts=(1,), cap=cap)[0])
+    critic.table[0, 5, 6] = 80.0  # one shifted pair (row 5 with code 6) scored absurdly high
+    uncapped = float(bound(critic, rows, rows, "nwj", shifts=(1,))[0])
+    capped = float(bound(critic, rows, rows, "nwj", shifts=(1,), cap=cap)[0])
+    assert uncapped < -1e6  # without the cap the one pair wrecks the batch
+    # exp(cap - 1) / B = 1: at most one nat lower (the pair's old term was tiny).
+    assert clean - 1.0 - 1e-4 <= capped < clean
+    # The capped critic's bound is NWJ of the capped outputs, by hand.
+    t = critic.table[0].double().numpy()
+    t = cap - np.log1p(np.exp(cap - t))
+    joint, shifted = np.diag(t), t[np.arange(b), (np.arange(b) + 1) % b]
+    np.testing.assert_allclose(capped, joint.mean() - np.exp(shifted - 1).mean(), rtol=1e-5)

@@ -341,3 +341,31 @@ def test_load_mnist_offline_sources():
     assert 0 <= X.min() and X.max() <= 1 and len(np.unique(y)) > 3  # shuffled
     with pytest.raises(ValueError, match="source"):
         load_mnist(source="internet")
+
+
+# -- score: the capped critic, and a warning that names what went wrong -------------------
+def test_critic_cap_is_one_plus_log_batch_size_and_survives_a_model_file(tiny_vae, digits,
+                                                                         tmp_path):
+    X, _ = digits
+    vae = tiny_vae(batch_size=40, max_iter=1).fit(X)
+    assert vae._engine.critic_cap == pytest.approx(1 + np.log(40))
+    vae.save(tmp_path / "m.safetensors")
+    again = InfoMaxVAETransformer.load(tmp_path / "m.safetensors")
+    assert again._engine.critic_cap == vae._engine.critic_cap
+    assert again.score(X) == vae.score(X)
+
+
+def test_implausible_score_warning_names_the_term_and_its_pairs(tiny_vae, digits):
+    X, _ = digits
+    vae = tiny_vae(batch_size=128, max_iter=1).fit(X)
+    with torch.no_grad():  # every pair now scores far above anything trained: at the cap
+        vae._engine.critic.head[-1][-1].bias.add_(60.0)
+    with pytest.warns(RuntimeWarning) as caught:
+        score = vae.score(X)
+    # Capped outputs: joint ~ cap, marginal term ~ exp(cap - 1) = 128.
+    assert score == pytest.approx(1 + np.log(128) - 128, abs=0.5)
+    message = str(caught[0].message)
+    # 240 rows: one batch of 240, 15 blocks of 16 rows, 16 * 15 mismatched pairs each.
+    assert "over 3600 mismatched pairs" in message
+    assert "is half made by 1800 of them" in message  # all alike: half the pairs
+    assert "refit_critic=True" in message
