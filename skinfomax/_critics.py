@@ -1,30 +1,11 @@
-"""Critics and the mutual-information lower bound they give, in one place.
+"""Critics and the mutual-information lower bound they give, for every caller.
 
-Everything that turns critic outputs into a bound on I(x; z) lives here, for
-every caller: the training engine (one batch per step, and ``score``), the
-fresh-critic protocol of ``mi_bounds(refit_critic=True)`` and
-:func:`skinfomax.mutual_information`. So a number from any of them means the
-same thing.
-
-- **Critic stacks** score ``M`` critics at once. Inputs carry a leading
-  member axis, ``x`` of shape ``(M, B, ...)`` and ``codes`` of shape
-  ``(M, B, n_codes)`` (member ``m`` scores its own rows), and so do the
-  outputs. :class:`StackedCritic` holds ``M`` MLP critics as stacked weights
-  (one ``baddbmm`` per layer for all members, one optimiser step for all);
-  :class:`SingleCritic` puts any one critic module behind the same interface;
-  :class:`MeanCritic` scores with the mean of a stack's members.
-- :func:`bound` is the one bound function over critic outputs, with
-  ``pairs="shift" | "blocks" | "all"`` saying which mismatched pairs stand for
-  draws from p(x) p(z). The formulas themselves are in ``_objectives``.
-- :func:`train_critics` is the one critic training loop: all members of all
-  stacks in one batched pass and one optimiser step per batch, each member
-  early-stopped on its own validation rows.
-- :func:`refit_critic_bounds` is the fresh critic on a frozen encoder.
-
-Codes come from a *code source*, ``source(x, idx, noise) -> codes``, given
-the inputs, their row indices (any leading shape, e.g. ``(members, batch)``)
-and a noise generator: :class:`FixedCodes` (given samples ``Z``) or
-:class:`PosteriorCodes` (fresh draws from a frozen encoder's posterior).
+The training engine, ``mi_bounds(refit_critic=True)`` and
+:func:`skinfomax.mutual_information` all bound I(x; z) here, so their numbers
+mean the same thing. A critic *stack* scores ``M`` critics at once: inputs and
+outputs carry a leading member axis (``x`` of shape ``(M, B, ...)``, ``codes``
+``(M, B, n_codes)``). Codes come from a *code source*
+``source(x, idx, noise) -> codes`` (``idx``: row indices of any leading shape).
 """
 
 import copy
@@ -39,39 +20,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._networks import build_critic
-from ._objectives import (
-    CRITIC_BOUND,
-    MI_BOUNDS,
-    all_pairs_influence,
-    bound_influence,
-    codes_from_noise,
-    derangement_shift,
-    infonce_bound,
-    off_diagonal,
-    soft_clip,
-)
-from ._utils import (
-    EarlyStopping,
-    batch_slices,
-    deferred_interrupt,
-    default_dtype,
-    generators,
-    pair_row_blocks,
-    seeded,
-    spawn_seeds,
-)
+from ._objectives import (CRITIC_BOUND, MI_BOUNDS, all_pairs_influence, bound_influence,
+                          codes_from_noise, derangement_shift, infonce_bound, off_diagonal,
+                          soft_clip)
+from ._utils import (EarlyStopping, batch_slices, deferred_interrupt, default_dtype, generators,
+                     pair_row_blocks, seeded, spawn_seeds)
 
-# Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair
-# within blocks of at least this many rows as the marginal sample: 15 pairs
-# per row instead of one shifted pairing, close to the standard error of all
-# B - 1 pairs at a fraction of their critic passes, which grow with B
-# (the performance page of the docs).
+# Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair in blocks of at
+# least this many rows: 15 pairs per row, near the standard error of all B - 1 pairs at a
+# fraction of the critic passes (the performance page of the docs).
 PAIR_BLOCK = 16
 
-# Pairs per member that the critic trainer's early-stopping score of NWJ and
-# DV aims at: the nearest whole number of shifted pairings of every
-# validation row to this / validation rows, from 1 to 4 (less noise than one
-# shift on small parts, less scoring on large ones).
+# Pairs per member the early-stopping score of NWJ and DV aims at: shifted pairings of every
+# validation row, this / validation rows of them, 1 to 4.
 VALIDATION_PAIRS = 4096
 
 
@@ -107,12 +68,10 @@ class PosteriorCodes:
 
 # -- critic stacks -----------------------------------------------------------------------
 class StackedCritic(nn.Module):
-    """``M`` MLP critics of one architecture with stacked weights.
-
-    Member ``m`` computes exactly what the :class:`~skinfomax.Critic` it was
-    built from computes, up to float rounding; :meth:`member` gives it back
-    as such a module. Weights are stored as ``(M, in, out)`` so that a layer
-    is ``baddbmm(bias, h, weight)``.
+    """``M`` MLP critics of one architecture as stacked weights: one ``baddbmm`` per layer
+    and one optimiser step for all members. Weights are ``(M, in, out)`` so that a layer is
+    ``baddbmm(bias, h, weight)``; member ``m`` computes what its :class:`~skinfomax.Critic`
+    computes, up to float rounding.
     """
 
     def __init__(self, x_weight, x_bias, codes_weight, head_weights, head_biases,
@@ -145,10 +104,7 @@ class StackedCritic(nn.Module):
 
     @classmethod
     def build(cls, n_features, n_codes, hidden_layer_sizes, seeds):
-        """One member per seed, each initialised as ``build_critic`` would under that seed.
-
-        Members are float32 whatever the caller's default dtype.
-        """
+        """One float32 member per seed, initialised as ``build_critic`` under that seed."""
         critics = []
         for seed in seeds:
             with seeded(seed), default_dtype(torch.float32):
@@ -160,11 +116,8 @@ class StackedCritic(nn.Module):
         return list(self.parameters())
 
     def compute_only(self, members):
-        """Compute only ``members`` (a list of indices; None: all) from now on.
-
-        Inputs and outputs then carry ``len(members)`` on their member axis,
-        and gradients reach only those members' weights: the critic trainer
-        narrows a stack to the members still training.
+        """Compute only ``members`` (indices; None: all) from now on: the member axis of inputs
+        and outputs is then ``len(members)``, and only their weights get gradients.
         """
         self._members = None if members is None else torch.as_tensor(
             members, device=self.x_weight.device)
@@ -200,18 +153,16 @@ class StackedCritic(nn.Module):
                 torch.bmm(codes, self._take(self.codes_weight)))
 
     def _head(self, h):
-        """Scores of pre-activations ``h`` of shape ``(M, P, width)``: ``(M, P)``; overwrites ``h``."""
-        # In place: neither the pairs' sum nor baddbmm needs its output for
-        # backward, and the pair activations are the step's largest tensors.
+        """Scores ``(M, P)`` of pre-activations ``(M, P, width)``.
+
+        ReLU in place: no op needs its output for backward, and these are the largest tensors.
+        """
         for weight, bias in zip(self.head_weights, self.head_biases):
             h = torch.baddbmm(self._take(bias), h.relu_(), self._take(weight))
         return h.squeeze(-1)
 
     def joint_and_shifted(self, x, codes, shifts):
-        """Joint scores ``(M, B)`` and shifted ones ``(M, K * B)`` for the ``K`` roll offsets.
-
-        Large ``B`` (validation parts) is scored in row blocks of bounded pairs.
-        """
+        """Joint scores ``(M, B)`` and shifted ones ``(M, K * B)`` for ``K`` roll offsets."""
         hx, hc = self._embed(x, codes)
         partners = [hc, *(hc.roll(-s, dims=1) for s in shifts)]
         m, n_partners = hx.shape[0], len(partners)
@@ -234,11 +185,9 @@ class StackedCritic(nn.Module):
 
 
 class SingleCritic:
-    """Any one critic module (MLP, convolutional or a user's own) as a stack of one member.
+    """Any critic module with the methods of :class:`~skinfomax.Critic` as a stack of one.
 
-    The module provides ``joint_and_shifted(x, codes, shift)`` and
-    ``score_matrix(x, codes)`` as :class:`~skinfomax.Critic` does. A view,
-    not a copy: training the stack trains the module.
+    A view, not a copy: training the stack trains the module.
     """
 
     n_members = 1
@@ -256,7 +205,7 @@ class SingleCritic:
         pass  # one member: the trainer never narrows it to fewer
 
     def member_tensors(self):
-        """Its whole state (weights and buffers such as batch-norm statistics), member axis first."""
+        """Weights and buffers (batch-norm statistics too), member axis first."""
         return [t.unsqueeze(0) for t in self.critic.state_dict().values()]
 
     def joint_and_shifted(self, x, codes, shifts):
@@ -271,11 +220,8 @@ class SingleCritic:
 
 
 class MeanCritic:
-    """The critic whose score is the mean of a stack's members' scores, as a stack of one.
-
-    Any function of (x, z) gives a valid held-out bound, so the mean of
-    independently trained critics does too; averaging cancels much of what
-    each member overfits to its training rows.
+    """The mean of a stack's members' scores, as a stack of one: any function of (x, z) gives
+    a valid bound, and averaging cancels much of what each member overfits.
     """
 
     n_members = 1
@@ -303,60 +249,28 @@ class MeanCritic:
 
 # -- the bound -----------------------------------------------------------------------------
 def critic_cap_for(batch_size):
-    """The cap on critic outputs for NWJ and DV bounds of a model trained on batches of this size.
+    """The cap on critic outputs in NWJ and DV bounds: ``1 + log(batch_size)``.
 
-    ``1 + log(batch_size)``: one mismatched pair's ``exp(T - 1)`` is then at
-    most ``batch_size``, so it lowers a training batch's bound by at most one
-    nat, and a held-out batch's (which takes many more pairs) by less. An
-    uncapped critic can score a rare mismatched pair tens of nats above the
-    rest (near-duplicate inputs, codes it never saw), and that one pair then
-    wrecks the bound of its batch in training (spikes) and held out.
+    One mismatched pair's ``exp(T - 1)`` is then at most ``batch_size``, so it lowers a
+    batch's bound by at most a nat. Uncapped, a critic can score a rare pair (near-duplicate
+    inputs, unseen codes) tens of nats above the rest and wreck its batch's bound.
     """
     return 1.0 + math.log(batch_size)
 
 
 def bound(critic, x, codes, estimator, pairs="shift", *, shifts=(1,), batch=None,
           influence=False, cap=None):
-    """The ``estimator``'s lower bound on I(x; codes), one value per member of a critic stack.
+    """The ``estimator``'s bound on I(x; codes): float32 values ``(M,)``, one per member.
 
-    Parameters
-    ----------
-    critic : StackedCritic, SingleCritic or MeanCritic
-    x, codes : torch.Tensor of shape (M, B, ...) and (M, B, n_codes)
-        Row ``i`` of ``x`` goes with row ``i`` of ``codes``: the joint pairs.
-    estimator : {"nwj", "dv", "infonce"}
-    pairs : {"shift", "blocks", "all"}, default="shift"
-        Which mismatched pairs NWJ and DV take as draws from p(x) p(z):
-        ``(x_i, codes_{i+s})`` for each roll offset ``s`` in ``shifts``
-        (one critic pass per offset; training), every mismatched pair within
-        consecutive blocks of at least :data:`PAIR_BLOCK` rows (held-out
-        scores), or every mismatched pair of the ``B`` rows. More pairs give
-        the same bound with less variance.
-    shifts : sequence of int, default=(1,)
-        Roll offsets in ``[1, B - 1]`` for ``pairs="shift"`` (a 0-dim tensor
-        works too: a CUDA graph then takes a new offset each replay).
-    batch : int or None, default=None
-        InfoNCE normalises each row over every code of its batch, consecutive
-        batches of ``batch`` rows (None: all ``B``), whatever ``pairs`` says;
-        the bound is the mean over batches (it never exceeds ``log(batch)``).
-    influence : bool, default=False
-        Also return per-sample terms (one member) whose mean's sampling
-        variance is the bound's to first order: differences of them between
-        two critics on the same pairs give the standard error of the
-        difference of their bounds. Not with ``pairs="blocks"``.
-    cap : float or None, default=None
-        NWJ and DV take the critic's outputs softly capped at ``cap``
-        (``cap - softplus(cap - T)``, see :func:`critic_cap_for`): the bound of
-        that capped critic, a valid bound like any other. None caps only far
-        above any useful value, against float32 overflow. Not with
-        ``influence``; InfoNCE is capped at ``log(batch)`` by construction.
-
-    Returns
-    -------
-    values : torch.Tensor of shape (M,)
-        float32 (the critic's outputs are exponentiated in float32).
-    terms : torch.Tensor of shape (B,)
-        With ``influence=True`` only.
+    Row ``i`` of ``x`` and of ``codes`` form the joint pairs. ``pairs`` says which mismatched
+    pairs NWJ and DV take as draws from p(x) p(z): ``(x_i, codes_{i+s})`` for each roll
+    offset ``s`` in ``shifts`` (training; a 0-dim tensor lets a CUDA graph take a new offset
+    each replay), all within blocks of :data:`PAIR_BLOCK` rows (held out), or all of them:
+    more pairs, the same bound with less variance. InfoNCE normalises each row over its
+    ``batch`` (None: all rows). ``influence=True`` also returns per-sample terms ``(B,)`` of
+    one member whose mean has the bound's variance to first order (paired standard errors).
+    ``cap``: NWJ and DV take outputs softly capped there (:func:`critic_cap_for`), which
+    keeps a valid bound; None caps only against float32 overflow.
     """
     if estimator == "infonce":
         n = x.shape[1]
@@ -393,10 +307,8 @@ def _pair_outputs(critic, x, codes, pairs):
 
 @torch.no_grad()
 def marginal_terms(critic, x, codes, cap=None):
-    """``exp(T(x_i, z_j) - 1)`` of every mismatched pair a held-out NWJ bound takes (one member).
-
-    The pairs of ``pairs="blocks"``, the critic capped as in :func:`bound`:
-    their mean is the bound's marginal term, so they say which pairs make it.
+    """``exp(T(x_i, z_j) - 1)`` of the pairs of a held-out NWJ bound (one member, capped):
+    their mean is the marginal term, so they say which pairs make it.
     """
     _, marginal, _ = _pair_outputs(critic, x, codes, "blocks")
     return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if cap is None else cap) - 1.0)
@@ -405,14 +317,10 @@ def marginal_terms(critic, x, codes, cap=None):
 @torch.no_grad()
 def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
                  influence=False, cap=None):
-    """Per-batch bounds (numpy) on fixed, unshuffled batches of ``X`` (a tensor).
+    """Per-batch bounds (numpy) of a stack of one on fixed batches of ``X`` (a tensor).
 
-    Every batch has at least ``batch_size`` rows (``floor(n / batch_size)``
-    near-equal slices). ``seed`` fixes the shifts and the posterior noise, so
-    the values are repeatable. ``critic`` is a stack of one member (a
-    :class:`SingleCritic` or a :class:`MeanCritic`); ``pairs``, ``influence``
-    and ``cap`` as in :func:`bound`, whose per-sample terms then come back
-    too, concatenated over batches.
+    ``seed`` fixes the shifts and the noise, so the values repeat; ``pairs``, ``influence``
+    and ``cap`` as in :func:`bound` (the terms come back concatenated over batches).
     """
     critic.train(False)
     cpu_gen, noise_gen = generators(seed, X.device)
@@ -435,18 +343,11 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
 # -- the training loop -------------------------------------------------------------------
 @dataclass(frozen=True)
 class CriticConfig:
-    """How to train critics; the names mean what they mean for the VAE engine's ``TrainingConfig``.
+    """How to train critics (names as in the engine's ``TrainingConfig``).
 
-    ``estimator`` is the bound maximised. An epoch (the unit of ``max_iter``
-    and of the patience) is one pass over a member's training rows, or
-    ``epoch_batches`` batches of it when that is shorter: how many steps a
-    critic needs does not grow with the sample, so large samples are
-    validated (and stopped) several times a pass (the VAE engine's epoch is
-    always a full pass). A member stops once its validation bound has not
-    improved by ``tol`` nats for ``n_iter_no_change`` epochs.
-    ``weight_decay`` is AdamW's decoupled decay (0 is Adam): it curbs the
-    critic's overfitting of the train part in high dimensions. ``cap``
-    caps the critics' outputs in NWJ and DV bounds (see :func:`bound`).
+    An epoch is a pass over a member's training rows, or ``epoch_batches`` batches when
+    shorter: the steps a critic needs do not grow with the sample, so large samples are
+    validated several times a pass. ``weight_decay`` is AdamW's (0 is Adam).
     """
 
     estimator: str = "nwj"
@@ -469,7 +370,7 @@ class CriticCandidate(NamedTuple):
 
 
 def validation_shifts(n_valid):
-    """Shifted pairings per validation row: ``VALIDATION_PAIRS / n_valid`` rounded, 1 to 4."""
+    """Shifted pairings per validation row: ``VALIDATION_PAIRS / n_valid``, 1 to 4."""
     return min(4, max(1, round(VALIDATION_PAIRS / n_valid)))
 
 
@@ -479,8 +380,7 @@ class _Members:
     def __init__(self, stack, train_rows, valid_rows, seeds, config):
         self.stack = stack
         self.train_rows = train_rows
-        # Validation parts differ by at most a row between folds: keep the
-        # common length, fixed for the whole run.
+        # Folds' validation parts differ by at most a row: keep the common length.
         n_valid = min(len(r) for r in valid_rows)
         self.valid_rows = torch.stack([r[:n_valid] for r in valid_rows])
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
@@ -498,11 +398,7 @@ class _Members:
         ])
 
     def update(self, scores, epoch):
-        """Early stopping on this epoch's scores; a member whose score is not finite diverged.
-
-        A diverged member stops at once and goes back to its best weights,
-        as a member out of patience does.
-        """
+        """Early stopping on an epoch's scores; a non-finite score stops its member at once."""
         values = scores.tolist()
         diverged = [m for m in self.training if not math.isfinite(values[m])]
         if diverged:
@@ -520,62 +416,22 @@ class _Members:
 
 def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, member_seeds,
                   verbose=0, rates=None):
-    """Train critic stacks together to maximise the bound; early-stopped per member.
+    """Train critic stacks together to maximise the bound, early-stopped per member.
 
-    Every step draws one batch per member from that member's own training
-    rows (all members the same number of rows: the parts of different folds
-    differ by at most a row, so at most one row a member sits out a pass),
-    evaluates every active stack in one batched pass, and takes one
-    optimiser step (AdamW, Adam without decay) for all of them. After each
-    epoch every member's bound on its own validation rows (fixed shifts, see
-    :data:`VALIDATION_PAIRS`; fixed noise for posterior codes) updates its
-    early stopping; a member that has not improved by ``config.tol`` for
-    ``config.n_iter_no_change`` epochs is put back to its best weights and no
-    longer moves, and the loop ends once every member has stopped. At the
-    end every member holds its best weights.
-
-    As in the VAE engine: a member whose validation bound is NaN or infinite
-    has diverged; it goes back to its best weights at once (its initial ones
-    if it never improved) and a RuntimeWarning names it. Ctrl-C stops at the
-    end of the current step; every member is put back to its best weights,
-    a RuntimeWarning says so, and the KeyboardInterrupt is re-raised.
-
-    Members are independent: a member's weights depend only on its initial
-    weights, rows, seed and the shared ``seed``, not on the other members
-    (tested: a member trained in a stack equals it trained alone).
-
-    Parameters
-    ----------
-    stacks : list of StackedCritic or SingleCritic
-    X : torch.Tensor of shape (n_rows, ...)
-        Inputs; the rows of all members (e.g. every fold's parts, each
-        scaled by its fold's statistics) in one tensor.
-    source : callable
-        Code source: ``source(x, idx, noise)``.
-    train_rows, valid_rows : list of list of torch.Tensor
-        Per stack, per member: the row indices into ``X`` it trains on and is
-        early-stopped on.
-    config : CriticConfig
-    seed : int
-        Seeds the shifts and the posterior noise (two streams spawned from it).
-    member_seeds : list of list of int
-        Per stack, per member: seeds of that member's batch order.
-    verbose : int, default=0
-        Shows a progress bar over epochs when positive.
-    rates : list of (float, float), optional
-        Per stack, its (learning rate, weight decay); ``config``'s by default.
-
-    Returns
-    -------
-    best_epochs : list of ndarray
-        Per stack, each member's epoch of best validation bound (0: never improved).
+    Each step takes one batch per member from its own ``train_rows`` (per stack, per member:
+    indices into ``X``), one batched pass over all stacks and one AdamW step (``rates``: per
+    stack, its learning rate and weight decay). After each epoch a member's bound on its
+    ``valid_rows`` (fixed shifts and noise) drives its early stopping; a stopped or diverged
+    (non-finite; warned) member is held at its best weights, which all hold at the end.
+    Members are independent: one trained in a stack equals it trained alone (tested). Ctrl-C
+    stops after the current step and is re-raised with a RuntimeWarning. Returns, per stack,
+    each member's best epoch (0: never improved).
     """
     states = [_Members(*args, config)
               for args in zip(stacks, train_rows, valid_rows, member_seeds)]
     rates = rates or [(config.learning_rate, config.weight_decay)] * len(stacks)
     groups = [{"params": [p for p in stack.parameters() if p.requires_grad], "lr": lr,
                "weight_decay": decay} for stack, (lr, decay) in zip(stacks, rates, strict=True)]
-    # One fused kernel per step for all members' weights (CPU and CUDA).
     optimizer = torch.optim.AdamW(groups, fused=X.device.type in ("cpu", "cuda"))
     train_seed, valid_seed = spawn_seeds(seed, 2)
     cpu_gen, noise_gen = generators(train_seed, X.device)
@@ -670,46 +526,13 @@ def _warn_diverged(states):
 # -- the fresh critic on a frozen encoder ------------------------------------------------
 def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed,
                         cap=None, verbose=0):
-    """Train a fresh critic on a frozen encoder's posterior draws; its held-out batch bounds.
+    """``mi_bounds(refit_critic=True)``: a fresh critic on a frozen encoder's posterior draws.
 
-    The protocol of ``InfoMaxVAETransformer.mi_bounds(refit_critic=True)``:
-    half of the rows (``n // 2``, drawn at random) is held out for
-    evaluation; of the other half a fifth (at least 2 rows) early-stops and
-    the rest trains a copy of ``critic`` with re-initialised weights (every
-    submodule's ``reset_parameters``), which sees fresh posterior draws
-    ``[z, c]`` at every step (Adam, learning rate 1e-3, patience 10 epochs,
-    at most ``max_iter`` epochs), through :func:`train_critics`. Neither
-    ``encoder`` nor ``critic`` changes. The split, the initial weights, the
-    training streams and the evaluation noise come from seeds spawned from
-    ``seed``.
-
-    Parameters
-    ----------
-    encoder : torch.nn.Module
-        ``encoder(x) -> (z_mean, z_log_var, c)``.
-    critic : torch.nn.Module
-        The trained critic, whose architecture is copied.
-    X : ndarray of shape (n_samples, ...)
-        At least 8 rows; sent to the encoder's device as float32.
-    estimator : {"nwj", "dv", "infonce"}
-    batch_size : int
-        Capped at the size of each part (and at least 2).
-    max_iter : int
-    seed : int
-    cap : float or None, default=None
-        The cap on the fresh critic's outputs (:func:`bound`): the trained
-        critic's, so that both bounds are of critics of one kind.
-    verbose : int, default=0
-        Progress bar over the fresh critic's epochs when positive.
-
-    Returns
-    -------
-    values : ndarray
-        The fresh critic's bound on each fixed batch of the evaluation rows
-        (``pairs="blocks"``, as ``score``).
-    eval_rows : ndarray of int
-        The rows of ``X`` evaluated, in batch order: compute anything that
-        must match the lower bound's rows (the encoder's rate) on ``X[eval_rows]``.
+    Half of the rows (at random) is held out; of the rest a fifth early-stops and the others
+    train a re-initialised copy of ``critic`` on fresh draws ``[z, c]`` each step. Neither
+    network changes. ``cap`` is the trained critic's, so both bounds are of one kind.
+    Returns the bound on each fixed batch of the held-out rows (``pairs="blocks"``, as
+    ``score``) and those rows, on which the rate must be computed to match.
     """
     split_seed, init_seed, train_seed, member_seed, eval_seed = spawn_seeds(seed, 5)
     device = next(encoder.parameters()).device

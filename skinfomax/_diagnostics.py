@@ -123,20 +123,12 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
 
 
 # -- scorers for GridSearchCV(scoring=...) ----------------------------------------
-
-
 def final_step(model, X: ArrayLike) -> tuple:
-    """The InfoMax VAE a model ends in, and X passed through the steps before it.
-
-    ``model`` is a fitted :class:`~skinfomax.InfoMaxVAETransformer` or a
-    ``Pipeline`` ending in one; anything else raises TypeError.
-    """
+    """The InfoMax VAE a model (or Pipeline) ends in, and X through the steps before it."""
     vae, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
     if not isinstance(vae, InfoMaxVAETransformer):
-        raise TypeError(
-            "Expected an InfoMaxVAETransformer or a Pipeline ending in one, "
-            f"got {type(vae).__name__}."
-        )
+        raise TypeError("Expected an InfoMaxVAETransformer or a Pipeline ending in one, "
+                        f"got {type(vae).__name__}.")
     return vae, Xt
 
 

@@ -1,8 +1,5 @@
-"""A standalone mutual-information estimator built on the transformer's critic.
-
-:func:`mutual_information` validates its inputs, splits the samples into
-cross-fitting folds, standardises each fold's parts, and trains the same
-critics on the same bounds that :class:`~skinfomax.InfoMaxVAETransformer` uses.
+""":func:`mutual_information`: the transformer's critics and bounds on any paired samples,
+cross-fitted over folds.
 """
 
 import math
@@ -19,28 +16,13 @@ from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from ._critics import (
-    CriticCandidate,
-    CriticConfig,
-    FixedCodes,
-    MeanCritic,
-    StackedCritic,
-    batch_bounds,
-    train_critics,
-)
-from ._utils import (
-    as_positive_ints,
-    mean_and_se,
-    resolve_device,
-    seed_from,
-    spawn_seeds,
-    torch_threads,
-    warn_if_implausible,
-)
+from ._critics import (CriticCandidate, CriticConfig, FixedCodes, MeanCritic, StackedCritic,
+                       batch_bounds, train_critics)
+from ._utils import (as_positive_ints, mean_and_se, resolve_device, seed_from, spawn_seeds,
+                     torch_threads, warn_if_implausible)
 
-
-# "auto": joint layers of growing width under a narrow second layer, then one
-# undecayed critic at STEEP_RATE times the learning rate (the least regularised).
+# "auto": joint layers of growing width under a narrow second layer, then one undecayed
+# critic at STEEP_RATE times the learning rate (the least regularised).
 AUTO_CRITICS = ((32, 32), (64, 32), (128, 32), (256, 32))
 STEEP_CRITIC = (32, 32)
 STEEP_RATE = 3.0
@@ -49,10 +31,9 @@ STEEP_RATE = 3.0
 class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
     """A mutual-information estimate in nats and its standard error.
 
-    Unpacks as ``(mi, se)``. ``critic`` is the :class:`~skinfomax.CriticCandidate`
-    evaluated on the test parts, ``critic_hidden_layer_sizes`` its layer sizes,
-    and ``validation_mi`` the validation bound of every candidate, keyed by
-    candidate (empty when a single one was given).
+    Unpacks as ``(mi, se)``. ``critic`` is the :class:`~skinfomax.CriticCandidate` evaluated
+    on the test parts, ``critic_hidden_layer_sizes`` its layer sizes, and ``validation_mi``
+    the validation bound of every candidate, keyed by candidate (empty for a single one).
     """
 
     def __new__(cls, mi, se, critic=None, validation_mi=None):
@@ -87,8 +68,7 @@ def _critic_candidates(value, learning_rate, weight_decay):
         raise ValueError(
             "critic_hidden_layer_sizes must be 'auto', a non-empty sequence of positive "
             "integers, or a list of such sequences (candidates chosen by validation bound), "
-            f"got {value!r}."
-        )
+            f"got {value!r}.")
     # Duplicates dropped, order kept.
     return tuple(CriticCandidate(sizes, learning_rate, weight_decay)
                  for sizes in dict.fromkeys(candidates))
@@ -105,9 +85,8 @@ def _as_2d(a, name):
 
 def _standardise(train, *others, scaling="standard", seed=0):
     if scaling == "quantile":
-        qt = QuantileTransformer(
-            n_quantiles=min(1000, train.shape[0]), output_distribution="normal", random_state=seed
-        ).fit(train)
+        qt = QuantileTransformer(n_quantiles=min(1000, train.shape[0]),
+                                 output_distribution="normal", random_state=seed).fit(train)
         return [qt.transform(a).astype(np.float32) for a in (train, *others)]
     mean, sd = train.mean(axis=0), train.std(axis=0)
     sd[sd == 0] = 1.0
@@ -139,38 +118,23 @@ def _standardise(train, *others, scaling="standard", seed=0):
     prefer_skip_nested_validation=True,
 )
 def mutual_information(
-    X: ArrayLike,
-    Z: ArrayLike,
-    estimator: str = "nwj",
-    *,
-    scaling: str = "standard",
-    n_folds: int | None = 5,
-    test_size: float = 0.3,
-    validation_fraction: float = 0.2,
-    critic_hidden_layer_sizes="auto",
-    batch_size: int = 256,
-    max_iter: int = 200,
-    learning_rate: float = 1e-3,
-    n_iter_no_change: int = 20,
-    weight_decay: float = 0.5,
-    n_critics: int = 5,
-    device: str = "cpu",
-    n_threads: int | None = None,
-    n_jobs: int | None = None,
-    random_state=None,
-    verbose: int = 0,
+    X: ArrayLike, Z: ArrayLike, estimator: str = "nwj", *, scaling: str = "standard",
+    n_folds: int | None = 5, test_size: float = 0.3, validation_fraction: float = 0.2,
+    critic_hidden_layer_sizes="auto", batch_size: int = 256, max_iter: int = 200,
+    learning_rate: float = 1e-3, n_iter_no_change: int = 20, weight_decay: float = 0.5,
+    n_critics: int = 5, device: str = "cpu", n_threads: int | None = None,
+    n_jobs: int | None = None, random_state=None, verbose: int = 0,
 ) -> MIEstimate:
     """Estimate I(X; Z) in nats with a trained critic, on held-out samples.
 
-    The samples are cross-fitted: each of ``n_folds`` folds is held out once
-    while critics T(x, z) (:class:`~skinfomax.Critic`) train on the others,
-    early-stopped on a validation part (best epoch kept), ``n_critics`` times
-    from different seeds. The bound of the mean of their scores is evaluated on
-    the held-out fold in fixed batches of ``batch_size``, every mismatched pair
-    of a batch a draw from the product of the marginals, so every sample is
-    scored once, by critics that never saw it. X and Z are first scaled with
-    each train part's statistics (``scaling``; MI is invariant to such maps).
-    Why these choices, and accuracy against ground truth: :doc:`/science`.
+    The samples are cross-fitted: each of ``n_folds`` folds is held out once while critics
+    T(x, z) (:class:`~skinfomax.Critic`) train on the others, early-stopped on a validation
+    part (best epoch kept), ``n_critics`` times from different seeds. The bound of the mean
+    of their scores is evaluated on the held-out fold in fixed batches of ``batch_size``,
+    every mismatched pair of a batch a draw from the product of the marginals, so every
+    sample is scored once, by critics that never saw it. X and Z are first scaled with each
+    train part's statistics (``scaling``; MI is invariant to such maps). Why these choices,
+    and accuracy against ground truth: :doc:`/science`.
 
     Parameters
     ----------
@@ -178,56 +142,52 @@ def mutual_information(
     Z : array-like of shape (n_samples, n_features_z) or (n_samples,)
         Paired samples: row i of X goes with row i of Z.
     estimator : {"nwj", "dv", "infonce"}, default="nwj"
-        The bound: NWJ (unbiased per batch, high variance at large MI),
-        Donsker-Varadhan (tighter, biased by the log), InfoNCE (low variance,
-        never above ``log(batch_size)``).
+        The bound: NWJ (unbiased per batch, high variance at large MI), Donsker-Varadhan
+        (tighter, biased by the log), InfoNCE (low variance, never above ``log(batch_size)``).
     scaling : {"standard", "quantile"}, default="standard"
-        Per-feature map fitted on the train part: mean 0 and sd 1, or ranks
-        mapped to a standard normal, which tames heavy tails.
+        Per-feature map fitted on the train part: mean 0 and sd 1, or ranks mapped to a
+        standard normal, which tames heavy tails.
     n_folds : int or None, default=5
-        Cross-fitting folds: a less biased, less seed-dependent estimate than
-        one split, at run time linear in it. None holds out one ``test_size``
-        share instead.
+        Cross-fitting folds: a less biased, less seed-dependent estimate than one split, at
+        run time linear in it. None holds out one ``test_size`` share instead.
     test_size : float, default=0.3
         Share held out when ``n_folds`` is None; ignored otherwise.
     validation_fraction : float, default=0.2
         Share of the samples not held out that is used for early stopping.
     critic_hidden_layer_sizes : tuple of int, list of tuple of int or "auto", \
             default="auto"
-        The critic's layers; the first is its joint (x, z) layer. A list gives
-        candidates, simplest first, trained together on the first fold and
-        compared on half of its validation part: the first within one standard
-        error of the best is chosen and used in every fold (the
-        one-standard-error rule). "auto" is ``[(32, 32), (64, 32), (128, 32),
-        (256, 32)]``, then a (32, 32) critic without weight decay at 3 times the
+        The critic's layers; the first is its joint (x, z) layer. A list gives candidates,
+        simplest first, trained together on the first fold and compared on half of its
+        validation part: the first within one standard error of the best is chosen and used
+        in every fold (the one-standard-error rule). "auto" is ``[(32, 32), (64, 32),
+        (128, 32), (256, 32)]``, then a (32, 32) critic without weight decay at 3 times the
         learning rate (for steep low-dimensional channels that decay flattens).
     batch_size : int, default=256
-        Batch size of training and of the held-out evaluation; capped at the
-        size of the smallest part.
+        Batch size of training and of the held-out evaluation; capped at the size of the
+        smallest part.
     max_iter : int, default=200
         Maximum number of critic epochs.
     learning_rate : float, default=1e-3
         AdamW learning rate of the critics.
     n_iter_no_change : int, default=20
-        Early-stopping patience, in epochs of one pass over the train part or
-        16 batches, whichever is shorter. Shorter patience stops
-        high-dimensional channels further short of the truth.
+        Early-stopping patience, in epochs of one pass over the train part or 16 batches,
+        whichever is shorter. Shorter patience stops high-dimensional channels further short
+        of the truth.
     weight_decay : float, default=0.5
-        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. It
-        curbs overfitting in many dimensions.
+        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. It curbs overfitting
+        in many dimensions.
     n_critics : int, default=5
-        Critics per fold, from different seeds, whose mean score is evaluated;
-        averaging cancels much of what each overfits. Run time grows linearly
-        with it.
+        Critics per fold, from different seeds, whose mean score is evaluated; averaging
+        cancels much of what each overfits. Run time grows linearly with it.
     device : str, default="cpu"
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
         Torch CPU threads for the call; None keeps the current setting.
     n_jobs : int or None, default=None
-        Worker processes (joblib; CPU only) that train groups of candidates,
-        then of folds, side by side, each with ``cpu_count // n_jobs`` threads.
-        None means 1 and -1 all CPUs. The estimate changes only by float
-        rounding; speed-ups are on the :doc:`performance page </performance>`.
+        Worker processes (joblib; CPU only) that train groups of candidates, then of folds,
+        side by side, each with ``cpu_count // n_jobs`` threads. None means 1 and -1 all
+        CPUs. The estimate changes only by float rounding; speed-ups are on the
+        :doc:`performance page </performance>`.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the critics' weights, batch order and shifts.
     verbose : int or bool, default=0
@@ -236,16 +196,16 @@ def mutual_information(
     Returns
     -------
     result : MIEstimate
-        ``(mi, se)``: the mean of the per-batch bounds on the held-out parts and
-        its standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a
-        single batch), with the chosen critic's details as attributes.
+        ``(mi, se)``: the mean of the per-batch bounds on the held-out parts and its
+        standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch), with
+        the chosen critic's details as attributes.
 
     Notes
     -----
     Every bound is a *lower* bound in expectation. A bound below -1 nat warns
-    (RuntimeWarning): heavy-tailed features want ``scaling="quantile"``.
-    NWJ's variance grows like ``exp(I)``: above a few nats use more samples
-    and larger batches, and read the standard error.
+    (RuntimeWarning): heavy-tailed features want ``scaling="quantile"``. NWJ's variance
+    grows like ``exp(I)``: above a few nats use more samples and larger batches, and read
+    the standard error.
 
     Examples
     --------
@@ -280,8 +240,7 @@ def mutual_information(
         raise ValueError(
             f"{n} samples are too few to split into train, validation and test parts of at "
             f"least 2 samples each, 4 in validation when critics are compared "
-            f"({held_out}, validation_fraction={validation_fraction})."
-        )
+            f"({held_out}, validation_fraction={validation_fraction}).")
     device = resolve_device(device)
     n_jobs = effective_n_jobs(n_jobs)
     if n_jobs > 1 and device.type != "cpu":
@@ -297,22 +256,17 @@ def mutual_information(
     folds = [_fold(X, Z, rest, test, validation_fraction, scaling, seed)
              for rest, test in held_out]
     # Learning rate and weight decay travel with each candidate.
-    config = CriticConfig(
-        estimator=estimator,
-        batch_size=min(batch_size, n_test, n_valid, n_rest - n_valid),
-        max_iter=max_iter,
-        n_iter_no_change=n_iter_no_change,
-    )
+    config = CriticConfig(estimator=estimator,
+                          batch_size=min(batch_size, n_test, n_valid, n_rest - n_valid),
+                          max_iter=max_iter, n_iter_no_change=n_iter_no_change)
     with torch_threads(n_threads):
-        mi, se, chosen, validation = estimate_mi(
-            folds, candidates, config, seed, device, n_critics=n_critics, verbose=verbose,
-            n_jobs=n_jobs,
-        )
+        mi, se, chosen, validation = estimate_mi(folds, candidates, config, seed, device,
+                                                 n_critics=n_critics, verbose=verbose,
+                                                 n_jobs=n_jobs)
     warn_if_implausible(
         mi, estimator, lambda: "the critics score some held-out pairs far above any they "
         "were trained on, typically with heavy-tailed features",
-        "scaling='quantile' maps each feature to a normal first",
-    )
+        "scaling='quantile' maps each feature to a normal first")
     return MIEstimate(mi, se, chosen, validation)
 
 
@@ -327,11 +281,8 @@ def _fold(X, Z, rest, test, validation_fraction, scaling, seed):
 
 # -- the protocol: folds, the width choice, the held-out bound ----------------------------
 def one_standard_error_choice(values, terms):
-    """The first candidate whose validation bound is within one SE of the best's.
-
-    ``values`` maps candidates, simplest first, to validation bounds and
-    ``terms`` to their per-sample influence terms on the same pairs; the SE is
-    that of the paired difference to the best candidate.
+    """The first candidate (simplest first) whose bound in ``values`` is within one SE of the
+    best's: the SE of the paired difference of their influence ``terms``.
     """
     best = max(values, key=values.get)
     for candidate in values:
@@ -360,9 +311,8 @@ def _trained_stacks(job):
 
 
 def _train_jobs(jobs, n_jobs):
-    """Every job's stacks, trained by :func:`train_critics`; jobs in parallel processes.
-
-    A critic trains the same whichever job it is in (up to float rounding).
+    """Every job's stacks, trained; jobs in parallel processes (results differ only by
+    float rounding, whichever job a critic is in).
     """
     if n_jobs == 1 or len(jobs) == 1:
         return [_trained_stacks(job) for job in jobs]
@@ -399,13 +349,10 @@ def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
 
 
 def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
-    """Pick one :class:`CriticCandidate` on one fold's validation part.
+    """Pick one :class:`CriticCandidate` on one fold; returns it and every candidate's bound.
 
-    Every candidate trains on the fold's train part, early-stopped on one half
-    of the validation part, and is compared on the other half (early stopping
-    flatters flexible critics on its own rows) on the same fixed batches, by
-    :func:`one_standard_error_choice`. Returns the choice and every
-    candidate's bound on the comparison half.
+    Candidates early-stop on one half of the validation part and are compared on the other
+    (early stopping flatters flexible critics on its own rows).
     """
     half = len(fold.valid) // 2
     stop, compare = fold.valid[:half], fold.valid[half:]
@@ -431,18 +378,11 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
 
 
 def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
-    """Train critics on given samples, pick an architecture on validation rows, bound MI.
+    """Pick a candidate on the first fold, train it in every fold (``n_critics`` members, one
+    stack per job) and score each test part with its fold's mean critic.
 
-    ``folds`` holds one ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)``
-    tuple per fold (float32, scaled by the fold's train part); ``candidates``
-    are critics to try, simplest first, each at its own learning rate and
-    weight decay. With several, :func:`_choose` picks one on
-    the first fold. The chosen one trains in every fold, ``n_critics`` members
-    each, as one batched stack per job (``n_jobs`` groups of folds), each
-    early-stopped on its fold's validation part; each test part is scored by
-    the mean critic of its fold's members. Returns ``(estimate, se, chosen,
-    validation)``: the mean of the per-batch test bounds, its standard error,
-    the chosen candidate and each candidate's comparison bound (empty for one).
+    ``folds``: ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` per fold, float32,
+    scaled. Returns ``(estimate, se, chosen, validation bounds)``.
     """
     X, Z, rows = _stacked_folds(folds, device)
     choice_seed, train_seed, test_seed, *member_seeds = spawn_seeds(seed, 3 + len(rows) * n_critics)

@@ -1,7 +1,5 @@
-"""Decoder likelihoods p(x | z): modules, since the Gaussian learns its variances.
-
-Each has ``nll(x, decoder_output)`` (per-sample negative log-likelihood,
-summed over features) and ``mean(decoder_output)`` (the reconstruction).
+"""Decoder likelihoods p(x | z), modules since the Gaussian learns its variances: each has
+``nll(x, decoder_output)`` (per sample) and ``mean(decoder_output)``.
 """
 
 import math
@@ -12,17 +10,13 @@ import torch.nn.functional as F
 
 from ._objectives import bernoulli_nll, gaussian_nll
 
-
 # Gaussian variance floor, relative to the mean feature variance (in standard units).
 RELATIVE_MIN_VARIANCE = 1e-3
 
 
 def build_likelihood(kind, feature_variance=None):
-    """The ``"gaussian"`` or ``"bernoulli"`` likelihood.
-
-    The Gaussian starts at the features' variances in standard units
-    (``feature_variance``), floored at ``RELATIVE_MIN_VARIANCE`` times their
-    mean, so a feature constant in training gets the floor, not zero.
+    """The ``"gaussian"`` (starting at ``feature_variance``, floored so that a constant
+    feature gets the floor, not zero) or ``"bernoulli"`` likelihood.
     """
     if kind == "bernoulli":
         return BernoulliLikelihood()
@@ -31,20 +25,16 @@ def build_likelihood(kind, feature_variance=None):
 
 
 class GaussianLikelihood(torch.nn.Module):
-    """p(x | z) = N(decoder output, diag(sigma^2)), one learned variance per feature.
-
-    It sees data in standard units. A learned variance makes the objective a
-    proper likelihood, so the balance of reconstruction and KL does not hang
-    on the data's scale; it stays above ``min_variance`` so that constant
-    features cannot drive the likelihood to infinity.
+    """N(decoder output, diag(sigma^2)) with learned variances: a proper likelihood, so the
+    balance of reconstruction and KL does not hang on the data's scale; floored at
+    ``min_variance`` so constant features cannot drive it to infinity.
     """
 
     def __init__(self, feature_variance, min_variance):
         super().__init__()
         variance = torch.as_tensor(feature_variance, dtype=torch.float32)
-        self.register_buffer(
-            "log_min_variance", torch.tensor(math.log(min_variance), dtype=torch.float32)
-        )
+        self.register_buffer("log_min_variance",
+                             torch.tensor(math.log(min_variance), dtype=torch.float32))
         # softplus^-1 of the initial gap above the floor: start at the data's variance.
         gap = (torch.log(variance + min_variance) - self.log_min_variance).clamp_min(1e-4)
         self.raw_log_var = torch.nn.Parameter(gap + torch.log(-torch.expm1(-gap)))

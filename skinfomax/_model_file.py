@@ -1,17 +1,9 @@
-"""Model files that cannot run code: one safetensors file, tensors plus JSON.
+"""Model files that cannot run code: one safetensors file of tensors (weights, optimiser and
+stream states) with string metadata ``format``, ``format_version``, ``document`` (all else as
+JSON) and ``sha256`` over the version, the document and every tensor.
 
-A model file is a plain `safetensors <https://huggingface.co/docs/safetensors>`_
-file: its tensors are the weights, optimiser and random-stream states; its
-string metadata holds ``format`` and ``format_version``, ``document`` (all
-else as JSON: parameters, fitted attributes, training configuration and
-history, writing versions) and ``sha256``, a digest over the format
-version, the document and every tensor's name, dtype, shape and bytes.
-
-Reading parses JSON and copies numbers; nothing is imported, unpickled or
-executed. safetensors rejects a truncated or padded file, the digest one
-changed anywhere else. The digest guards against damage, not forgery: a
-forged file can only hold numbers and JSON, so at worst it fails to load.
-:func:`to_json` tags tuples, numpy scalars and arrays, which JSON lacks.
+Reading parses JSON and copies numbers; nothing is imported, unpickled or executed. The
+digest guards against damage, not forgery: a forged file holds only numbers and JSON.
 """
 
 import hashlib
@@ -37,10 +29,8 @@ _TAG = "$type"  # key that marks a tagged (non-JSON) value
 
 # -- JSON values ------------------------------------------------------------------
 def to_json(value, name):
-    """``value`` as JSON-ready data; TypeError naming ``name`` when it has no JSON form.
-
-    Tuples, numpy scalars and arrays, devices and ``RandomState`` instances
-    are tagged; dict keys must be strings.
+    """``value`` as JSON-ready data, tuples, arrays, devices and RandomStates tagged;
+    TypeError naming ``name`` when it has no JSON form.
     """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -112,25 +102,19 @@ def _digest(version, document, tensors):
 
 def versions():
     """The versions of what writes a file (recorded, and shown when a file is refused)."""
-    return {
-        "skinfomax": __version__, "torch": torch.__version__, "numpy": np.__version__,
-        "safetensors": safetensors.__version__, "python": platform.python_version(),
-    }
+    return {"skinfomax": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
 
 
 def write_model_file(path, tensors, document):
-    """Write ``tensors`` (name -> CPU tensor) and ``document`` (JSON-ready dict) to ``path``.
-
-    The file is written next to ``path`` and renamed over it, so a crash
-    mid-write never leaves a half-written model under that name.
+    """Write ``tensors`` and ``document`` (JSON-ready) next to ``path`` and rename it over
+    ``path``: a crash mid-write never leaves a half-written model under that name.
     """
     text = json.dumps({**document, "written_by": versions()}, sort_keys=True)
     # Private copies: safetensors refuses tensors that share memory.
     tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
-    metadata = {
-        "format": FORMAT, "format_version": str(FORMAT_VERSION), "document": text,
-        "sha256": _digest(FORMAT_VERSION, text, tensors),
-    }
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "document": text,
+                "sha256": _digest(FORMAT_VERSION, text, tensors)}
     data = save_tensors(tensors, metadata=metadata)
     path = os.fspath(path)
     partial = f"{path}.partial"
@@ -144,12 +128,8 @@ def _refuse(path, why):
 
 
 def read_model_file(path):
-    """``(tensors, document)`` from a file :func:`write_model_file` wrote.
-
-    Raises ValueError, naming the file and the reason, for anything else:
-    not safetensors, truncated, changed after writing, not a skinfomax
-    model, or written in a newer format. A missing file raises
-    FileNotFoundError.
+    """``(tensors, document)`` of a model file; ValueError naming the file and the reason
+    for anything else (FileNotFoundError when missing).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {os.fspath(path)!r}.")
@@ -165,11 +145,9 @@ def read_model_file(path):
     if not version.isdigit() or int(version) < 1:
         raise _refuse(path, f"its format version {version!r} is not a version number.")
     if int(version) > FORMAT_VERSION:
-        raise _refuse(
-            path, f"it has format version {version}, written by a newer skinfomax; this one "
-            f"(skinfomax {versions()['skinfomax']}) reads up to version {FORMAT_VERSION}. "
-            "Upgrade skinfomax to load it.",
-        )
+        raise _refuse(path, f"it has format version {version}, written by a newer skinfomax; "
+                      f"this one (skinfomax {versions()['skinfomax']}) reads up to version "
+                      f"{FORMAT_VERSION}. Upgrade skinfomax to load it.")
     text = metadata.get("document", "")
     if metadata.get("sha256") != _digest(int(version), text, tensors):
         raise _refuse(path, "its contents do not match its SHA-256 digest (damaged or edited).")
@@ -181,9 +159,8 @@ def read_model_file(path):
 
 
 # -- pickling -----------------------------------------------------------------------
-# Fitted modules and optimisers travel as one ``torch.save`` blob, so shared
-# references (the optimisers point at the modules' parameters) survive, and
-# ``map_location`` lets a model trained on a GPU load on a CPU-only machine.
+# Modules and optimisers travel as one ``torch.save`` blob, so shared references survive,
+# and ``map_location`` lets a GPU model load on a CPU-only machine.
 def dump_torch_state(objects):
     """Serialise a dict of torch objects (modules, optimisers, engine) to bytes."""
     buffer = io.BytesIO()
@@ -192,12 +169,8 @@ def dump_torch_state(objects):
 
 
 def load_torch_state(blob, device):
-    """Inverse of :func:`dump_torch_state`; returns ``(objects, device_used)``.
-
-    Falls back to the CPU, with a warning, when ``device`` is not available here.
-    """
+    """``(objects, device used)``: ``device``, else the CPU with a warning."""
     device = available_device(device, stacklevel=4)
-    # weights_only=False: the blob holds whole modules, and it comes from the
-    # enclosing pickle, which the caller already chose to trust.
+    # weights_only=False: whole modules, from a pickle the caller already chose to trust.
     objects = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
     return objects, device

@@ -1,26 +1,10 @@
-"""Encoder, decoder and critic modules, and their builders for tables (MLP) and images (conv).
+"""Encoder, decoder and critic modules and their builders, MLP (tables) and conv (images).
 
-The modules fix the interfaces the training engine relies on:
-
-- ``Encoder(x) -> (z_mean, z_log_var, c)``: Gaussian posterior over the
-  KL-regularised codes z plus deterministic "info" codes c (the Keras design).
-- ``decoder(codes) -> x parameters`` with ``codes = [z, c]``, flat output.
-- ``Critic``: T(x, codes) = head(relu(embed_x(x) + embed_codes(codes))).
-  Splitting the first layer into an x part and a code part is the same
-  function class as an MLP over the concatenation ``[x, codes]``, but the x
-  part is computed once per batch and reused for every pairing of x with
-  codes (joint, shifted, or all B x B pairs for InfoNCE).
-
-The engine only sees flat ``(B, C*H*W)`` float32 rows; the convolutional
-modules reshape to ``(B, C, H, W)`` on the way in and flatten on the way out,
-so an image model stays a normal scikit-learn transformer on 2-D data. Their
-layout follows bacdavid/InfomaxVAE: 5x5 kernels with stride 2; the encoder's
-feature maps are ``conv_channels`` with BatchNorm + ReLU after every
-convolution but the first; the decoder maps the codes through a dense layer
-to the encoder's last feature map and mirrors it with transposed
-convolutions. Each stride-2 convolution maps a side ``n`` to ``ceil(n / 2)``;
-each transposed one doubles it, so the decoder reaches at least ``H x W`` and
-is cropped back, which makes any size work (28x28, 48x48, 13x17).
+The critic is T(x, codes) = head(relu(embed_x(x) + embed_codes(codes))): the function class
+of an MLP over ``[x, codes]``, but x is embedded once per batch and reused for every pairing.
+The engine sees flat float32 rows; conv modules reshape to ``(B, C, H, W)`` and flatten back,
+so image models stay 2-D transformers. Their layout follows bacdavid/InfomaxVAE (5x5,
+stride 2); the decoder doubles each side per layer and is cropped back, so any size works.
 """
 
 import copy
@@ -71,10 +55,8 @@ class Encoder(nn.Module):
 
 
 def _rolled(t, shift):
-    """``t.roll(-shift, dims=0)``; ``shift`` may be a 0-dim integer tensor.
-
-    A tensor shift lets a captured CUDA graph take a new shift each replay
-    (``roll`` bakes a Python int into the graph).
+    """``t.roll(-shift, dims=0)``; a 0-dim tensor ``shift`` lets a CUDA graph take a new shift
+    each replay (``roll`` bakes a Python int into the graph).
     """
     if isinstance(shift, torch.Tensor):
         n = t.shape[0]
@@ -138,8 +120,8 @@ def build_mlp_networks(
 ):
     """Encoder, decoder and critic for flat (tabular) data.
 
-    The decoder mirrors the encoder's hidden layers. The critic's first size
-    is its joint (x, codes) layer; the remaining sizes form its head.
+    The decoder mirrors the encoder's hidden layers. The critic's first size is its joint
+    (x, codes) layer; the remaining sizes form its head.
     """
     hidden = list(hidden_layer_sizes)
     n_codes = n_components + n_info_components
@@ -173,55 +155,39 @@ class NetworkSpec:
 def build_networks(spec, encoder=None, decoder=None, critic=None):
     """Encoder, decoder and critic for ``spec``, each replaced by the user's when given.
 
-    ``encoder``, ``decoder`` and ``critic`` are None (built-in), a module or
-    a factory, as :func:`custom_module` takes them. Weights are drawn from
-    torch's global generator: seed it (``utils.seeded``) for repeatability.
+    Weights come from torch's global generator: seed it (``_utils.seeded``).
     """
     if spec.architecture == "conv":
-        built = build_conv_networks(
-            spec.image_shape, spec.n_components, spec.n_info_components, spec.conv_channels,
-            spec.critic_hidden_layer_sizes,
-        )
+        built = build_conv_networks(spec.image_shape, spec.n_components, spec.n_info_components,
+                                    spec.conv_channels, spec.critic_hidden_layer_sizes)
     else:
-        built = build_mlp_networks(
-            spec.n_features, spec.n_components, spec.n_info_components,
-            spec.hidden_layer_sizes, spec.critic_hidden_layer_sizes,
-        )
+        built = build_mlp_networks(spec.n_features, spec.n_components, spec.n_info_components,
+                                   spec.hidden_layer_sizes, spec.critic_hidden_layer_sizes)
     input_shape = spec.image_shape or (spec.n_features,)
     return tuple(
         module if custom is None
         else custom_module(custom, name, input_shape, spec.n_components, spec.n_info_components)
-        for name, custom, module in zip(
-            ("encoder", "decoder", "critic"), (encoder, decoder, critic), built
-        )
-    )
+        for name, custom, module in zip(("encoder", "decoder", "critic"),
+                                        (encoder, decoder, critic), built))
 
 
 def custom_module(spec, name, input_shape, n_components, n_info_components):
-    """A private copy of a user's module, or the module a user's factory builds.
-
-    ``spec`` is a ``torch.nn.Module`` (deep-copied: fitting never changes the
-    caller's module) or a callable
-    ``spec(input_shape, n_components, n_info_components) -> nn.Module``.
-    Raises TypeError, naming the parameter, for anything else.
+    """A deep copy of a user's module (fitting never changes the caller's), or the module a
+    user's factory ``spec(input_shape, n_components, n_info_components)`` builds.
     """
     if isinstance(spec, nn.Module):
         return copy.deepcopy(spec)
     module = spec(tuple(input_shape), n_components, n_info_components)
     if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"{name}= must be a torch.nn.Module or a factory returning one; the factory "
-            f"returned {type(module).__name__}."
-        )
+        raise TypeError(f"{name}= must be a torch.nn.Module or a factory returning one; the "
+                        f"factory returned {type(module).__name__}.")
     return module
 
 
 def _shape_error(name, what, expected, got):
-    return ValueError(
-        f"The {name} must return {what} of shape {expected}; on 2 samples it returned "
-        f"{got}. Check the module against the data shape and n_components / "
-        "n_info_components."
-    )
+    return ValueError(f"The {name} must return {what} of shape {expected}; on 2 samples it "
+                      f"returned {got}. Check the module against the data shape and "
+                      "n_components / n_info_components.")
 
 
 def _shape_of(out):
@@ -230,19 +196,14 @@ def _shape_of(out):
 
 @torch.no_grad()
 def check_networks(encoder, decoder, critic, x, n_components, n_info_components):
-    """One dry forward pass on the rows ``x`` (2 of them); ValueError on a shape misfit.
-
-    Runs in eval mode (BatchNorm statistics are left untouched) and restores
-    each module's mode. Catches custom modules that do not fit the data or
-    the latent sizes before any training time is spent.
+    """One dry forward pass on 2 rows ``x``, in eval mode (BatchNorm statistics untouched):
+    ValueError on a shape misfit, before any training time is spent.
     """
     for method in ("joint_and_shifted", "score_matrix"):
         if not callable(getattr(critic, method, None)):
-            raise TypeError(
-                f"The critic must provide forward, joint_and_shifted and score_matrix; "
-                f"{type(critic).__name__} has no {method}. Wrap your x feature extractor "
-                "in skinfomax.Critic(embed_x, n_codes, width)."
-            )
+            raise TypeError(f"The critic must provide forward, joint_and_shifted and "
+                            f"score_matrix; {type(critic).__name__} has no {method}. Wrap your "
+                            "x feature extractor in skinfomax.Critic(embed_x, n_codes, width).")
     modes = [(m, m.training) for m in (encoder, decoder, critic)]
     for module, _ in modes:
         module.train(False)
@@ -252,17 +213,13 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
         try:
             out = encoder(x)
         except RuntimeError as exc:
-            raise ValueError(
-                f"The encoder fails on inputs of shape {tuple(x.shape)}: {exc}"
-            ) from None
+            raise ValueError(f"The encoder fails on inputs of shape {tuple(x.shape)}: "
+                             f"{exc}") from None
         if not (isinstance(out, (tuple, list)) and len(out) == 3):
-            raise ValueError(
-                "The encoder must return a tuple (z_mean, z_log_var, c); it returned "
-                f"{type(out).__name__}."
-            )
-        for what, tensor, size in zip(
-            ("z_mean", "z_log_var", "c"), out, (n_components, n_components, n_info_components)
-        ):
+            raise ValueError("The encoder must return a tuple (z_mean, z_log_var, c); it returned "
+                             f"{type(out).__name__}.")
+        for what, tensor, size in zip(("z_mean", "z_log_var", "c"), out,
+                                      (n_components, n_components, n_info_components)):
             if _shape_of(tensor) != (n, size):
                 raise _shape_error("encoder", what, (n, size), _shape_of(tensor))
         codes = torch.cat([out[0], out[2]], dim=1)
@@ -277,10 +234,8 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
             pair = critic.joint_and_shifted(x, codes, 1)
             matrix = critic.score_matrix(x, codes)
         except RuntimeError as exc:
-            raise ValueError(
-                f"The critic fails on x of shape {tuple(x.shape)} and codes of shape "
-                f"{(n, n_codes)}: {exc}"
-            ) from None
+            raise ValueError(f"The critic fails on x of shape {tuple(x.shape)} and codes of shape "
+                             f"{(n, n_codes)}: {exc}") from None
         if _shape_of(scores) != (n,):
             raise _shape_error("critic", "scores", (n,), _shape_of(scores))
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
@@ -296,7 +251,6 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
 
 
 # -- convolutional networks for images (the Keras design) ------------------------------
-
 _KERNEL, _STRIDE, _PADDING = 5, 2, 2
 # Side of the critic's pooled feature grid.
 _CRITIC_GRID = 4
@@ -334,32 +288,17 @@ def _conv_stack(channels, batch_norm_from):
 
 
 class ConvDecoder(nn.Module):
-    """Codes ``(B, n_codes)`` -> flat images ``(B, C*H*W)``.
-
-    Dense layer to ``(channels[0], h, w)``, then transposed convolutions
-    through ``channels[1:]`` and a last one to ``C`` (linear output: the
-    likelihood turns it into a mean), cropped to ``H x W``.
-
-    Parameters
-    ----------
-    n_codes : int
-        Size of ``[z, c]``.
-    image_shape : tuple of int
-        ``(C, H, W)`` of the output images.
-    channels : sequence of int
-        Feature maps from the dense layer's output on (the encoder's
-        ``conv_channels`` reversed); one upsampling per entry.
+    """Codes ``(B, n_codes)`` -> flat images ``(B, C*H*W)``: a dense layer to
+    ``(channels[0], h, w)``, transposed convolutions through ``channels`` (the encoder's
+    reversed) and a linear one to ``C``, cropped to ``H x W``.
     """
 
     def __init__(self, n_codes, image_shape, channels):
         super().__init__()
         n_channels, height, width = image_shape
         n_up = len(channels)
-        self.start_shape = (
-            channels[0],
-            conv_output_size(height, n_up),
-            conv_output_size(width, n_up),
-        )
+        self.start_shape = (channels[0], conv_output_size(height, n_up),
+                            conv_output_size(width, n_up))
         self.image_shape = tuple(image_shape)
         self.dense = nn.Sequential(nn.Linear(n_codes, math.prod(self.start_shape)), nn.ReLU())
         layers = []
@@ -367,11 +306,8 @@ class ConvDecoder(nn.Module):
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
             # output_padding=1 makes each layer exactly double the side length.
-            layers.append(
-                nn.ConvTranspose2d(
-                    n_in, n_out, _KERNEL, _STRIDE, _PADDING, output_padding=1, bias=last
-                )
-            )
+            layers.append(nn.ConvTranspose2d(n_in, n_out, _KERNEL, _STRIDE, _PADDING,
+                                             output_padding=1, bias=last))
             if not last:
                 layers += [nn.BatchNorm2d(n_out), nn.ReLU()]
         self.deconv = nn.Sequential(*layers)
@@ -404,32 +340,24 @@ def build_conv_networks(
     decoder : ConvDecoder
     critic : Critic
 
-    The critic embeds x with a small convolutional feature extractor (the
-    first two of ``conv_channels``, no BatchNorm so that its score of a pair
-    does not depend on the rest of the batch), average-pooled to at most a
-    4x4 grid, then one linear layer to the joint width: its size does not
-    grow with the image, where a dense layer over the raw pixels would dwarf
-    the rest of the critic.
+    The critic embeds x with a small convolutional feature extractor (the first two of
+    ``conv_channels``, no BatchNorm so that its score of a pair does not depend on the rest
+    of the batch), average-pooled to at most a 4x4 grid, then one linear layer to the joint
+    width: its size does not grow with the image, where a dense layer over the raw pixels
+    would dwarf the rest of the critic.
     """
     n_channels, height, width = image_shape
     channels = tuple(conv_channels)
     n_codes = n_components + n_info_components
     n_conv = len(channels)
     flat = channels[-1] * conv_output_size(height, n_conv) * conv_output_size(width, n_conv)
-    body = nn.Sequential(
-        ImageView(image_shape),
-        *_conv_stack((n_channels, *channels), batch_norm_from=1),
-        nn.Flatten(),
-    )
+    body = nn.Sequential(ImageView(image_shape),
+                         *_conv_stack((n_channels, *channels), batch_norm_from=1), nn.Flatten())
     encoder = Encoder(body, flat, n_components, n_info_components)
     decoder = ConvDecoder(n_codes, image_shape, tuple(reversed(channels)))
-
-    # Pooled to at most 4x4 so the critic's size does not grow with the image.
     critic_channels = channels[:2]
     n_critic = len(critic_channels)
-    pooled = tuple(
-        min(_CRITIC_GRID, conv_output_size(side, n_critic)) for side in (height, width)
-    )
+    pooled = tuple(min(_CRITIC_GRID, conv_output_size(side, n_critic)) for side in (height, width))
     joint_width, *head_sizes = critic_hidden_layer_sizes
     embed_x = nn.Sequential(
         ImageView(image_shape),

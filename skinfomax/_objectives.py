@@ -1,9 +1,5 @@
-"""Negative log-likelihoods, the KL term and the mutual-information lower bounds.
-
-Pure functions of tensors: no modules, no optimisers, no sklearn (the
-likelihood modules that hold learned variances are in ``_likelihoods``).
-Every function returns a per-sample or per-batch quantity in nats; which
-critic outputs a bound takes is decided by ``_critics.bound``.
+"""Negative log-likelihoods, the KL term and the MI lower bounds: pure functions of tensors,
+per sample or per batch, in nats (which critic outputs a bound takes: ``_critics.bound``).
 """
 
 import math
@@ -11,12 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-# Critic outputs are softly capped below CRITIC_BOUND. Any function T(x, z)
-# gives a valid lower bound, so the cap costs no validity, but it keeps
-# exp(T - 1) finite in float32 (overflow starts near T = 89) and, unlike a hard
-# clamp, keeps a gradient above the cap. Below CRITIC_BOUND - 20 it is exactly
-# the identity (softplus is linear there in float32).
+# Critic outputs are softly capped below CRITIC_BOUND: any T(x, z) gives a valid bound, and
+# exp(T - 1) stays finite in float32 (overflow near T = 89) with a gradient above the cap,
+# unlike a clamp. Below CRITIC_BOUND - 20 it is exactly the identity in float32.
 CRITIC_BOUND = 50.0
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -28,31 +21,21 @@ def soft_clip(t, bound=CRITIC_BOUND):
 
 
 def gaussian_nll(x, mean, log_var):
-    """Negative Gaussian log-likelihood, summed over features.
-
-    ``log_var`` broadcasts against ``x`` (one variance per feature).
-    Returns a tensor of shape ``(n_samples,)``.
-    """
+    """Negative Gaussian log-likelihood ``(n_samples,)``, summed over features."""
     sq = (x - mean).square() * torch.exp(-log_var)
     return 0.5 * (sq + log_var + _LOG_2PI).flatten(1).sum(dim=1)
 
 
 def bernoulli_nll(x, logits):
-    """Negative Bernoulli log-likelihood from logits, summed over features.
-
-    ``x`` may hold probabilities in [0, 1] (the continuous relaxation used for
-    grey-level images). Returns a tensor of shape ``(n_samples,)``.
+    """Negative Bernoulli log-likelihood ``(n_samples,)`` from logits, summed over features;
+    ``x`` may hold probabilities in [0, 1] (grey levels).
     """
     nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return nll.flatten(1).sum(dim=1)
 
 
 def gaussian_kl(mean, log_var, per_dimension=False):
-    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over dimensions.
-
-    With ``per_dimension=True`` the ``(n_samples, n_dims)`` terms are returned
-    unsummed (the KL of a diagonal Gaussian is a sum over dimensions).
-    """
+    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, or per dimension unsummed."""
     kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)
     return kl if per_dimension else kl.sum(dim=1)
 
@@ -63,12 +46,8 @@ def codes_from_noise(mean, log_var, c, eps):
 
 
 def derangement_shift(batch_size, generator=None):
-    """A roll offset in ``[1, batch_size - 1]``.
-
-    Rolling the latent codes by this offset pairs every x with another
-    sample's z: a derangement, so no pair stays joint. A uniform random
-    permutation would leave about one fixed point per batch, biasing the
-    marginal term by ~1/B.
+    """A roll offset in ``[1, batch_size - 1]``: a derangement, so no pair stays joint (a random
+    permutation leaves about one fixed point per batch, biasing the marginal term by ~1/B).
     """
     if batch_size < 2:
         raise ValueError(f"MI bounds need at least 2 samples per batch, got {batch_size}.")
@@ -80,34 +59,22 @@ def _log_mean_exp(t):
 
 
 def nwj_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
-    """Nguyen-Wainwright-Jordan (f-divergence) bound.
-
-    ``mean T(x, z) - mean exp(T(x, z') - 1)``; unbiased per batch, so batch
-    averages of it are unbiased too. Inputs are critic outputs, shape ``(B,)``
-    (or ``(..., B)``: one bound per leading index, e.g. per stacked critic),
-    softly capped at ``cap`` first (:func:`soft_clip`): the bound is that of
-    the capped critic.
+    """NWJ bound ``mean T(x, z) - mean exp(T(x, z') - 1)``, unbiased per batch, of critic
+    outputs ``(..., B)`` softly capped at ``cap``; one bound per leading index.
     """
     t_joint, t_marginal = soft_clip(t_joint, cap), soft_clip(t_marginal, cap)
     return t_joint.mean(-1) - torch.exp(_log_mean_exp(t_marginal) - 1.0)
 
 
 def dv_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
-    """Donsker-Varadhan bound: ``mean T(x, z) - log mean exp T(x, z')``.
-
-    Tighter than NWJ for the same critic but biased for finite batches.
-    Shapes and ``cap`` as for :func:`nwj_bound`.
-    """
+    """DV bound ``mean T(x, z) - log mean exp T(x, z')``: tighter than NWJ, biased per batch."""
     t_joint, t_marginal = soft_clip(t_joint, cap), soft_clip(t_marginal, cap)
     return t_joint.mean(-1) - _log_mean_exp(t_marginal)
 
 
 def infonce_bound(scores):
-    """InfoNCE bound from the ``(B, B)`` score matrix ``scores[i, j] = T(x_i, z_j)``.
-
-    ``mean_i [T(x_i, z_i) - log mean_j exp T(x_i, z_j)]``. It never exceeds
-    ``log B``: low variance, but saturates once the true MI nears log B.
-    A ``(..., B, B)`` stack gives one bound per leading index.
+    """InfoNCE ``mean_i [T(x_i, z_i) - log mean_j exp T(x_i, z_j)]`` of ``(..., B, B)`` score
+    matrices: low variance, but never above ``log B``.
     """
     scores = soft_clip(scores)
     log_norm = torch.logsumexp(scores, dim=-1) - math.log(scores.shape[-1])
@@ -119,14 +86,8 @@ MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
 
 
 def bound_influence(estimator, *outputs):
-    """Per-sample terms whose mean's sampling variance is the bound's, to first order.
-
-    ``outputs`` are the critic outputs the bound takes: ``(t_joint,
-    t_marginal)`` for NWJ and DV, ``(scores,)`` for InfoNCE. NWJ and InfoNCE
-    are means of per-sample (per-row) terms already; DV's log of a mean is
-    linearised (its influence function). Differences of these terms between
-    two critics on the same pairs give the standard error of the difference
-    of their bounds.
+    """Per-sample terms whose mean has the bound's sampling variance to first order (DV's log
+    linearised), from ``(t_joint, t_marginal)`` or InfoNCE's ``(scores,)``.
     """
     if estimator == "infonce":
         scores = soft_clip(outputs[0])
@@ -139,26 +100,16 @@ def bound_influence(estimator, *outputs):
 
 
 def off_diagonal(scores):
-    """The ``B(B - 1)`` scores ``T(x_i, z_j)``, ``i != j``, of a ``(..., B, B)`` matrix, flattened.
-
-    Every mismatched pair in a batch is a draw from p(x) p(z), so all of them
-    can serve as the marginal sample of NWJ or DV: the same bound, estimated
-    with far less variance than from one shifted pairing.
-    """
+    """The ``B(B - 1)`` scores ``T(x_i, z_j)``, ``i != j``, of ``(..., B, B)`` matrices, flat."""
     b = scores.shape[-1]
     lead = scores.shape[:-2]
     return scores.flatten(-2)[..., 1:].view(*lead, b - 1, b + 1)[..., :-1].flatten(-2)
 
 
 def all_pairs_influence(estimator, scores):
-    """Per-sample influence terms of NWJ or DV when every mismatched pair is a marginal draw.
-
-    ``scores`` is the ``(B, B)`` matrix ``T(x_i, z_j)``. The marginal term is
-    then a U-statistic over pairs ``i != j``; to first order its deviation is
-    the mean over samples of ``r_i + c_i - 2 U``, with ``r_i`` (``c_i``) the
-    mean of row (column) ``i`` of the mismatched scores' transform and ``U``
-    their overall mean. The terms average to the bound for NWJ; for DV the
-    log is linearised, as in :func:`bound_influence`.
+    """:func:`bound_influence` when every mismatched pair of ``(B, B)`` scores is a marginal
+    draw: the U-statistic's first-order deviation is the mean of ``r_i + c_i - 2 U`` (row and
+    column means of the mismatched terms, ``U`` their mean).
     """
     scores = soft_clip(scores)
     b = scores.shape[0]

@@ -16,9 +16,8 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError(
-            "skinfomax's plot functions need matplotlib: pip install 'skinfomax[plot]'"
-        ) from None
+        raise ImportError("skinfomax's plot functions need matplotlib: "
+                          "pip install 'skinfomax[plot]'") from None
     return plt
 
 
@@ -31,10 +30,8 @@ def _as_images(images, image_shape):
         return images
     if images.ndim == 3:  # (n, H, W)
         return images[:, None]
-    raise ValueError(
-        f"Cannot tell the image shape of an array of shape {images.shape}; pass "
-        "image_shape=(C, H, W)."
-    )
+    raise ValueError(f"Cannot tell the image shape of an array of shape {images.shape}; pass "
+                     "image_shape=(C, H, W).")
 
 
 def _draw(ax, image, vmin, vmax):
@@ -54,9 +51,8 @@ def _grid(rows, row_labels=None, col_labels=None, cell=1.0):
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     vmin = min(float(r.min()) for r in rows)
     vmax = max(float(r.max()) for r in rows)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(cell * n_cols + 0.6, cell * n_rows + 0.3), squeeze=False
-    )
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + 0.6, cell * n_rows + 0.3),
+                             squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i, j]
@@ -132,9 +128,7 @@ def plot_traversal(traversals, values, image_shape=None, row_labels=None):
     values = np.asarray(values, dtype=float).ravel()
     images = _as_images(traversals, image_shape)
     if len(images) % len(values):
-        raise ValueError(
-            f"{len(images)} images do not split into rows of {len(values)} values."
-        )
+        raise ValueError(f"{len(images)} images do not split into rows of {len(values)} values.")
     rows = list(images.reshape(-1, len(values), *images.shape[1:]))
     return _grid(rows, row_labels=row_labels, col_labels=[f"{v:.2g}" for v in values])
 

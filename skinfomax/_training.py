@@ -1,25 +1,12 @@
-"""The training engine: batches on the device, two optimisers, a history.
+"""The training engine: numpy in and out, torch modules inside, no scikit-learn.
 
-The engine works on numpy arrays in and out and on torch modules inside; it
-knows nothing of scikit-learn. It owns everything training needs: the
-networks, both optimisers and their states, the training configuration, the
-seed and the random streams, precision, compile and graph state, and the
-history of every epoch. One training step makes one forward pass and one
-backward pass that serve both players: the VAE minimises
-``recon + beta * KL - alpha * I_hat`` (critic held fixed), the critic
-maximises ``I_hat`` (VAE held fixed). Both want ``I_hat`` larger, so the
-gradients of the single scalar ``recon + beta * KL - I_hat`` are the two
-players' gradients once the gradient from ``I_hat`` into the encoder is
-scaled by alpha (``_ScaleGradient``): the reference designs' alternating
-scheme with the critic stepped on detached codes of the same batch, at half
-the cost. ``I_hat`` is the critics' one bound function (``_critics.bound``).
-
-Data that fits is moved to the device once and batched by indexing (no
-DataLoader); a numpy memmap is streamed one batch at a time. Loss sums and a
-finiteness probe of the weights stay on the device until one host sync per
-epoch, so a NaN or inf in any step is caught in its epoch; a diverged call
-puts the engine back as it was. Ctrl-C is deferred to the end of the current
-step. On CUDA the step of the built-in networks is replayed as a CUDA graph.
+One forward and one backward pass per step serve both players: the VAE minimises
+``recon + beta * KL - alpha * I_hat``, the critic maximises ``I_hat``. Both want ``I_hat``
+larger, so the gradients of ``recon + beta * KL - I_hat``, with the gradient from ``I_hat``
+into the encoder scaled by alpha (``_ScaleGradient``), are the players' gradients: the
+reference designs' alternating scheme at half the cost. Data that fits moves to the device
+once (no DataLoader); a memmap is streamed. Loss sums stay on the device until one host sync
+per epoch, which catches a NaN in any step.
 """
 
 import contextlib
@@ -38,15 +25,8 @@ from ._likelihoods import build_likelihood
 from ._networks import NetworkSpec, build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl
 from ._units import InputUnits, to_float32
-from ._utils import (
-    EVAL_CHUNK,
-    EarlyStopping,
-    batch_slices,
-    default_dtype,
-    deferred_interrupt,
-    generators,
-    seeded,
-)
+from ._utils import (EVAL_CHUNK, EarlyStopping, batch_slices, default_dtype, deferred_interrupt,
+                     generators, seeded)
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -55,30 +35,14 @@ _GRAPH_WARMUP_STEPS = 3
 
 
 # -- CUDA graphs -----------------------------------------------------------------
-# At the layer sizes of tabular and MNIST models an eager GPU step is bound by
-# kernel launches on the host, not by the GPU's arithmetic. A CUDA graph
-# records the whole step once (forward, backward and both Adam updates) and
-# replays it with a single launch. What changes from step to step (the batch,
-# the reparameterisation noise and the critic's pairing shift) goes through
-# static buffers refilled before each replay; everything else (weights,
-# gradients, optimiser state) lives at fixed addresses already.
+# At tabular and MNIST sizes an eager GPU step is bound by host-side kernel launches. A CUDA
+# graph replays the whole step (forward, backward, both Adam updates) with one launch; the
+# batch, noise and shift go through static buffers refilled before each replay.
 class GraphedStep:
-    """``step(x, eps, shift) -> sums`` captured for one batch shape.
+    """``step(x, eps, shift) -> sums`` captured (not run) for the shapes of ``x`` and ``eps``.
 
-    Parameters
-    ----------
-    step : callable
-        Runs one full training step on its arguments and returns a tensor.
-        It must be capture-safe: no host synchronisation, no CPU-side state
-        that changes between calls, optimisers built with ``capturable=True``,
-        and gradients set to None before the capture (so that backward writes
-        fresh gradient buffers instead of adding to stale ones).
-    x, eps : torch.Tensor
-        The first batch and its noise; they fix the shapes of the buffers.
-        Capturing records the step without running it: call the instance to
-        run it.
-    shift : int
-        The first critic pairing shift.
+    ``step`` must be capture-safe: no host sync, optimisers with ``capturable=True``, and
+    gradients None before the capture (so backward writes fresh buffers).
     """
 
     def __init__(self, step, x, eps, shift):
@@ -95,7 +59,7 @@ class GraphedStep:
         self.shift.fill_(shift)
 
     def __call__(self, x, eps, shift):
-        """Run the step on new inputs; the result is overwritten by the next call."""
+        """Run the step; the result is overwritten by the next call."""
         self._fill(x, eps, shift)
         self.graph.replay()
         return self.sums
@@ -136,8 +100,7 @@ class TrainingConfig:
 
 
 def _current_config_names(config):
-    # Model files of format 1 written before the estimator field had its
-    # shared name call it "mi_estimator".
+    # Older format-1 model files call the estimator field "mi_estimator".
     config = dict(config)
     if "mi_estimator" in config:
         config["estimator"] = config.pop("mi_estimator")
@@ -155,19 +118,15 @@ def _with_prefix(tensors, prefix):
 
 def _warn_fallback(what, exc, how):
     """Warn that an optional speed-up failed and training goes on without it."""
-    warnings.warn(
+    warnings.warn(  # stacklevel: the user's fit / partial_fit call
         f"{what} failed ({type(exc).__name__}: {str(exc)[:200]}); training continues {how}.",
-        RuntimeWarning,
-        stacklevel=5,  # the user's fit / partial_fit call
-    )
+        RuntimeWarning, stacklevel=5)
 
 
 def _check_finite(values, what):
     if not all(np.isfinite(v).all() for v in values):
-        raise ValueError(
-            f"The trained networks give NaN or infinite values for {what} of this input: "
-            "it lies too far outside the data they were trained on."
-        )
+        raise ValueError(f"The trained networks give NaN or infinite values for {what} of this "
+                         "input: it lies too far outside the data they were trained on.")
 
 
 def _fused_adam_available(device):
@@ -184,14 +143,8 @@ def _fused_adam_available(device):
 
 
 class _Rows:
-    """Rows of X in the networks' units, either resident on the device or streamed.
-
-    With ``units`` (``_units.InputUnits``) rows are
-    standardised on the host, in float64, on their way. Resident: one
-    transfer; without units a contiguous writable float32 array is shared,
-    not copied (the caller's array is only read). Streamed (for a numpy
-    memmap, or any array that should not be copied whole): each batch is
-    gathered on the host and sent on its own, so memory holds one batch.
+    """Rows of X in the networks' units (standardised on the host by ``units``), either
+    resident on the device (one transfer) or streamed a batch at a time (a memmap).
     """
 
     def __init__(self, X, device, stream=False, units=None, what="X"):
@@ -208,20 +161,18 @@ class _Rows:
 
     def _send(self, rows):
         # One batch: copied when read-only (a memmap), so torch may own it.
-        return torch.from_numpy(self._float32(rows)).to(
-            self.device, non_blocking=self.device.type == "cuda"
-        )
+        return torch.from_numpy(self._float32(rows)).to(self.device,
+                                                         non_blocking=self.device.type == "cuda")
 
     def batches(self, batch_size, generator=None):
         """Batches of rows on the device (``_utils.batch_slices``)."""
         where = self.device if self.tensor is not None else torch.device("cpu")
         for index in batch_slices(self.n_rows, batch_size, generator, where):
-            yield self.tensor[index] if self.tensor is not None else self._send(
-                self.host[index.numpy()]
-            )
+            yield (self.tensor[index] if self.tensor is not None
+                   else self._send(self.host[index.numpy()]))
 
     def chunks(self, size):
-        """Consecutive chunks of exactly ``size`` rows (the last zero-padded), on the device."""
+        """Consecutive chunks of exactly ``size`` rows (the last zero-padded)."""
         for start in range(0, self.n_rows, size):
             if self.tensor is not None:
                 chunk = self.tensor[start : start + size]
@@ -235,33 +186,10 @@ class _Rows:
 class Engine:
     """Trains and evaluates an InfoMax VAE; owns every piece of training state.
 
-    Parameters
-    ----------
-    encoder, decoder, critic : torch.nn.Module
-        As :func:`~skinfomax.build_mlp_networks` builds them.
-    likelihood : torch.nn.Module
-        Has ``nll(x, decoder_output)`` and ``mean(decoder_output)``
-        (``_likelihoods``).
-    units : InputUnits or None
-        Standardisation applied to every input before the networks and
-        undone on decoder means (``_units.InputUnits``); reconstruction
-        NLLs are reported in the data's units. None feeds X as it is.
-    device : torch.device
-    seed : int
-        Starts the random streams (batch order, pairing shifts, noise) and
-        fixes those of evaluation.
-    config : TrainingConfig
-        Replaced between training calls with :meth:`configure`.
-    code_sizes : (int, int) or None
-        Sizes of z and c. None reads them from an :class:`~skinfomax.Encoder`;
-        custom encoders need them given.
-    cuda_graphs : bool
-        Capture the training step as a CUDA graph on CUDA devices (only for
-        modules known to be capture-safe).
-    critic_cap : float or None
-        Cap on the critic's outputs in NWJ and DV bounds, in training and in
-        evaluation alike (``_critics.bound``); :meth:`build` sets
-        ``1 + log(batch size)``. None leaves them uncapped.
+    ``units`` (or None) standardise inputs and are undone on decoder means; ``seed`` starts
+    the training streams and fixes evaluation's; ``code_sizes`` (z, c) are read from an
+    :class:`~skinfomax.Encoder` when None; ``critic_cap`` caps NWJ / DV critic outputs in
+    training and evaluation alike (None: uncapped).
     """
 
     def __init__(self, encoder, decoder, critic, likelihood, *, device, seed, units=None,
@@ -285,15 +213,10 @@ class Engine:
 
     @classmethod
     def build(cls, spec, X, *, device, seed, config, encoder=None, decoder=None, critic=None):
-        """An engine for the ``NetworkSpec`` ``spec`` and data like X.
+        """An engine for ``spec`` and data like X, weights drawn under ``seed``.
 
-        Weights are drawn under ``seed``; ``encoder`` / ``decoder`` /
-        ``critic`` replace the built networks (see
-        ``_networks.build_networks``). The Gaussian likelihood
-        works in standard units, taken from X per feature (per channel for
-        the convolutional networks); the Bernoulli one on X as it is. A dry
-        pass on two rows of X checks that the networks fit each other and
-        the data.
+        The Gaussian likelihood works in standard units from X (per channel for conv); a dry
+        pass on two rows checks that the networks fit each other and the data.
         """
         units = None
         if spec.likelihood == "gaussian":
@@ -302,22 +225,16 @@ class Engine:
         # float32 whatever the caller's default dtype: the data are sent in float32.
         with seeded(seed), default_dtype(torch.float32):
             networks = build_networks(spec, encoder, decoder, critic)
-            likelihood = build_likelihood(
-                spec.likelihood, None if units is None else units.feature_variance
-            )
-        # CUDA graphs replay the step without running Python: only for the
-        # built-in networks, whose forward passes are known to be capture-safe.
+            likelihood = build_likelihood(spec.likelihood,
+                                          None if units is None else units.feature_variance)
+        # Graphs replay without running Python: only the built-in networks are capture-safe.
         builtin = all(custom is None for custom in (encoder, decoder, critic))
-        engine = cls(
-            *networks, likelihood, device=device, seed=seed, units=units, config=config,
-            code_sizes=(spec.n_components, spec.n_info_components), cuda_graphs=builtin,
-            critic_cap=critic_cap_for(config.batch_size),
-        )
+        engine = cls(*networks, likelihood, device=device, seed=seed, units=units, config=config,
+                     code_sizes=(spec.n_components, spec.n_info_components), cuda_graphs=builtin,
+                     critic_cap=critic_cap_for(config.batch_size))
         engine.spec = spec
-        check_networks(
-            engine.encoder, engine.decoder, engine.critic, engine._tensor(X[:2]),
-            spec.n_components, spec.n_info_components,
-        )
+        check_networks(engine.encoder, engine.decoder, engine.critic, engine._tensor(X[:2]),
+                       spec.n_components, spec.n_info_components)
         return engine
 
     def configure(self, config):
@@ -373,15 +290,9 @@ class Engine:
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self._graphs is None)
 
     def _step_loss(self, x, eps, shift, estimator, alpha, beta):
-        """The training objective and the batch's loss sums (the compiled unit).
-
-        One forward pass: matrix work under autocast; everything summed over
-        features or exponentiated (likelihood, KL, bound) in float32; the c
-        codes are left out of the KL; the bound takes one shifted pairing.
-        The objective's value is the VAE loss ``recon + beta * KL - alpha * I``;
-        its gradient is each player's (the critic's is that of ``-I``): the
-        ``(1 - alpha) * I`` correction carries no gradient, and
-        ``_ScaleGradient`` scales what reaches the encoder from I by alpha.
+        """The objective and the batch's loss sums (the compiled unit); sums and exponentials
+        in float32. Its value is ``recon + beta * KL - alpha * I``; the detached
+        ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
         """
         with self._autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
@@ -410,15 +321,12 @@ class Engine:
                 fused["capturable"] = True  # step counts on the device
             vae_params = [p for m in self._vae_modules() for p in m.parameters()]
             self.vae_optimizer = torch.optim.Adam(vae_params, lr=config.learning_rate, **fused)
-            self.critic_optimizer = torch.optim.Adam(
-                self.critic.parameters(), lr=config.critic_learning_rate, **fused
-            )
+            self.critic_optimizer = torch.optim.Adam(self.critic.parameters(),
+                                                     lr=config.critic_learning_rate, **fused)
         if self.scaler is None and self.precision == "float16":
             self.scaler = torch.amp.GradScaler(self.device.type)
-        for optimizer, lr in (
-            (self.vae_optimizer, config.learning_rate),
-            (self.critic_optimizer, config.critic_learning_rate),
-        ):
+        for optimizer, lr in ((self.vae_optimizer, config.learning_rate),
+                              (self.critic_optimizer, config.critic_learning_rate)):
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
@@ -432,8 +340,7 @@ class Engine:
         size = x.shape[0]
         graphed = self._graphs.get(size)
         if graphed is None and self._warmups.get(size, 0) < _GRAPH_WARMUP_STEPS:
-            # Real steps, run eagerly on a side stream: lazy initialisation
-            # (optimiser state, cuBLAS workspaces) must happen outside a capture.
+            # Eager steps on a side stream: lazy init (optimiser state, cuBLAS) precedes capture.
             self._warmups[size] = self._warmups.get(size, 0) + 1
             current, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
             side.wait_stream(current)
@@ -446,7 +353,7 @@ class Engine:
             self.critic_optimizer.zero_grad(set_to_none=True)
             try:
                 graphed = GraphedStep(partial(self._optimise, capturing=True), x, eps, shift)
-            except Exception as exc:  # noqa: BLE001 - capture failures vary; eager re-raises real bugs
+            except Exception as exc:  # noqa: BLE001 - failures vary; eager re-raises real bugs
                 _warn_fallback("CUDA graph capture", exc, "without graphs")
                 self._graphs = None
                 return self._optimise(x, eps, shift)
@@ -454,11 +361,8 @@ class Engine:
         return graphed(x, eps, shift)
 
     def _optimise(self, x, eps, shift, capturing=False):
-        """One step of both optimisers on a batch; returns its loss sums.
-
-        A compiled loss that fails falls back to the eager one, with a
-        warning. Under CUDA graph capture the gradients are None already, so
-        backward writes them (no zeroing kernels), and nothing falls back.
+        """One step of both optimisers; returns the loss sums. A failing compiled loss falls
+        back to the eager one with a warning (not under capture, where gradients are None).
         """
         config = self.config
         args = (x, eps, shift, config.estimator, config.alpha, config.beta)
@@ -480,21 +384,18 @@ class Engine:
                     self.scaler.step(self.critic_optimizer)
                     self.scaler.update()
                 return sums
-            except Exception as exc:  # noqa: BLE001 - compiler failures vary; eager re-raises real bugs
+            except Exception as exc:  # noqa: BLE001 - failures vary; eager re-raises real bugs
                 if capturing or loss_function is self._step_loss:
                     raise
                 _warn_fallback("torch.compile", exc, "without compiling")
                 self._compile_failed, self._compiled = True, None
 
     def _train_epoch(self, rows, cpu_gen, noise_gen, interrupt):
-        """One epoch (or less, on an ``interrupt`` request): its summary, and whether weights are finite.
+        """One epoch (less on interrupt): its summary, and whether the weights are finite.
 
-        Loss sums and a finiteness probe of the weights stay on the device
-        and come back in one host sync; a NaN or inf anywhere in the epoch's
-        losses reaches the sums, so every step is checked at no extra sync.
+        One host sync: a NaN in any step's losses reaches the sums on the device.
         """
         self._set_train(True)
-        # recon, kl, mi (sums over samples)
         totals = torch.zeros(3, dtype=torch.float32, device=self.device)
         for x in rows.batches(self.config.batch_size, cpu_gen):
             if interrupt.requested:
@@ -519,7 +420,7 @@ class Engine:
         return {"loss": loss, "reconstruction": recon, "kl": kl, "mi": mi}
 
     def _weights(self):
-        """Every module's weights and buffers as one-member views (see EarlyStopping)."""
+        """Every module's weights and buffers as one-member views (for EarlyStopping)."""
         return [t.unsqueeze(0) for m in self._modules() for t in m.state_dict().values()]
 
     def _checkpoint(self):
@@ -557,32 +458,20 @@ class Engine:
         )
 
     def train(self, X, n_epochs, X_valid=None, stream=False):
-        """Train for up to ``n_epochs`` epochs; appends to and returns :attr:`history`.
+        """Train up to ``n_epochs`` epochs; appends to and returns :attr:`history`.
 
-        Random streams go on where the previous call stopped, so successive
-        calls act as one longer run. With ``X_valid``, training stops once
-        the validation loss has not improved by ``config.tol`` for
-        ``config.n_iter_no_change`` epochs, and the weights of the best epoch
-        are restored. ``stream=True`` keeps X on the host and sends one batch
-        at a time.
-
-        Divergence (a NaN or infinite loss in any step of an epoch, or
-        non-finite weights after it) raises :class:`TrainingDiverged` at the
-        end of that epoch and puts the engine back as it was before the
-        call; with ``X_valid`` and a finite best epoch in this call, the
-        best epoch's weights are kept instead (with fresh optimiser moments)
-        and a RuntimeWarning says so. A KeyboardInterrupt (Ctrl-C) stops
-        training at the end of the current step and is re-raised after the
-        engine is put in order: the completed epochs stay in the history and
-        the weights are those of the last step (the best epoch's, with
-        ``X_valid``); if no epoch completed, the engine is as before the call.
+        Streams go on where the last call stopped, so calls act as one run. ``X_valid``
+        early-stops and restores the best epoch. Divergence raises :class:`TrainingDiverged`
+        and restores the engine as before the call, unless ``X_valid`` has a finite best
+        epoch, which is kept (with a RuntimeWarning). Ctrl-C is re-raised after the current
+        step; completed epochs stay (none completed: the engine is as before the call).
         """
         config = self.config
         rows = self._rows(X, stream)  # input errors first, before any state changes
         valid = None if X_valid is None else self._rows(X_valid, stream, "X_valid")
         checkpoint = self._checkpoint()
         with deferred_interrupt() as interrupt:
-            # Graphs bake in this call's alpha, beta and learning rates: captured afresh per call.
+            # Graphs bake in this call's alpha, beta and learning rates.
             self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
             self._configure_optimizers()
             cpu_gen, noise_gen = generators(self.seed, self.device, self.rng_state)
@@ -660,11 +549,9 @@ class Engine:
         # The moments of the diverged steps would carry the NaNs into the next call.
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
         best = checkpoint["n_epochs"] + int(stopping.best_epoch.item())
-        warnings.warn(
-            f"{message} Early stopping keeps the weights of the best epoch ({best}); the "
-            f"history ends at epoch {len(self.history)}, the last finite one.",
-            RuntimeWarning, stacklevel=3,
-        )
+        warnings.warn(f"{message} Early stopping keeps the weights of the best epoch ({best}); "
+                      f"the history ends at epoch {len(self.history)}, the last finite one.",
+                      RuntimeWarning, stacklevel=3)
 
     # -- saved state --------------------------------------------------------
     def _named_modules(self):
@@ -675,13 +562,8 @@ class Engine:
         return {"vae_optimizer": self.vae_optimizer, "critic_optimizer": self.critic_optimizer}
 
     def state_tensors(self):
-        """Every tensor training needs to resume, by name: weights, optimiser and stream states.
-
-        Names are ``<module>.<state_dict key>``,
-        ``<optimizer>.state.<parameter index>.<key>`` (Adam's ``step``,
-        ``exp_avg``, ``exp_avg_sq``) and ``rng.cpu`` / ``rng.noise``
-        (generator states, uint8). Tensors stay where they are; the caller
-        copies them.
+        """Every tensor training needs to resume, by name (not copied): ``<module>.<key>``,
+        ``<optimizer>.state.<parameter index>.<key>``, ``rng.cpu`` / ``rng.noise``, ``units.*``.
         """
         tensors = {
             f"{name}.{key}": tensor
@@ -717,14 +599,10 @@ class Engine:
 
     @classmethod
     def from_state(cls, metadata, tensors, *, device, encoder=None, decoder=None, critic=None):
-        """The engine that :meth:`state_metadata` and :meth:`state_tensors` describe, on ``device``.
+        """The engine :meth:`state_metadata` and :meth:`state_tensors` describe, on ``device``.
 
-        ``encoder`` / ``decoder`` / ``critic`` rebuild custom networks (as in
-        :meth:`build`); their weights then come from ``tensors``. Training
-        resumes exactly where it stopped on the same kind of device; on
-        another kind the noise stream starts afresh from the seed (the CPU
-        and CUDA generators share no state). Raises RuntimeError, KeyError or
-        TypeError when the pieces do not fit together.
+        Training resumes exactly on the same kind of device; on another the noise stream
+        restarts from the seed (CPU and CUDA generators share no state).
         """
         spec = NetworkSpec(**metadata["spec"])
         seed = metadata["seed"]
@@ -736,12 +614,10 @@ class Engine:
                                   for k in ("center", "scale", "feature_variance", "constant")})
         # Placeholder variances: every value of the likelihood is then loaded.
         likelihood = build_likelihood(spec.likelihood, np.ones(spec.n_features))
-        engine = cls(
-            *networks, likelihood, device=device, seed=seed, units=units,
-            config=TrainingConfig(**_current_config_names(metadata["config"])),
-            code_sizes=(spec.n_components, spec.n_info_components),
-            cuda_graphs=metadata["cuda_graphs"],
-        )
+        engine = cls(*networks, likelihood, device=device, seed=seed, units=units,
+                     config=TrainingConfig(**_current_config_names(metadata["config"])),
+                     code_sizes=(spec.n_components, spec.n_info_components),
+                     cuda_graphs=metadata["cuda_graphs"])
         engine.spec, engine.history = spec, list(metadata["history"])
         # Files written before critics were capped: their models keep their uncapped bound.
         engine.critic_cap = metadata.get("critic_cap")
@@ -755,9 +631,8 @@ class Engine:
                 for key, tensor in state.items():
                     index, entry = key.split(".", 1)
                     per_parameter.setdefault(int(index), {})[entry] = tensor
-                optimizer.load_state_dict(
-                    {"state": per_parameter, "param_groups": optimizer.state_dict()["param_groups"]}
-                )
+                optimizer.load_state_dict({"state": per_parameter,
+                                           "param_groups": optimizer.state_dict()["param_groups"]})
             if metadata["scaler"] is not None and engine.scaler is not None:
                 engine.scaler.load_state_dict(metadata["scaler"])
         if "rng.cpu" in tensors:
@@ -770,10 +645,7 @@ class Engine:
 
     # -- evaluation ---------------------------------------------------------
     def _held_out_batches(self, rows):
-        """Fixed, unshuffled batches with their posterior means, log-variances and codes.
-
-        The noise comes from :attr:`seed` afresh at every call: repeatable for fixed data.
-        """
+        """Fixed batches with posterior means, log-variances and codes (noise from the seed)."""
         self._set_train(False)
         _, noise_gen = generators(self.seed, self.device)
         for x in rows.batches(self.config.batch_size):
@@ -785,12 +657,8 @@ class Engine:
 
     @torch.no_grad()
     def _evaluate_batches(self, rows):
-        """Per-sample reconstruction NLL and KL, per-batch MI bounds and batch sizes.
-
-        The MI bound of a batch takes every mismatched pair within blocks of
-        16 rows as a draw from the product of the marginals (``pairs="blocks"``
-        of the critics' bound), not one shifted pairing: the same bound as in
-        training, with far less variance.
+        """Per-sample reconstruction NLL and KL, per-batch MI bounds (``pairs="blocks"``: the
+        training bound with far less variance) and batch sizes.
         """
         estimator = self.config.estimator
         recons, kls, mis, sizes = [], [], [], []
@@ -805,11 +673,8 @@ class Engine:
 
     @torch.no_grad()
     def marginal_tail(self, X):
-        """What makes the held-out NWJ / DV bound's marginal term on X, for warnings.
-
-        Returns the number of mismatched pairs the bound takes, how many of
-        them carry half of the sum of their ``exp(T - 1)``, and the largest
-        critic output among them.
+        """For warnings: the held-out NWJ / DV bound's pairs on X, how many carry half of its
+        marginal term, and the largest critic output among them.
         """
         terms = []
         for x, _, _, codes in self._held_out_batches(self._rows(X)):
@@ -827,20 +692,13 @@ class Engine:
         return self._summary([recon.sum().item(), kl.sum().item(), mi_sum], rows.n_rows)
 
     def evaluate(self, X, stream=False):
-        """Per-sample means of reconstruction NLL, KL, the MI bound and the loss on X.
-
-        Raises ValueError if any is not finite (X far outside the training data).
-        """
+        """Per-sample means of reconstruction NLL, KL, MI bound, loss; ValueError if not finite."""
         summary = self._evaluate_rows(self._rows(X, stream))
         _check_finite(summary.values(), "the losses")
         return summary
 
     def mi_batches(self, X, stream=False):
-        """The trained critic's per-batch MI bounds on X and the batch sizes (numpy).
-
-        The batches of :meth:`evaluate`: the size-weighted mean of the values
-        is ``evaluate(X)["mi"]``.
-        """
+        """Per-batch MI bounds and batch sizes; their weighted mean is ``evaluate(X)["mi"]``."""
         _, _, mi, sizes = self._evaluate_batches(self._rows(X, stream))
         mi = mi.cpu().numpy().astype(float)
         _check_finite(mi, "the MI bounds")
@@ -848,10 +706,8 @@ class Engine:
 
     def kl_per_dimension(self, X, stream=False):
         """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
-        (kl,) = self._chunked(
-            lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),),
-            self._rows(X, stream), "the KL terms",
-        )
+        (kl,) = self._chunked(lambda x: (gaussian_kl(*self.encoder(x)[:2], per_dimension=True),),
+                              self._rows(X, stream), "the KL terms")
         return kl
 
     @torch.no_grad()
@@ -865,17 +721,11 @@ class Engine:
         return outputs
 
     def encode(self, X, stream=False):
-        """Posterior means, log-variances and info codes, as numpy arrays.
-
-        Raises ValueError if any is not finite (X far outside the training data).
-        """
+        """Posterior means, log-variances and info codes (numpy); ValueError if not finite."""
         return self._chunked(self.encoder, self._rows(X, stream), "the codes")
 
     def decode(self, codes, stream=False):
-        """Decoder means for codes ``[z, c]``, as a numpy array in the data's units.
-
-        Raises ValueError if any is not finite (codes far outside the prior).
-        """
+        """Decoder means of codes ``[z, c]`` in the data's units; ValueError if not finite."""
         (out,) = self._chunked(lambda c: (self.likelihood.mean(self.decoder(c)),),
                                _Rows(codes, self.device, stream, what="the codes"),
                                "the decoder's means")

@@ -1,8 +1,5 @@
-"""The scikit-learn face of the InfoMax VAE: parameters, validation, glue.
-
-The tensor work lives in the training engine; this module turns estimator
-parameters into an engine, validates every input before anything changes,
-and converts results back to numpy.
+"""The scikit-learn face of the InfoMax VAE: parameters to an engine (``_training``), every
+input validated before anything changes, results back to numpy.
 """
 
 import math
@@ -17,33 +14,16 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    check_array,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import (_check_feature_names_in, check_array, check_is_fitted,
+                                      validate_data)
 
 from ._critics import refit_critic_bounds
-from ._model_file import (
-    dump_torch_state,
-    from_json,
-    load_torch_state,
-    read_model_file,
-    to_json,
-    write_model_file,
-)
+from ._model_file import (dump_torch_state, from_json, load_torch_state, read_model_file, to_json,
+                          write_model_file)
 from ._networks import NetworkSpec
 from ._training import Engine, TrainingConfig
-from ._utils import (
-    as_positive_ints,
-    available_device,
-    mean_and_se,
-    resolve_device,
-    seed_from,
-    torch_threads,
-    warn_if_implausible,
-)
+from ._utils import (as_positive_ints, available_device, mean_and_se, resolve_device, seed_from,
+                     torch_threads, warn_if_implausible)
 
 
 MIBounds = namedtuple("MIBounds", ["lower", "lower_se", "upper", "upper_se"])
@@ -71,10 +51,8 @@ def _check_image_shape(image_shape):
         return None
     shape = as_positive_ints(image_shape, length=3)
     if shape is None:
-        raise ValueError(
-            f"image_shape must be (channels, height, width), three positive integers; "
-            f"got {image_shape!r}."
-        )
+        raise ValueError(f"image_shape must be (channels, height, width), three positive "
+                         f"integers; got {image_shape!r}.")
     return shape
 
 
@@ -90,13 +68,10 @@ def _flatten_images(X, image_shape):
         return X
     X = np.asarray(X)
     if image_shape is None:
-        raise ValueError(
-            f"X has shape {X.shape}: 4-D input (n, C, H, W) needs image_shape=(C, H, W)."
-        )
+        raise ValueError(f"X has shape {X.shape}: 4-D input (n, C, H, W) needs "
+                         "image_shape=(C, H, W).")
     if X.shape[1:] != image_shape:
-        raise ValueError(
-            f"X holds images of shape {X.shape[1:]}, but image_shape={image_shape}."
-        )
+        raise ValueError(f"X holds images of shape {X.shape[1:]}, but image_shape={image_shape}.")
     return X.reshape(X.shape[0], -1)
 
 
@@ -112,11 +87,10 @@ def _check_layer_sizes(sizes, name, allow_empty):
 class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     """Dimensionality reduction with an InfoMax variational autoencoder.
 
-    A VAE whose loss ``recon + beta * KL(q(z|x) || N(0, I)) - alpha * I_hat``
-    rewards I(x; [z, c]), the mutual information of inputs and codes, bounded
-    from below by a critic T(x, z) trained by its own optimiser (Rezaabad &
-    Vishwanath, ISIT 2020); c are optional deterministic codes outside the
-    KL term. Read more in the :doc:`/user_guide`.
+    A VAE whose loss ``recon + beta * KL(q(z|x) || N(0, I)) - alpha * I_hat`` rewards
+    I(x; [z, c]), bounded from below by a critic T(x, z) with its own optimiser (Rezaabad &
+    Vishwanath, ISIT 2020); c are optional deterministic codes outside the KL term. Read
+    more in the :doc:`/user_guide`.
 
     Parameters
     ----------
@@ -125,9 +99,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     n_info_components : int, default=0
         Size of c. :meth:`transform` returns ``[z_mean, c]``.
     alpha : float, default=1.0
-        Weight of the MI term; 0 gives a plain VAE (the critic still trains, so
-        :meth:`score` means the same for every alpha). Where it helps:
-        :doc:`Representation benchmark </science>`.
+        Weight of the MI term; 0 gives a plain VAE (the critic still trains, so :meth:`score`
+        means the same for every alpha). Where it helps: :doc:`Representation benchmark
+        </science>`.
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -138,67 +112,66 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "conv" builds the networks of :func:`~skinfomax.build_conv_networks`
         (needs ``image_shape``; ``hidden_layer_sizes`` is then unused).
     image_shape : tuple of 3 int or None, default=None
-        ``(C, H, W)`` of images given as flat channels-first rows; with it,
-        every method also accepts 4-D input ``(n, C, H, W)``.
+        ``(C, H, W)`` of images given as flat channels-first rows; with it, every method
+        also accepts 4-D input ``(n, C, H, W)``.
     conv_channels : tuple of int, default=(64, 128, 256)
-        Feature maps of the encoder's stride-2 5x5 convolutions, mirrored by the
-        decoder; the critic uses the first two. Only for "conv".
+        Feature maps of the encoder's stride-2 5x5 convolutions, mirrored by the decoder;
+        the critic uses the first two. Only for "conv".
     encoder, decoder, critic : torch.nn.Module, callable or None, default=None
         Custom networks: a module (deep-copied at fit) or a factory
-        ``f(input_shape, n_components, n_info_components)`` returning one,
-        called at fit under the estimator's seed (``input_shape``: the
-        ``image_shape`` or ``(n_features,)``). On flat rows, the encoder returns
-        ``(z_mean, z_log_var, c)``, the decoder maps ``[z, c]`` to
-        ``(B, n_features)`` (Gaussian mean or Bernoulli logits), and the critic
-        has the methods of :class:`~skinfomax.Critic`. Shapes are checked on 2
+        ``f(input_shape, n_components, n_info_components)`` returning one, called at fit
+        under the estimator's seed (``input_shape``: ``image_shape`` or ``(n_features,)``).
+        On flat rows, the encoder returns ``(z_mean, z_log_var, c)``, the decoder maps
+        ``[z, c]`` to ``(B, n_features)`` (Gaussian mean or Bernoulli logits), and the
+        critic has the methods of :class:`~skinfomax.Critic`. Shapes are checked on 2
         samples before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        "gaussian" needs no scaler: the model works in standard units from the
-        first fit's X (per channel for "conv"), so X and ``a * X + b`` (``a > 0``
-        per feature) give the same codes and :meth:`score`;
-        :meth:`inverse_transform` answers in X's units, and features constant
-        in training come back as their constant. It learns one variance per
-        feature, floored at 1e-3 times their mean.
-        "bernoulli" needs X in [0, 1] (e.g. ``MinMaxScaler``).
+        "gaussian" needs no scaler: the model works in standard units from the first fit's
+        X (per channel for "conv"), so X and ``a * X + b`` (``a > 0`` per feature) give the
+        same codes and :meth:`score`; :meth:`inverse_transform` answers in X's units, and
+        features constant in training come back as their constant. It learns one variance
+        per feature, floored at 1e-3 times their mean. "bernoulli" needs X in [0, 1] (e.g.
+        ``MinMaxScaler``).
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
-        The bound: NWJ, Donsker-Varadhan or InfoNCE (capped at log(batch_size)).
+        The bound: NWJ, Donsker-Varadhan or InfoNCE. NWJ and DV take the critic's outputs
+        capped at ``1 + log(batch_size)`` (the first fit's), InfoNCE is at most
+        ``log(batch_size)``: see :meth:`score`.
     batch_size : int or "auto", default="auto"
-        At least 2; "auto" is ``min(128, n_samples)``. An int above a call's
-        training samples is clipped to their number, with a UserWarning.
+        At least 2; "auto" is ``min(128, n_samples)``. An int above a call's training
+        samples is clipped to their number, with a UserWarning.
     max_iter : int, default=100
         Number of epochs.
     learning_rate : float, default=1e-3
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
-        Adam learning rate of the critic; a slower critic gives the encoder a
-        weaker MI gradient (:doc:`Representation benchmark </science>`).
+        Adam learning rate of the critic; a slower critic gives the encoder a weaker MI
+        gradient (:doc:`Representation benchmark </science>`).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data, stop after
-        ``n_iter_no_change`` epochs without a validation loss improvement of
-        ``tol`` (nats per sample), and keep the best epoch's weights.
+        Hold out ``validation_fraction`` of the data, stop after ``n_iter_no_change`` epochs
+        without a validation loss improvement of ``tol`` (nats per sample), and keep the best
+        epoch's weights.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     tol : float, default=1e-4
     device : str, default="auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
-        Torch CPU threads during fit and transform, restored afterwards; None
-        keeps the current setting (capped inside joblib's workers).
+        Torch CPU threads during fit and transform, restored afterwards; None keeps the
+        current setting (capped inside joblib's workers).
     precision : {"float32", "bfloat16", "float16"}, default="float32"
-        Autocast dtype of the networks' matrix work; weights, losses and the
-        likelihood stay float32. "bfloat16" pays on GPUs and CPUs with bf16
-        units, and may be slower elsewhere.
+        Autocast dtype of the networks' matrix work; weights, losses and the likelihood stay
+        float32. "bfloat16" pays on GPUs and CPUs with bf16 units, may be slower elsewhere.
     compile : bool, default=False
-        Compile the training loss with ``torch.compile`` (on failure, fit warns
-        and trains uncompiled).
+        Compile the training loss with ``torch.compile`` (on failure, fit warns and trains
+        uncompiled).
     random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, batch order and sampling; torch's global
-        generator is not touched.
+        Seeds initialisation, batch order and sampling; torch's global generator is not
+        touched.
     verbose : int, default=0
         Show a progress bar with the running loss when > 0.
     warm_start : bool, default=False
-        Continue the fitted networks and optimiser states on the next
-        :meth:`fit` instead of starting afresh.
+        Continue the fitted networks and optimiser states on the next :meth:`fit` instead of
+        starting afresh.
 
     Attributes
     ----------
@@ -207,8 +180,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     info_mean_ : ndarray of shape (n_info_components,)
         Training mean of the c codes, c's prior mean in :meth:`reconstruct`.
     history_ : list of dict
-        Per epoch: ``epoch``, ``loss``, ``reconstruction``, ``kl``, ``mi``
-        (per-sample means in nats), and ``valid_`` ones with early stopping.
+        Per epoch: ``epoch``, ``loss``, ``reconstruction``, ``kl``, ``mi`` (per-sample means
+        in nats), and ``valid_`` ones with early stopping.
     n_iter_ : int
         Number of epochs trained in total.
     batch_size_ : int
@@ -226,16 +199,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    :meth:`score` rises with ``alpha`` and ``n_components`` by construction:
-    select those by a downstream task or :func:`~skinfomax.elbo_scorer`.
+    :meth:`score` rises with ``alpha`` and ``n_components`` by construction: select those by
+    a downstream task or :func:`~skinfomax.elbo_scorer`.
 
-    In short (in full in the user guide, under
-    :doc:`Behaviour you can rely on </user_guide>`): a :class:`numpy.memmap`
-    is streamed batch by batch. Divergence raises
-    :class:`~skinfomax.TrainingDiverged` and leaves the estimator as it was;
-    other methods raise ValueError rather than return NaN. Ctrl-C keeps the
-    completed epochs, warns and re-raises. An int ``random_state`` makes
-    results repeatable bit for bit on one machine and thread count.
+    In short (in full under :doc:`Behaviour you can rely on </user_guide>`): a
+    :class:`numpy.memmap` is streamed batch by batch. Divergence raises
+    :class:`~skinfomax.TrainingDiverged` and leaves the estimator as it was; other methods
+    raise ValueError rather than return NaN. Ctrl-C keeps the completed epochs, warns and
+    re-raises. An int ``random_state`` makes results repeatable bit for bit on one machine
+    and thread count.
 
     Examples
     --------
@@ -282,39 +254,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "warm_start": ["boolean"],
     }
 
-    def __init__(
-        self,
-        n_components=2,
-        *,
-        n_info_components=0,
-        alpha=1.0,
-        beta=1.0,
-        hidden_layer_sizes=(256, 128),
-        critic_hidden_layer_sizes=(256, 256),
-        architecture="mlp",
-        image_shape=None,
-        conv_channels=(64, 128, 256),
-        encoder=None,
-        decoder=None,
-        critic=None,
-        likelihood="gaussian",
-        mi_estimator="nwj",
-        batch_size="auto",
-        max_iter=100,
-        learning_rate=1e-3,
-        critic_learning_rate=1e-3,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        device="auto",
-        n_threads=None,
-        precision="float32",
-        compile=False,
-        random_state=None,
-        verbose=0,
-        warm_start=False,
-    ):
+    def __init__(self, n_components=2, *, n_info_components=0, alpha=1.0, beta=1.0,
+                 hidden_layer_sizes=(256, 128), critic_hidden_layer_sizes=(256, 256),
+                 architecture="mlp", image_shape=None, conv_channels=(64, 128, 256),
+                 encoder=None, decoder=None, critic=None, likelihood="gaussian",
+                 mi_estimator="nwj", batch_size="auto", max_iter=100, learning_rate=1e-3,
+                 critic_learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, tol=1e-4, device="auto", n_threads=None,
+                 precision="float32", compile=False, random_state=None, verbose=0,
+                 warm_start=False):
         self.n_components = n_components
         self.n_info_components = n_info_components
         self.alpha = alpha
@@ -350,49 +298,38 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """Validate X without touching the estimator (so a failure changes nothing)."""
         X = check_array(X, dtype=_FLOAT_DTYPES, ensure_min_samples=2, input_name="X")
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError(
-                "likelihood='bernoulli' needs X in [0, 1]; got values in "
-                f"[{X.min():.4g}, {X.max():.4g}]. Scale X (e.g. MinMaxScaler) or use "
-                "likelihood='gaussian'."
-            )
+            raise ValueError(f"likelihood='bernoulli' needs X in [0, 1]; got values in "
+                             f"[{X.min():.4g}, {X.max():.4g}]. Scale X (e.g. MinMaxScaler) or "
+                             "use likelihood='gaussian'.")
         return X
 
     def _network_spec(self, n_features):
         image_shape = _check_image_shape(self.image_shape)
         if image_shape is not None and math.prod(image_shape) != n_features:
-            raise ValueError(
-                f"image_shape={image_shape} has {math.prod(image_shape)} values per image, "
-                f"but X has {n_features} features."
-            )
+            raise ValueError(f"image_shape={image_shape} has {math.prod(image_shape)} values "
+                             f"per image, but X has {n_features} features.")
         if self.architecture == "conv" and image_shape is None:
-            raise ValueError(
-                "architecture='conv' needs image_shape=(C, H, W) to read the flat rows as images."
-            )
+            raise ValueError("architecture='conv' needs image_shape=(C, H, W) to read the flat "
+                             "rows as images.")
         return NetworkSpec(
-            n_features=n_features,
-            n_components=self.n_components,
+            n_features=n_features, n_components=self.n_components,
             n_info_components=self.n_info_components,
-            hidden_layer_sizes=_check_layer_sizes(
-                self.hidden_layer_sizes, "hidden_layer_sizes", allow_empty=True
-            ),
+            hidden_layer_sizes=_check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes",
+                                                  allow_empty=True),
             critic_hidden_layer_sizes=_check_layer_sizes(
-                self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", allow_empty=False
-            ),
-            likelihood=self.likelihood,
-            architecture=self.architecture,
-            image_shape=image_shape,
-            conv_channels=_check_layer_sizes(self.conv_channels, "conv_channels", allow_empty=False),
-        )
+                self.critic_hidden_layer_sizes, "critic_hidden_layer_sizes", allow_empty=False),
+            likelihood=self.likelihood, architecture=self.architecture, image_shape=image_shape,
+            conv_channels=_check_layer_sizes(self.conv_channels, "conv_channels",
+                                             allow_empty=False))
 
     def _split(self, X, seed):
         if not self.early_stopping:
             return X, None
         n_valid = math.ceil(self.validation_fraction * X.shape[0])
         if n_valid < 2 or X.shape[0] - n_valid < 2:
-            raise ValueError(
-                f"early_stopping with validation_fraction={self.validation_fraction} needs "
-                f"at least 2 training and 2 validation samples; X has {X.shape[0]} samples."
-            )
+            raise ValueError(f"early_stopping with validation_fraction={self.validation_fraction} "
+                             "needs at least 2 training and 2 validation samples; X has "
+                             f"{X.shape[0]} samples.")
         return tuple(train_test_split(X, test_size=n_valid, random_state=seed))
 
     def _effective_batch_size(self, n_train):
@@ -400,29 +337,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             return min(128, n_train)
         if self.batch_size > n_train:
             # As scikit-learn's MLP: the last chunk of a stream is usually short.
-            warnings.warn(
+            warnings.warn(  # stacklevel: the user's fit / partial_fit call
                 f"batch_size={self.batch_size} is larger than the {n_train} training samples; "
-                f"it is clipped to {n_train} for this call.",
-                UserWarning,
-                stacklevel=5,  # the user's fit / partial_fit call
-            )
+                f"it is clipped to {n_train} for this call.", UserWarning, stacklevel=5)
             return n_train
         return self.batch_size
 
     def _training_config(self, batch_size):
         return TrainingConfig(
-            alpha=float(self.alpha),
-            beta=float(self.beta),
-            estimator=self.mi_estimator,
-            batch_size=batch_size,
-            learning_rate=float(self.learning_rate),
+            alpha=float(self.alpha), beta=float(self.beta), estimator=self.mi_estimator,
+            batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
-            n_iter_no_change=self.n_iter_no_change,
-            tol=float(self.tol),
-            precision=self.precision,
-            compile=self.compile,
-            verbose=self.verbose,
-        )
+            n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
+            precision=self.precision, compile=self.compile, verbose=self.verbose)
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -472,10 +399,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return self._fit(X, incremental=True)
 
     def _fit(self, X, *, incremental):
-        """One fit path: ``fit`` trains ``max_iter`` epochs, ``partial_fit`` one.
-
-        Everything that can fail runs before the first attribute is set, so a
-        failed call leaves the estimator as it was.
+        """``fit`` (``max_iter`` epochs) and ``partial_fit`` (one). Everything that can fail
+        runs before the first attribute is set, so a failed call changes nothing.
         """
         continuing = hasattr(self, "_engine") and (incremental or self.warm_start)
         X = _flatten_images(X, _check_image_shape(self.image_shape))
@@ -484,9 +409,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_checked = self._check_X(X)
         spec = self._network_spec(X_checked.shape[1])
         if incremental and self.early_stopping:
-            raise ValueError(
-                "partial_fit does not hold out validation data; set early_stopping=False."
-            )
+            raise ValueError("partial_fit does not hold out validation data; "
+                             "set early_stopping=False.")
         if continuing and spec != self._engine.spec:
             how = "partial_fit" if incremental else "warm_start=True"
             raise ValueError(
@@ -502,20 +426,17 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             engine, previous_config = self._engine, self._engine.config
             engine.configure(config)
         else:
-            engine = Engine.build(
-                spec, X_train, device=resolve_device(self.device), seed=seed, config=config,
-                encoder=self.encoder, decoder=self.decoder, critic=self.critic,
-            )
+            engine = Engine.build(spec, X_train, device=resolve_device(self.device), seed=seed,
+                                  config=config, encoder=self.encoder, decoder=self.decoder,
+                                  critic=self.critic)
         n_epochs_before = len(engine.history)
         with torch_threads(self.n_threads):
             try:
-                engine.train(
-                    X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
-                    stream=_is_streamed(X) and X_valid is None,
-                )
+                engine.train(X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
+                             stream=_is_streamed(X) and X_valid is None)
             except BaseException as exc:
-                # An interrupted engine keeps the epochs it completed; any other failed
-                # call (divergence, bad input) leaves it as it was, and so this estimator.
+                # An interrupted engine keeps its completed epochs; any other failure leaves it
+                # (and so this estimator) as it was.
                 if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
                     self._set_fitted(engine, X, X_train, continuing)
                 elif continuing:
@@ -584,7 +505,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if Z.shape[1] != n_codes:
             raise ValueError(
                 f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} codes "
-                f"(n_components={self._engine.spec.n_components} + n_info_components={self._engine.spec.n_info_components})."
+                f"(n_components={self._engine.spec.n_components} + "
+                f"n_info_components={self._engine.spec.n_info_components})."
             )
         with torch_threads(self.n_threads):
             return self._engine.decode(Z).astype(Z.dtype, copy=False)
@@ -617,9 +539,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
 
     def latent_traversal(self, x: ArrayLike, component: int | str,
                          values: ArrayLike) -> np.ndarray:
-        """Decode one sample while sweeping one latent code over ``values``.
-
-        The other codes stay at the sample's :meth:`transform` output.
+        """Decode one sample while sweeping one latent code over ``values``; the other codes
+        stay at the sample's :meth:`transform` output.
 
         Parameters
         ----------
@@ -656,18 +577,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         if x_rows.ndim in (1, 3):
             x_rows = x_rows[None]
         if x_rows.shape[0] != 1:
-            raise ValueError(
-                f"latent_traversal decodes one sample; x has {x_rows.shape[0]} rows."
-            )
+            raise ValueError(f"latent_traversal decodes one sample; x has {x_rows.shape[0]} rows.")
         codes = np.repeat(self.transform(x_rows).astype(np.float64), len(values), axis=0)
         codes[:, column] = values
         return self._images_like(self.inverse_transform(codes), x)
 
     def reconstruct(self, X: ArrayLike, keep: str = "all") -> np.ndarray:
-        """Reconstruct X from some of its codes, the others at their prior mean.
-
-        Codes not kept are replaced (z by 0, c by :attr:`info_mean_`) before
-        decoding the posterior means.
+        """Reconstruct X from some of its codes, the others at their prior mean (z at 0, c at
+        :attr:`info_mean_`), decoding the posterior means.
 
         Parameters
         ----------
@@ -701,10 +618,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
-        The trained critic's bound on fixed batches of the fitted batch size;
-        repeatable for a fixed model and data. It grows with ``alpha`` and
-        ``n_components`` by construction (see Notes of the class). A value below
-        -1 nat warns (RuntimeWarning).
+        The ``mi_estimator`` bound of the trained critic on fixed batches of the fitted batch
+        size B, each taking every mismatched pair within blocks of 16 rows as its draws from
+        p(x) p(z); repeatable for a fixed model and data. For NWJ and DV the critic's outputs
+        are capped at ``1 + log B`` nats, in training as here, so that no single pair can
+        lower a batch's bound by more than a nat: the bound is that of the capped critic, a
+        lower bound on I(x; z) in expectation like any critic's, and at most ``1 + log B``
+        (:doc:`what score reports </science>`). It grows with ``alpha`` and ``n_components``
+        by construction (see Notes of the class). A value below -1 nat warns
+        (RuntimeWarning), naming the pairs that made it.
 
         Parameters
         ----------
@@ -744,22 +666,21 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                   refit_max_iter: int = 100) -> MIBounds:
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
-        ``lower`` is the critic's bound (``mi_estimator``) on X, the mean over
-        fixed batches, with standard error ``sd(batch bounds) / sqrt(n_batches)``
-        (nan for a single batch). ``upper`` is the encoder's rate
-        ``E_x KL(q(z|x) || N(0, I))``, with standard error ``sd / sqrt(n)``; with
-        ``n_info_components > 0`` no finite upper bound exists, and ``upper`` is
-        inf (``upper_se`` nan).
+        ``lower`` is the critic's bound (``mi_estimator``) on X, the mean over fixed batches,
+        with standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch).
+        ``upper`` is the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, with standard error
+        ``sd / sqrt(n)``; with ``n_info_components > 0`` no finite upper bound exists, and
+        ``upper`` is inf (``upper_se`` nan).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Held-out data; at least 2 samples (8 to refit).
         refit_critic : bool, default=False
-            The paper's protocol: train a fresh critic on the frozen encoder's
-            posterior draws for half of X and evaluate both bounds on the other
-            half; the model is not changed. Noisy on a few hundred rows: check
-            ``lower_se``. False uses the trained critic (``lower == score(X)``).
+            The paper's protocol: train a fresh critic on the frozen encoder's posterior
+            draws for half of X and evaluate both bounds on the other half; the model is not
+            changed. Noisy on a few hundred rows: check ``lower_se``. False uses the trained
+            critic (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
 
@@ -785,18 +706,16 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"refit_max_iter must be a positive integer, got {refit_max_iter!r}.")
         min_samples = 8 if refit_critic else 2
         if X.shape[0] < min_samples:
-            raise ValueError(
-                f"mi_bounds needs at least {min_samples} samples"
-                f"{' with refit_critic=True' if refit_critic else ''}; got {X.shape[0]}."
-            )
+            raise ValueError(f"mi_bounds needs at least {min_samples} samples"
+                             f"{' with refit_critic=True' if refit_critic else ''}; "
+                             f"got {X.shape[0]}.")
         engine = self._engine
         with torch_threads(self.n_threads):
             if refit_critic:
                 values, eval_rows = refit_critic_bounds(
                     engine.encoder, engine.critic, engine.inputs(X), estimator=self.mi_estimator,
                     batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
-                    cap=engine.critic_cap, verbose=self.verbose,
-                )
+                    cap=engine.critic_cap, verbose=self.verbose)
                 lower, lower_se = mean_and_se(values)
                 X_eval = X[eval_rows]
             else:
@@ -804,10 +723,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 lower = float(np.dot(values, sizes) / sizes.sum())
                 lower_se, X_eval = mean_and_se(values)[1], X
             if not math.isfinite(lower):  # only a refitted critic can get here
-                raise FloatingPointError(
-                    "The refitted critic diverged: its bound on this X is not finite. Give "
-                    "more samples, or use refit_critic=False."
-                )
+                raise FloatingPointError("The refitted critic diverged: its bound on this X is not "
+                                         "finite. Give more samples, or use refit_critic=False.")
             self._warn_if_implausible(lower, X_eval, refitted=refit_critic)
             if engine.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
@@ -896,10 +813,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one safetensors file, from which loading runs no code.
 
-        The file holds the weights and the optimiser and random-stream states as
-        tensors, the rest as JSON, and a SHA-256 digest; it is replaced whole. The
-        model from :meth:`load` transforms identically and trains on exactly as
-        this one would. Custom networks are saved as weights only.
+        The file holds the weights and the optimiser and random-stream states as tensors,
+        the rest as JSON, and a SHA-256 digest; it is replaced whole. The model from
+        :meth:`load` transforms identically and trains on exactly as this one would. Custom
+        networks are saved as weights only.
 
         Parameters
         ----------
@@ -928,7 +845,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         params = self.get_params(deep=False)
         custom = {name: _describe_code(params[name]) for name in _CUSTOM_NETWORKS
                   if params[name] is not None}
-        fitted = {k: v for k, v in vars(self).items() if k not in params and k not in _TORCH_ATTRIBUTES}
+        fitted = {k: v for k, v in vars(self).items()
+                  if k not in params and k not in _TORCH_ATTRIBUTES}
         document = {
             "estimator": _qualified_name(type(self)),
             "params": {k: to_json(v, f"parameter {k}") for k, v in params.items()
@@ -944,28 +862,29 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
              decoder=None, critic=None) -> "InfoMaxVAETransformer":
         """A model from a file written by :meth:`save`, without running code from it.
 
-        A damaged file, one that is not a skinfomax model or one in a newer
-        format raises ValueError naming the reason.
+        A damaged file, one that is not a skinfomax model or one in a newer format raises
+        ValueError naming the reason.
 
         Parameters
         ----------
         path : str or path-like
         device : str, torch.device or None, default=None
-            Where to put the networks (also the ``device`` parameter). None keeps
-            the fitted device when available, else the CPU with a UserWarning.
+            Where to put the networks (also the ``device`` parameter). None keeps the fitted
+            device when available, else the CPU with a UserWarning.
         encoder, decoder, critic : torch.nn.Module, callable or None, default=None
-            Required exactly when the model was fitted with custom networks: the
-            same module or factory as at fit.
+            Required exactly when the model was fitted with custom networks: the same module
+            or factory as at fit.
 
         Returns
         -------
         model : InfoMaxVAETransformer
-            Fitted, with its training state: a warm start or :meth:`partial_fit`
-            continues as the saved model would have.
+            Fitted, with its training state: a warm start or :meth:`partial_fit` continues as
+            the saved model would have.
         """
         tensors, document = read_model_file(path)
         name = f"{path!r}"
-        if document.get("estimator") not in (_qualified_name(cls), _FORMER_NAMES.get(cls.__name__)):
+        if document.get("estimator") not in (_qualified_name(cls),
+                                             _FORMER_NAMES.get(cls.__name__)):
             raise ValueError(f"{name} holds a {document.get('estimator')!r}, not a {cls.__name__}.")
         given = {"encoder": encoder, "decoder": decoder, "critic": critic}
         recorded = document.get("custom_networks", {})
@@ -977,9 +896,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                     "factory> to load. (pickle and joblib store the code, and run it on load.)"
                 )
             if network not in recorded and code is not None:
-                raise ValueError(
-                    f"{name} was fitted with the built-in {network}; do not pass {network}=."
-                )
+                raise ValueError(f"{name} was fitted with the built-in {network}; "
+                                 f"do not pass {network}=.")
         try:
             saved_device = document["engine"]["device"]
             target = available_device(saved_device) if device is None else resolve_device(device)
@@ -990,15 +908,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             if device is not None:
                 model.device = device
             model._validate_params()
-            engine = Engine.from_state(
-                from_json(document["engine"]), tensors, device=target, **given
-            )
+            engine = Engine.from_state(from_json(document["engine"]), tensors, device=target,
+                                       **given)
             fitted = {k: from_json(v) for k, v in document["fitted"].items()}
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise ValueError(
-                f"{name} passed its integrity check but does not describe a model this "
-                f"skinfomax can rebuild: {type(exc).__name__}: {exc}"
-            ) from None
+            raise ValueError(f"{name} passed its integrity check but does not describe a model "
+                             f"this skinfomax can rebuild: {type(exc).__name__}: {exc}") from None
         vars(model).update(fitted)
         model._engine, model.device_ = engine, engine.device
         model.encoder_, model.decoder_ = engine.encoder, engine.decoder

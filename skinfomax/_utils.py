@@ -1,8 +1,5 @@
-"""Small mechanisms shared by the engine, the critic trainer and the estimators.
-
-Each is written once here: devices and threads, seeds and random streams,
-batch slicing, early stopping with a best-state snapshot, and the checks of
-positive-integer tuples.
+"""Mechanisms shared by the engine, the critic trainer and the estimators, written once:
+devices and threads, seeds and streams, batches, early stopping, checks.
 """
 
 import contextlib
@@ -15,16 +12,15 @@ from numbers import Integral
 import numpy as np
 import torch
 
-# A held-out lower bound this far below zero is no estimate of I >= 0: the
-# critic scores some mismatched held-out pairs far above anything it saw.
+# A held-out lower bound this far below zero is no estimate of I >= 0: the critic scores
+# some mismatched held-out pairs far above anything it saw.
 IMPLAUSIBLE_BOUND = -1.0
 
 
 # -- devices and threads -------------------------------------------------------
 def resolve_device(spec):
-    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) into a device.
-
-    Raises ValueError, naming the request, when that device is not available.
+    """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) as an available
+    device; ValueError naming the request otherwise.
     """
     if isinstance(spec, str) and spec == "auto":
         if torch.cuda.is_available():
@@ -40,10 +36,8 @@ def resolve_device(spec):
         if not torch.cuda.is_available():
             raise ValueError(f"device={spec!r} was requested but CUDA is not available here.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={spec!r} was requested but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist."
-            )
+            raise ValueError(f"device={spec!r} was requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) exist.")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={spec!r} was requested but MPS is not available here.")
     elif device.type not in ("cpu", "cuda", "mps"):
@@ -61,12 +55,8 @@ def available_device(device, stacklevel=3):
     ) or (device.type == "mps" and torch.backends.mps.is_available())
     if available:
         return device
-    warnings.warn(
-        f"This model was fitted on {device}, which is not available here; "
-        "loading it on the CPU.",
-        UserWarning,
-        stacklevel=stacklevel,
-    )
+    warnings.warn(f"This model was fitted on {device}, which is not available here; "
+                  "loading it on the CPU.", UserWarning, stacklevel=stacklevel)
     return torch.device("cpu")
 
 
@@ -94,13 +84,9 @@ class _InterruptRequest:
 
 @contextlib.contextmanager
 def deferred_interrupt():
-    """Turn a first Ctrl-C (SIGINT) inside the block into a request the caller polls.
-
-    Yields an object whose ``requested`` becomes True, so that a training
-    loop can stop at a step boundary instead of mid-step; a second Ctrl-C
-    raises KeyboardInterrupt at once. Only where Python's own handler is in
-    place and only in the main thread (signals are handled there); elsewhere
-    KeyboardInterrupt is raised as usual. The caller's handler is restored.
+    """Turn a first Ctrl-C inside the block into a ``requested`` flag that a training loop
+    polls at step boundaries; a second raises at once. Only in the main thread with Python's
+    own handler in place; elsewhere KeyboardInterrupt is raised as usual.
     """
     request = _InterruptRequest()
 
@@ -126,32 +112,23 @@ def default_dtype(dtype):
 
 # -- seeds and random streams ----------------------------------------------------
 def seed_from(random_state):
-    """One int seed from an int, a ``numpy.random.RandomState`` or None (scikit-learn's rules).
-
-    An int gives the same seed every call; a RandomState advances; None draws
-    from numpy's global generator.
-    """
+    """One int seed from an int, a ``RandomState`` (advanced) or None (scikit-learn's rules)."""
     from sklearn.utils import check_random_state  # the only scikit-learn rule used here
 
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
 def spawn_seeds(seed, n):
-    """``n`` independent int seeds derived from ``seed`` (numpy's ``SeedSequence.spawn``).
-
-    The one rule for random streams: a consumer is given one seed and
-    derives every further stream it needs from it with this function, never
-    by offsets (``seed + 1`` is another consumer's seed).
+    """``n`` independent seeds from ``seed`` (``SeedSequence.spawn``): the one way to derive
+    streams, never by offsets (``seed + 1`` is another consumer's seed).
     """
     return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
 
 
 @contextlib.contextmanager
 def seeded(seed):
-    """Seed torch's global CPU generator inside the block, restoring the caller's state.
-
-    Module constructors draw their initial weights from the global generator;
-    this makes them repeatable without touching the user's random stream.
+    """Seed torch's global CPU generator in the block (module initialisation draws from it),
+    restoring the caller's state.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -159,10 +136,8 @@ def seeded(seed):
 
 
 def generators(seed, device, state=None):
-    """A CPU generator (batch order, shifts) and one on ``device`` (noise).
-
-    ``state`` (a pair of generator states saved after an earlier call)
-    resumes where that call stopped instead of starting from ``seed``.
+    """A CPU generator (batch order, shifts) and one on ``device`` (noise), resumed from
+    ``state`` when given.
     """
     cpu = torch.Generator().manual_seed(seed)
     noise = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
@@ -174,22 +149,17 @@ def generators(seed, device, state=None):
 
 
 # -- row blocks and batches ------------------------------------------------------
-# The one rule for blocks of rows: a loop over rows that only bounds memory or
-# fixes shapes takes its block size from here; the sizes that change results
-# (batch sizes, the held-out pair blocks, epochs) are parameters of the
-# estimator and the critic trainer instead.
+# Block sizes that only bound memory or fix shapes live here; sizes that change results
+# (batches, held-out pair blocks) are parameters.
 #
 # Host rows per block when X is reduced or standardised in float64.
 HOST_BLOCK = 8192
-# Rows per forward pass of encode / decode. Every pass gets exactly this many
-# rows (the last one zero-padded): BLAS picks kernels by matrix shape, so a
-# fixed shape makes each row's result independent of which other rows were
-# sent along, bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
+# Rows per forward pass of encode / decode, the last pass zero-padded: BLAS picks kernels
+# by matrix shape, so a fixed shape makes each row's result independent of the other rows,
+# bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
 EVAL_CHUNK = 512
-# Pairs one critic pass computes, over all stacked critics: caps the
-# activations at this many rows of the critic's width, whatever the batch.
-# On the CPU a quarter of the GPU's budget keeps the activations in cache
-# (the performance page of the docs).
+# Pairs one critic pass computes over all stacked critics: bounds the activations whatever
+# the batch. A quarter of that on the CPU keeps them in cache (the performance page).
 MAX_PAIRS_PER_PASS = {"cpu": 1 << 14}
 MAX_PAIRS_PER_PASS_DEFAULT = 1 << 16
 
@@ -206,13 +176,9 @@ def pair_row_blocks(rows, pairs_per_row, dim=0):
 
 
 def batch_slices(n_samples, batch_size, generator=None, device=None):
-    """Row indices of ``floor(n / batch_size)`` near-equal batches (at least one).
-
-    No batch is smaller than ``batch_size`` (the first ``n % k`` get one row
-    more), so every batch has the >= 2 rows the MI bounds pair up. With a
-    ``generator`` the rows are a fresh permutation, drawn on the CPU and sent
-    to ``device`` in one transfer; without one the batches are consecutive
-    and fixed (repeatable evaluation).
+    """Row indices of ``floor(n / batch_size)`` near-equal batches (at least one), none
+    smaller than ``batch_size``: every batch has the >= 2 rows the MI bounds pair. Shuffled
+    (on the CPU, one transfer) with a ``generator``, else consecutive and fixed.
     """
     if generator is None:
         order = torch.arange(n_samples, device=device)
@@ -229,38 +195,21 @@ def mean_and_se(values):
 
 
 def warn_if_implausible(bound, estimator, cause, advice, stacklevel=3):
-    """RuntimeWarning when a held-out MI lower bound is below ``IMPLAUSIBLE_BOUND`` nats.
-
-    ``cause`` (a callable, called only then) says what happened, ``advice``
-    what to do: both end the message.
+    """RuntimeWarning when a held-out bound is below ``IMPLAUSIBLE_BOUND`` nats, ending with
+    ``cause()`` (only called then) and ``advice``.
     """
     if bound < IMPLAUSIBLE_BOUND:
-        warnings.warn(
-            f"The held-out {estimator} bound is {bound:.3g} nats, which no valid estimate of "
-            f"I >= 0 is: {cause()}; {advice}.",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
+        warnings.warn(f"The held-out {estimator} bound is {bound:.3g} nats, which no valid "
+                      f"estimate of I >= 0 is: {cause()}; {advice}.", RuntimeWarning,
+                      stacklevel=stacklevel)
 
 
 # -- early stopping ----------------------------------------------------------------
 class EarlyStopping:
-    """Patience on a validation score, with a snapshot of the best weights.
+    """Patience on a greater-is-better score, with a snapshot of the best weights.
 
-    Works for one model or for ``n_members`` models trained as one batch:
-    ``tensors`` are the weights to snapshot, each with a leading dimension of
-    size ``n_members`` (for a single model pass ``t.unsqueeze(0)`` views, e.g.
-    of ``state_dict()`` values, which share the weights' storage). Scores are
-    greater-is-better (pass ``-loss``); the bookkeeping stays on the scores'
-    device, so checking costs no host synchronisation.
-
-    Parameters
-    ----------
-    tensors : list of torch.Tensor
-    n_iter_no_change : int
-        A member stops once its score has not improved by ``tol`` for this
-        many consecutive updates.
-    tol : float
+    ``tensors`` have a leading member axis (one model: ``t.unsqueeze(0)`` views, which share
+    storage). The bookkeeping stays on the device: checking costs no host sync.
     """
 
     def __init__(self, tensors, n_iter_no_change, tol):
@@ -282,10 +231,8 @@ class EarlyStopping:
 
     @torch.no_grad()
     def update(self, scores):
-        """Record one epoch's scores (shape ``(n_members,)``); returns the improved mask.
-
-        Improved members' weights are copied into the snapshot. Members that
-        have stopped are not updated any more.
+        """Record one epoch's scores ``(n_members,)``, snapshotting improved members' weights
+        (stopped ones no longer move); returns the improved mask.
         """
         self._epoch += 1
         scores = torch.as_tensor(scores, dtype=self.best.dtype, device=self.best.device)
@@ -322,11 +269,8 @@ def _per_member(mask, tensor):
 
 # -- checks -----------------------------------------------------------------------
 def as_positive_ints(value, length=None):
-    """``value`` as a tuple of positive Python ints, or None if it is not one.
-
-    Bools are not integers here. ``length`` requires that many entries; an
-    empty tuple is returned only when ``length`` is None or 0 (callers decide
-    whether empty is allowed).
+    """``value`` as a tuple of positive ints (not bools), of ``length`` if given, or None;
+    callers decide whether empty is allowed.
     """
     try:
         values = tuple(value)

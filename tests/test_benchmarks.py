@@ -131,6 +131,14 @@ def check_images(out, tmp):
         assert 0 < mse < 1 and 0 <= accuracy <= 1
 
 
+def check_score_sweep(out, tmp):
+    line = next(l for l in out.splitlines() if l.startswith("wine,1.0,"))
+    fields = line.split(",")
+    assert len(fields) == 14 and fields[4:6] == ["0", "1"]  # seed 0, one thread
+    assert all(math.isfinite(float(v)) for v in fields[6:])
+    assert int(fields[9]) >= 0  # spikes counted
+
+
 def check_example(out, tmp):
     names = sorted(p.name for p in tmp.iterdir())
     assert names == [
@@ -158,6 +166,7 @@ RUNS = {
     "soak": ("benchmarks/soak.py --quick", check_soak, []),
     "bench_gridsearch": ("benchmarks/bench_gridsearch.py --quick", check_gridsearch, [no_mnist]),
     "images_mnist": ("benchmarks/images_mnist.py --quick", check_images, [no_mnist]),
+    "score_sweep": ("benchmarks/score_sweep.py --quick", check_score_sweep, []),
     "example_images_mnist": (
         "examples/images_mnist.py --out {tmp} --n-train 120 --epochs 1 --conv-channels 4 8 "
         "--threads 1", check_example, [no_mnist, lambda: missing("matplotlib")]),
