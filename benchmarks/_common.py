@@ -1,5 +1,6 @@
-"""Shared helpers of the benchmarks: header, model, data, timing, --quick."""
+"""Shared helpers of the benchmarks: header, model, data, timing, options and --quick."""
 
+import argparse
 import json
 import os
 import platform
@@ -25,8 +26,22 @@ MODEL = dict(
 )
 
 
-def parse_args(parser, quick):
-    """Parse; ``--quick`` makes the ``quick`` settings the defaults (flags given still win)."""
+def parse_args(parser, quick, **options):
+    """Add ``options`` (name=default or (default, help); the default's type is the
+    option's, False makes a flag, a list nargs="+") to ``parser`` (or to a new one that a
+    docstring's first line describes), then parse; ``--quick`` makes the ``quick`` settings
+    the defaults (flags given still win)."""
+    if isinstance(parser, str):
+        parser = argparse.ArgumentParser(description=parser.splitlines()[0])
+    for name, default in options.items():
+        default, help = default if isinstance(default, tuple) else (default, None)
+        if default is False:
+            kind = dict(action="store_true")
+        elif isinstance(default, list):
+            kind = dict(nargs="+", type=type(default[0]), default=default)
+        else:
+            kind = dict(type=None if default is None else type(default), default=default)
+        parser.add_argument("--" + name.replace("_", "-"), help=help, **kind)
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds: " + ", ".join(
         f"{k}={v}" for k, v in quick.items()))
     args = parser.parse_args()
@@ -66,6 +81,22 @@ def header(extra="", threads=None):
     print(flush=True)
 
 
+def load_after():
+    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+
+
+def numbers(text, kind=int):
+    """A comma-separated option's values: "2000,20000" -> [2000, 20000]."""
+    return [kind(v) for v in text.split(",")]
+
+
+def proc_status(*fields):
+    """``fields`` of /proc/self/status (memory, kB there) in bytes."""
+    with open("/proc/self/status") as status:
+        pairs = (line.split(":", 1) for line in status)
+        return {k: int(v.split()[0]) * 1024 for k, v in pairs if k in fields}
+
+
 def load_data(n_samples):
     """``n_samples`` MNIST digits as float32 (``skinfomax.load_mnist``, offline)."""
     from skinfomax import load_mnist
@@ -78,6 +109,13 @@ def timed(function):
     start = time.perf_counter()
     result = function()
     return time.perf_counter() - start, result
+
+
+def timed_cpu(function):
+    """Wall seconds, CPU seconds of this process and the result of ``function()``."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = function()
+    return time.perf_counter() - start, time.process_time() - cpu_start, result
 
 
 def median(values):

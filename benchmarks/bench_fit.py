@@ -1,19 +1,17 @@
 """InfoMaxVAETransformer.fit against hand-written PyTorch loops, interleaved.
 
-One process, the same data and threads; the contenders run in turn
-(A B C A B C ...) so that load from other processes hits all of them alike.
-Reports median samples/second of each, its ratio to the hand-written loops
-(``handwritten.py``), and its share of the matmul ceiling: the matrix
-multiplies of one step of the tight hand-written loop (batch 128) are
-recorded with their shapes and layouts, then replayed back to back; batch /
-that time is the samples/s of a step made of nothing but those multiplies.
+One process, the same data and threads, the contenders in turn (A B C A B C
+...). Reports median samples/s of each, its ratio to the loops of
+``handwritten.py``, and its share of the matmul ceiling: the samples/s of a
+step made of nothing but the matrix multiplies of one tight step (batch 128),
+recorded with their shapes and layouts and replayed back to back.
 
     PYTHONPATH=. python benchmarks/bench_fit.py --n-samples 5000 --repeats 5
     PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,compiled,bf16,tight,typical
 """
 
-import argparse
 import os
+import sys
 import time
 import warnings
 
@@ -21,7 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import handwritten
-from _common import MODEL, header, load_data, median, parse_args, timed
+from _common import MODEL, header, load_after, load_data, median, parse_args, timed
 from skinfomax import InfoMaxVAETransformer
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
@@ -82,25 +80,18 @@ CONTENDERS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-samples", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="estimator,tight,typical")
-    parser.add_argument("--ceiling-repeats", type=int, default=200,
-                        help="replays of the step's matmuls per timing round")
-    args = parse_args(parser, dict(n_samples=512, epochs=1, repeats=1, threads=1,
-                                   ceiling_repeats=3))
+    args = parse_args(__doc__, dict(n_samples=512, epochs=1, repeats=1, threads=1,
+                                    ceiling_repeats=3),
+                      n_samples=5000, epochs=5, repeats=5, threads=2,
+                      variants="estimator,tight,typical",
+                      ceiling_repeats=(200, "replays of the step's matmuls per timing round"))
     names = args.variants.split(",")
-    unknown = set(names) - set(CONTENDERS)
-    if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; choose from {sorted(CONTENDERS)}")
+    if set(names) - set(CONTENDERS):
+        sys.exit(f"unknown variants {sorted(set(names) - set(CONTENDERS))}; "
+                 f"choose from {sorted(CONTENDERS)}")
     header(threads=args.threads)
     X = load_data(args.n_samples)
-
-    # Warm-up: first-call costs (allocator, lazy init, compile caches) out of the timings.
-    for name in names:
+    for name in names:  # warm-up: allocator, lazy init, compile caches
         CONTENDERS[name](X[:512], 1)
     n_ops, flops, step_seconds = matmul_ceiling(X, repeats=args.ceiling_repeats)
     times = {name: [] for name in names}
@@ -129,7 +120,7 @@ def main():
         for name in (n for n in names if ref in rate and n not in ("tight", "typical")):
             print(f"ratio {name} / {ref}: {rate[name] / rate[ref]:.2f}x "
                   f"(best-of: {best[name] / best[ref]:.2f}x)")
-    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+    load_after()
 
 
 if __name__ == "__main__":

@@ -1,28 +1,25 @@
 """Training throughput on a GPU at batch 128, 1024 and 4096.
 
-Data is moved to the device once (the estimator does that for in-memory X),
-Adam is fused on CUDA, and the precision, CUDA-graph and compile settings are
-swept. The estimator captures its step of the built-in networks as a CUDA
-graph; "graphs off" passes the same networks (``build_mlp_networks``) as
-custom ones, which train eagerly. The hand-written tight loop of
-``handwritten.py`` on the same device is the reference. Each configuration
-is fitted once to warm up (CUDA context, kernels, compile), then timed; samples/s is the median of
-``--repeats`` fits, reported for the whole fit and for the steady state
-(see ``rates``). Needs a CUDA device unless ``--device cpu``.
+Data moves to the device once (as the estimator does for in-memory X), Adam
+is fused on CUDA, and precision, CUDA graphs and compile are swept: "graphs
+off" passes the built-in networks (``build_mlp_networks``) as custom ones,
+which train eagerly. The reference is the hand-written tight loop of
+``handwritten.py`` on the same device. Each configuration is fitted once to
+warm up (CUDA context, kernels, compile), then samples/s is the median of
+``--repeats`` fits, for the whole fit and the steady state (see ``rates``).
+Needs a CUDA device unless ``--device cpu``.
 
     PYTHONPATH=. python benchmarks/bench_gpu.py --n-samples 70000 --epochs 5
     PYTHONPATH=. python benchmarks/bench_gpu.py --quick   # smoke run, on CPU without a GPU
 """
 
-import argparse
-import os
 import sys
 import warnings
 
 import torch
 
 import handwritten
-from _common import MODEL, header, load_data, median, parse_args, timed
+from _common import MODEL, header, load_after, load_data, median, numbers, parse_args, timed
 from skinfomax import InfoMaxVAETransformer, build_mlp_networks
 
 
@@ -59,18 +56,11 @@ def rates(device, fit, n_samples, epochs, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--n-samples", type=int, default=70000)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-sizes", default="128,1024,4096")
-    parser.add_argument("--precisions", default="float32,bfloat16")
-    parser.add_argument("--graphs", default="on,off")
-    parser.add_argument("--compile", default="off")
-    args = parse_args(parser, dict(
+    args = parse_args(__doc__, dict(
         device="cuda" if torch.cuda.is_available() else "cpu", n_samples=512, epochs=1,
-        repeats=1, batch_sizes="128", precisions="float32"))
+        repeats=1, batch_sizes="128", precisions="float32"),
+        device="cuda", n_samples=70000, epochs=5, repeats=2, batch_sizes="128,1024,4096",
+        precisions="float32,bfloat16", graphs="on,off", compile="off")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("No CUDA device here; run with --device cpu (or --quick) for a smoke test.")
     name = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
@@ -87,7 +77,7 @@ def main():
               flush=True)
         return steady
 
-    for batch_size in map(int, args.batch_sizes.split(",")):
+    for batch_size in numbers(args.batch_sizes):
         def hand(epochs):
             handwritten.train_tight(X, epochs, batch_size, device=args.device)
 
@@ -109,7 +99,7 @@ def main():
                         row(batch_size, f"{precision:9s} {graphs:6s} {compiled:7s}", fit,
                             reference)
     print("vs hand: steady-state samples/s over the hand-written tight loop's, same batch size")
-    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+    load_after()
 
 
 if __name__ == "__main__":

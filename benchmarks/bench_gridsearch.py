@@ -1,25 +1,23 @@
 """GridSearchCV on 2 parallel workers against the same search run sequentially.
 
-The search: 4 candidates (alpha x beta) x 3 folds = 12 fits. "sequential"
-is ``n_jobs=1`` in this process, on ``--threads`` torch threads (default 1,
-like a worker; it is also where joblib's dask backend runs a search on a
-1-worker cluster). ``--backends`` picks the parallel runs: ``loky``
-(joblib's default, ``n_jobs=2``; the torch threads a fit sees inside a loky
-worker are reported: the estimator's default ``n_threads=None`` inherits
-the worker's setting, which loky caps to ``cpus // n_jobs``) and ``dask``
-(a ``LocalCluster`` of 2 processes, one task slot and one torch thread each).
-Every arm runs once untimed first (process start and imports out of the
-timing; not with ``--quick``), then the arms alternate; medians are reported.
+The search: 4 candidates (alpha x beta) x 3 folds = 12 fits. "sequential" is
+``n_jobs=1`` in this process on ``--threads`` torch threads (default 1, like a
+worker; joblib's dask backend on a 1-worker cluster also runs it here).
+``--backends`` picks the parallel runs: ``loky`` (joblib's default,
+``n_jobs=2``; the estimator's default ``n_threads=None`` inherits the worker's
+torch threads, which loky caps to ``cpus // n_jobs``: reported) and ``dask`` (a
+``LocalCluster`` of 2 processes, one task slot and one torch thread each).
+Every arm runs once untimed first (not with ``--quick``), then the arms
+alternate; medians are reported.
 
-Last, the bound on the speed-up: the same fits one after another in this
-process on 1 and on 2 torch threads. If 2 threads make a fit S times faster
-than 1, two 1-thread workers can at best reach a speed-up of 2 / S.
+Last, the bound on the speed-up: the same fits in this process on 1 and on 2
+torch threads. If 2 threads make a fit S times faster, two 1-thread workers
+reach at best a speed-up of 2 / S.
 
     PYTHONPATH=. python benchmarks/bench_gridsearch.py --n-samples 3000 --repeats 2
     PYTHONPATH=. python benchmarks/bench_gridsearch.py --backends loky,dask --n-samples 1500
 """
 
-import argparse
 import contextlib
 import importlib.util
 import os
@@ -28,7 +26,7 @@ import joblib
 import torch
 from sklearn.model_selection import GridSearchCV
 
-from _common import MODEL, header, load_data, median, parse_args, timed
+from _common import MODEL, header, load_after, load_data, median, parse_args, timed
 from skinfomax import InfoMaxVAETransformer, elbo_scorer
 
 GRID = {"alpha": [0.0, 1.0], "beta": [0.5, 1.0]}
@@ -60,15 +58,11 @@ def arms(backends):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="loky", help="comma-separated: loky, dask")
-    parser.add_argument("--n-samples", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="this process's torch threads")
     has_dask = importlib.util.find_spec("distributed") is not None
-    args = parse_args(parser, dict(n_samples=300, epochs=1, repeats=1,
-                                   backends="loky,dask" if has_dask else "loky"))
+    args = parse_args(__doc__, dict(n_samples=300, epochs=1, repeats=1,
+                                    backends="loky,dask" if has_dask else "loky"),
+                      backends=("loky", "comma-separated: loky, dask"), n_samples=3000,
+                      epochs=2, repeats=2, threads=(1, "this process's torch threads"))
     header(threads=args.threads)
     X = load_data(args.n_samples)
     est = InfoMaxVAETransformer(max_iter=args.epochs, device="cpu", random_state=0, **MODEL)
@@ -85,29 +79,24 @@ def main():
             for arm in found:
                 times[arm].append(timed(lambda: search(arm))[0])
                 print(f"{arm}: {times[arm][-1]:.2f}s | load {os.getloadavg()[0]:.2f}", flush=True)
-    print(f"\n12 fits of {args.n_samples * 2 // 3} samples x {args.epochs} epochs, "
+    n_train = args.n_samples * 2 // 3
+    print(f"\n12 fits of {n_train} samples x {args.epochs} epochs, "
           f"{os.cpu_count()} cores; median of {args.repeats}")
     print(f"{'arm':12s} {'wall s':>8s} {'speed-up':>9s}")
     for arm, t in times.items():
         print(f"{arm:12s} {median(t):8.2f} {median(times['sequential']) / median(t):9.2f}")
 
-    n_train = args.n_samples * 2 // 3
-
-    def fits(threads, count=4):
-        previous = torch.get_num_threads()
+    def fits(threads):  # 4 fits on ``threads`` torch threads
         torch.set_num_threads(threads)
-        try:
-            return timed(lambda: [est.set_params(random_state=i).fit(X[:n_train])
-                                  for i in range(count)])[0]
-        finally:
-            torch.set_num_threads(previous)
+        return timed(lambda: [est.set_params(random_state=i).fit(X[:n_train])
+                              for i in range(4)])[0]
 
     rounds = [(fits(1), fits(2)) for _ in range(args.repeats)]
     one, two = median([r[0] for r in rounds]), median([r[1] for r in rounds])
     print(f"4 fits in this process: 1 thread {one:.2f}s, 2 threads {two:.2f}s; "
           f"S = {one / two:.2f}, so 2 one-thread workers reach at most a speed-up of "
           f"2 / S = {2 * two / one:.2f}")
-    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+    load_after()
 
 
 if __name__ == "__main__":

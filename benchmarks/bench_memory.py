@@ -19,41 +19,31 @@ memmap, one partial_fit each; ``--chunk`` sets the size).
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
+import numpy as np
+import torch
+
+from _common import MODEL, header, load_after, load_data, parse_args, proc_status, run_worker
+from skinfomax import InfoMaxVAETransformer
+
 MiB = 2**20
 
 
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def child(case, path, epochs, threads, chunk):
-    import numpy as np
-    import torch
-
-    from _common import MODEL
-    from skinfomax import InfoMaxVAETransformer
-
+def worker(case, path, epochs, threads, chunk):
     torch.set_num_threads(threads)
     peak_anon = [0]
     stop = threading.Event()
 
     def poll():
         while not stop.is_set():
-            peak_anon[0] = max(peak_anon[0], _status("RssAnon"))
+            peak_anon[0] = max(peak_anon[0], proc_status("RssAnon")["RssAnon"])
             time.sleep(0.005)
 
     threading.Thread(target=poll, daemon=True).start()
-    base = _status("VmRSS")
+    base = proc_status("VmRSS")["VmRSS"]
     X = np.load(path, mmap_mode=None if case == "array" else "r")
     est = InfoMaxVAETransformer(max_iter=epochs, device="cpu", random_state=0, **MODEL)
     start = time.perf_counter()
@@ -67,30 +57,21 @@ def child(case, path, epochs, threads, chunk):
     stop.set()
     time.sleep(0.02)
     print(json.dumps({
-        "case": case, "base": base, "hwm": _status("VmHWM"), "peak_anon": peak_anon[0],
-        "data": X.nbytes, "seconds": seconds, "n": X.shape[0] * epochs,
+        "case": case, "base": base, "hwm": proc_status("VmHWM")["VmHWM"],
+        "peak_anon": peak_anon[0], "data": X.nbytes, "seconds": seconds,
+        "n": X.shape[0] * epochs,
     }))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-samples", type=int, default=70000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=10000, help="rows per partial_fit call")
-    parser.add_argument("--cases", default="array,memmap,partial_fit")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    from _common import parse_args
-
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parse_args(parser, dict(n_samples=1000, threads=1, chunk=400,
-                                   cases="memmap,partial_fit"))
-    if args.child:
-        child(args.child[0], args.child[1], args.epochs, args.threads, args.chunk)
-        return
-    import numpy as np
-
-    from _common import header, load_data
-
+                                   cases="memmap,partial_fit"),
+                      n_samples=70000, epochs=1, threads=2,
+                      chunk=(10000, "rows per partial_fit call"), cases="array,memmap,partial_fit")
+    if args.worker:
+        return worker(*args.worker, args.epochs, args.threads, args.chunk)
     header(f"children: {args.threads} torch thread(s) each")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "X.npy")
@@ -100,14 +81,9 @@ def main():
         print(f"{'case':12s} {'imports':>8s} {'peak RSS':>9s} {'peak anon':>10s} "
               f"{'RSS - imports':>14s} {'over data':>10s} {'samples/s':>10s}")
         for case in args.cases.split(","):
-            out = subprocess.run(
-                [sys.executable, __file__, "--epochs", str(args.epochs), "--threads",
-                 str(args.threads), "--chunk", str(args.chunk), "--child", case, path],
-                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-            )
-            if out.returncode:
-                sys.exit(f"{case} failed:\n{out.stderr[-2000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = run_worker(__file__, case, path, "--epochs", args.epochs, "--threads",
+                           args.threads, "--chunk", args.chunk,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
             grown = r["hwm"] - r["base"]
             print(f"{case:12s} {r['base'] / MiB:7.0f}M {r['hwm'] / MiB:8.0f}M "
                   f"{r['peak_anon'] / MiB:9.0f}M {grown / MiB:13.0f}M "
@@ -116,7 +92,7 @@ def main():
     print("over data: peak RSS - imports - size of X (target: <= 300 MiB);")
     print("for memmap cases peak RSS includes file pages read (droppable page cache); "
           "peak anon is the process's own memory.")
-    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+    load_after()
 
 
 if __name__ == "__main__":

@@ -1,22 +1,21 @@
 """Speed and error of the default `mutual_information` call on a known channel, old vs new.
 
-A linear-Gaussian channel ``z = A x + n`` with ``x ~ N(0, I_10)``,
-``n ~ N(0, I_3)`` and a fixed 3 x 10 matrix ``A`` has
-``I(x; z) = 1/2 log det(I_3 + A A^T)`` nats. Each contender estimates it with
-``mutual_information(X, Z, random_state=0)`` (every other argument at its
-default) in its own subprocess, importing skinfomax from its own source tree
-(``--old-src``, e.g. ``git worktree add /tmp/skinfomax-old 39f37f1``, versus
-this checkout), so both run on the same machine in one run, interleaved
-(old, new, old, new ...). Only the call is timed, not the import; with
-``--warm`` each worker first makes torch import ``torch._dynamo``, which
-torch's optimisers do on their first use in a process (1.4-1.8 s here), so
-the figures leave out that one-off cost of a process's first call.
+The linear-Gaussian channel ``z = A x + n`` (``x ~ N(0, I_10)``, ``n ~
+N(0, I_3)``, ``A`` a fixed 3 x 10 matrix) has ``I(x; z) = 1/2 log det(I_3 +
+A A^T)`` nats.
+Each contender estimates it with ``mutual_information(X, Z, random_state=0)``
+in its own subprocess, importing skinfomax from its own source tree
+(``--old-src``, e.g. ``git worktree add /tmp/skinfomax-old 39f37f1``, or this
+checkout), interleaved (old, new, old, new ...). Only the call is timed; with
+``--warm`` each worker first imports ``torch._dynamo`` (what torch's
+optimisers do on first use in a process, 1.4-1.8 s here), leaving that
+one-off cost out.
 
-With ``--ksg``, sklearn's ``mutual_info_regression`` (the KSG nearest-
-neighbour estimator) runs on the same samples. It estimates I(X_j; Z_k)
-between one feature and one scalar target, not the joint I(X; Z); its
-per-pair values are compared with their closed forms, and their sum over
-pairs (what a user adding them up would report) with the joint truth::
+``--ksg`` adds sklearn's ``mutual_info_regression`` (KSG) on the same
+samples. It estimates I(X_j; Z_k) for one feature and one scalar target, not
+the joint I(X; Z): its per-pair values are compared with their closed forms,
+and their sum over pairs (what a user adding them up would report) with the
+joint truth::
 
     PYTHONPATH=. python benchmarks/bench_mi.py --sizes 2000,20000 --threads 2 --rounds 2 --ksg
 """
@@ -25,22 +24,17 @@ import argparse
 import json
 import os
 import subprocess
-import time
 
 import numpy as np
 
-from _common import header, parse_args, run_worker
+from _common import header, numbers, parse_args, run_worker, timed_cpu
 
 N_X, N_Z = 10, 3
-
-
-def channel_matrix():
-    return 0.5 * np.random.RandomState(1234).randn(N_Z, N_X)
+A = 0.5 * np.random.RandomState(1234).randn(N_Z, N_X)
 
 
 def channel(n_samples, seed=0):
     """Samples ``(x, z)`` of the channel and its true I(x; z) in nats."""
-    A = channel_matrix()
     rng = np.random.RandomState(seed)
     x = rng.randn(n_samples, N_X)
     z = x @ A.T + rng.randn(n_samples, N_Z)
@@ -50,7 +44,6 @@ def channel(n_samples, seed=0):
 
 def pairwise_truth():
     """Closed-form I(x_j; z_k) (3 x 10) and I(x; z_k) (3,) of the channel."""
-    A = channel_matrix()
     var_z = (A ** 2).sum(axis=1) + 1.0
     rho2 = A ** 2 / var_z[:, None]
     return -0.5 * np.log1p(-rho2), 0.5 * np.log(var_z)
@@ -60,17 +53,13 @@ def worker(n_samples, threads, warm=False):
     import torch
 
     torch.set_num_threads(threads)
-    if warm:
-        # torch's optimisers import torch._dynamo on first use (1.4-1.8 s
-        # here), once per process: paid by the first call of either version.
+    if warm:  # torch._dynamo, imported by torch's optimisers on first use
         torch.optim.Adam([torch.zeros(1, requires_grad=True)]).zero_grad()
     import skinfomax
     from skinfomax import mutual_information
 
     x, z, truth = channel(n_samples)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    result = mutual_information(x, z, random_state=0)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    seconds, cpu_seconds, result = timed_cpu(lambda: mutual_information(x, z, random_state=0))
     print(json.dumps({
         "seconds": seconds, "cpu_seconds": cpu_seconds, "mi": float(result.mi),
         "se": float(result.se), "truth": truth,
@@ -104,10 +93,8 @@ def ksg(n_samples):
 
     x, z, truth = channel(n_samples)
     pair_truth, per_z_truth = pairwise_truth()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    estimates = np.array([mutual_info_regression(x, z[:, k], random_state=0)
-                          for k in range(N_Z)])
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    seconds, cpu_seconds, estimates = timed_cpu(lambda: np.array(
+        [mutual_info_regression(x, z[:, k], random_state=0) for k in range(N_Z)]))
     print(f"\nKSG (sklearn mutual_info_regression at its defaults: n_neighbors=3, n_jobs=None), "
           f"n={n_samples:,}: {seconds:.2f} s wall, {cpu_seconds:.2f} s CPU for the "
           f"{N_Z} targets x {N_X} features; load %.2f" % os.getloadavg()[0])
@@ -126,18 +113,13 @@ def ksg(n_samples):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="2000,20000")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--versions", default="old,new")
-    parser.add_argument("--old-src", default="/tmp/skinfomax-old")
-    parser.add_argument("--ksg", action="store_true")
-    parser.add_argument("--warm", action="store_true",
-                        help="import torch._dynamo (what torch's optimisers import on first "
-                             "use) in each worker before timing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    args = parse_args(parser, dict(sizes="300", threads=1, rounds=1, versions="new", ksg=True))
+    args = parse_args(parser, dict(sizes="300", threads=1, rounds=1, versions="new", ksg=True),
+                      sizes="2000,20000", threads=2, rounds=2, versions="old,new",
+                      old_src="/tmp/skinfomax-old", ksg=False,
+                      warm=(False, "import torch._dynamo (what torch's optimisers import on "
+                                   "first use) in each worker before timing"))
     if args.worker:
         return worker(args.n, args.threads, args.warm)
     header(threads=args.threads)
@@ -150,7 +132,7 @@ def main():
         print(f"{name}: {sources[name]} {('(git ' + rev + ')') if rev else ''}")
     _, _, truth = channel(10)
     print(f"channel: x ~ N(0, I_{N_X}), z = A x + N(0, I_{N_Z}), true I(x; z) = {truth:.4f} nats")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = numbers(args.sizes)
     results = {}
     for round_ in range(args.rounds):
         for n_samples in sizes:

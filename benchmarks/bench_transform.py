@@ -7,41 +7,28 @@ turn, interleaved, on all of X. Reports median rows/second.
     PYTHONPATH=. python benchmarks/bench_transform.py --n-samples 70000 --repeats 5
 """
 
-import argparse
-import os
-
 from sklearn.decomposition import PCA
 
-from _common import MODEL, header, load_data, median, parse_args, timed
+from _common import MODEL, header, load_after, load_data, median, parse_args, timed
 from skinfomax import InfoMaxVAETransformer
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-samples", type=int, default=70000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parse_args(parser, dict(n_samples=1000, repeats=1, threads=1))
+    args = parse_args(__doc__, dict(n_samples=1000, repeats=1, threads=1),
+                      n_samples=70000, repeats=5, threads=2)
     header(threads=args.threads)
     X = load_data(args.n_samples)
-    models = {
-        "InfoMaxVAE": InfoMaxVAETransformer(max_iter=1, device="cpu", random_state=0, **MODEL),
-        "InfoMaxVAE bf16": InfoMaxVAETransformer(
-            max_iter=1, device="cpu", random_state=0, precision="bfloat16", **MODEL
-        ),
-        "PCA": PCA(n_components=MODEL["n_components"], random_state=0),
-    }
-    models["InfoMaxVAE"].fit(X[:5000])
-    models["InfoMaxVAE bf16"].fit(X[:5000])
-    models["PCA"].fit(X)
+    models = {name: InfoMaxVAETransformer(max_iter=1, device="cpu", random_state=0,
+                                          precision=precision, **MODEL).fit(X[:5000])
+              for name, precision in (("InfoMaxVAE", "float32"), ("InfoMaxVAE bf16", "bfloat16"))}
+    models["PCA"] = PCA(n_components=MODEL["n_components"], random_state=0).fit(X)
     codes = {name: m.transform(X) for name, m in models.items()}  # also warms up
     times = {(name, op): [] for name in models for op in ("transform", "inverse_transform")}
     for _ in range(args.repeats):
         for name, model in models.items():
             times[name, "transform"].append(timed(lambda: model.transform(X))[0])
             times[name, "inverse_transform"].append(
-                timed(lambda: model.inverse_transform(codes[name]))[0]
-            )
+                timed(lambda: model.inverse_transform(codes[name]))[0])
     print(f"{args.n_samples} x 784 float32, {args.threads} threads, median of {args.repeats}")
     print(f"{'model':16s} {'op':18s} {'seconds':>8s} {'rows/s':>12s}")
     rates = {}
@@ -51,7 +38,7 @@ def main():
     for op in ("transform", "inverse_transform"):
         for name in ("InfoMaxVAE", "InfoMaxVAE bf16"):
             print(f"ratio {name} / PCA, {op}: {rates[name, op] / rates['PCA', op]:.2f}x")
-    print("load after:", "%.2f %.2f %.2f" % os.getloadavg())
+    load_after()
 
 
 if __name__ == "__main__":

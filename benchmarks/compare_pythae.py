@@ -1,51 +1,41 @@
 """Side by side with pythae 0.1.2: a plain VAE (alpha=0) against pythae's VAE / BetaVAE.
 
-Checks the claim that skinfomax's plain VAE matches pythae's VAE / BetaVAE
-on the same objective: both are trained on the same data and network layout
-and their codes scored the same way.
+Checks that skinfomax's plain VAE matches pythae's VAE / BetaVAE on the same
+objective, data and network layout, their codes scored the same way. Data:
+3,500 MNIST digits of ``mlxtend.data.mnist_data()`` (shuffled with seed 0,
+in [0, 1]) to train on, the other 1,500 held out. Model: encoder
+784-256-128-(mean 10, log-variance 10), decoder 10-128-256-784, ReLU,
+Bernoulli likelihood, Adam lr 1e-3, batch 128, 30 epochs.
 
-Setup (both libraries): 3,500 MNIST digits from ``mlxtend.data.mnist_data()``
-(shuffled with seed 0, scaled to [0, 1]) for training, the other 1,500 held
-out; encoder 784-256-128-(mean 10, log-variance 10), decoder 10-128-256-784,
-ReLU, Bernoulli likelihood, Adam lr 1e-3, batch 128, 30 epochs.
+Metrics on the held-out digits, from the posterior means: probe (logistic
+regression on codes standardised on the training codes); knn5 / knn5_std
+(5-NN accuracy on raw / standardised codes); bce (reconstruction NLL in nats
+per digit of the decoder's probabilities at the posterior mean,
+``F.binary_cross_entropy`` as pythae trains with); kl (KL(q(z|x) || N(0, I))
+per digit); au (active units: posterior-mean variance > 0.01).
 
-Metrics, all on the held-out 1,500 digits, from the posterior means:
-
-- probe: logistic regression on standardised codes (scaler and classifier
-  fitted on the training codes);
-- knn5 / knn5_std: 5-nearest-neighbour accuracy on raw / standardised codes;
-- bce: reconstruction NLL in nats per digit, summed over the 784 pixels, of
-  the decoder's probabilities at the posterior mean
-  (``F.binary_cross_entropy``, the function pythae trains with, for both);
-- kl: KL(q(z|x) || N(0, I)) per digit; au: active units (dimensions whose
-  posterior mean varies over the held-out digits with variance > 0.01).
-
-pythae is trained by its own ``BaseTrainer``. Its trainer keeps the epoch
-with the lowest loss on ``eval_dataset``; without one it has no model to
-save unless ``keep_best_on_train``. Each pythae run is given the held-out set
-as ``eval_dataset`` and is scored twice: "pythae-final" (the weights after
-the last epoch, ``trainer.model``) and "pythae-best" (``trainer._best_model``,
-the epoch picked on the held-out loss).
-
-Run::
+pythae's ``BaseTrainer`` keeps the epoch of lowest loss on ``eval_dataset``
+(the held-out set here); each pythae run is scored twice: "pythae-final" (the
+last epoch's weights, ``trainer.model``) and "pythae-best"
+(``trainer._best_model``, picked on the held-out loss).
 
     PYTHONPATH=. nice -n 10 python benchmarks/compare_pythae.py --jsonl results.jsonl
     PYTHONPATH=. python benchmarks/compare_pythae.py --report results.jsonl
 
-Needs ``pip install pythae==0.1.2 mlxtend`` next to skinfomax (pythae pins
-no torch: install ``torch==2.13.0`` first so that it is kept). Without
-pythae, ``--quick`` runs the skinfomax side alone.
+Needs ``pip install pythae==0.1.2 mlxtend`` (pythae pins no torch: install
+``torch==2.13.0`` first so that it is kept). Without pythae, ``--quick`` runs
+the skinfomax side alone.
 """
 
 import argparse
 import contextlib
 import importlib.util
-from importlib import metadata
 import io
 import json
 import logging
+import sys
 import tempfile
-import time
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -55,7 +45,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
-from _common import header, parse_args
+from _common import header, parse_args, timed
 
 N_TRAIN, N_LATENT, HIDDEN = 3500, 10, (256, 128)
 EPOCHS, BATCH, LR = 30, 128, 1e-3
@@ -95,26 +85,15 @@ def scores(encode, decode, data):
 
 
 # -- skinfomax ----------------------------------------------------------------
-def skinfomax_model(beta, seed, epochs):
+def run_skinfomax(beta, seed, epochs, data):
     from skinfomax import InfoMaxVAETransformer
 
-    return InfoMaxVAETransformer(
+    model = InfoMaxVAETransformer(
         n_components=N_LATENT, hidden_layer_sizes=HIDDEN, likelihood="bernoulli",
         alpha=0.0, beta=beta, batch_size=BATCH, max_iter=epochs, learning_rate=LR,
         device="cpu", n_threads=1, random_state=seed,
-    )
-
-
-def skinfomax_codecs(model):
-    def encode(x):
-        mean, log_var, _ = model.encoder_(x)
-        return mean, log_var
-
-    return encode, lambda z: torch.sigmoid(model.decoder_(z))
-
-
-def run_skinfomax(beta, seed, epochs, data):
-    return {"": skinfomax_codecs(skinfomax_model(beta, seed, epochs).fit(data[0]))}
+    ).fit(data[0])
+    return {"": (lambda x: model.encoder_(x)[:2], lambda z: torch.sigmoid(model.decoder_(z)))}
 
 
 # -- pythae -------------------------------------------------------------------
@@ -125,13 +104,14 @@ def run_pythae(beta, seed, epochs, data):
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
+    def layers(*sizes):  # Linear and ReLU layers
+        pairs = zip(sizes[:-1], sizes[1:])
+        return [m for a, b in pairs for m in (torch.nn.Linear(a, b), torch.nn.ReLU())]
+
     class Encoder(BaseEncoder):
         def __init__(self):
             super().__init__()
-            self.body = torch.nn.Sequential(
-                torch.nn.Linear(784, HIDDEN[0]), torch.nn.ReLU(),
-                torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
-            )
+            self.body = torch.nn.Sequential(*layers(784, *HIDDEN))
             self.embedding = torch.nn.Linear(HIDDEN[1], N_LATENT)
             self.log_var = torch.nn.Linear(HIDDEN[1], N_LATENT)
 
@@ -142,11 +122,8 @@ def run_pythae(beta, seed, epochs, data):
     class Decoder(BaseDecoder):
         def __init__(self):
             super().__init__()
-            self.layers = torch.nn.Sequential(
-                torch.nn.Linear(N_LATENT, HIDDEN[1]), torch.nn.ReLU(),
-                torch.nn.Linear(HIDDEN[1], HIDDEN[0]), torch.nn.ReLU(),
-                torch.nn.Linear(HIDDEN[0], 784), torch.nn.Sigmoid(),
-            )
+            self.layers = torch.nn.Sequential(*layers(N_LATENT, *HIDDEN[::-1], 784)[:-1],
+                                              torch.nn.Sigmoid())
 
         def forward(self, z):
             return ModelOutput(reconstruction=self.layers(z))
@@ -157,11 +134,8 @@ def run_pythae(beta, seed, epochs, data):
     common = dict(input_dim=(784,), latent_dim=N_LATENT, reconstruction_loss="bce")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if beta == 1:
-            model = VAE(VAEConfig(**common), encoder=Encoder(), decoder=Decoder())
-        else:
-            model_config = BetaVAEConfig(beta=beta, **common)
-            model = BetaVAE(model_config, encoder=Encoder(), decoder=Decoder())
+        config = VAEConfig(**common) if beta == 1 else BetaVAEConfig(beta=beta, **common)
+        model = (VAE if beta == 1 else BetaVAE)(config, encoder=Encoder(), decoder=Decoder())
         X_train, y_train, X_test, y_test = (torch.from_numpy(a) for a in data)
         with tempfile.TemporaryDirectory() as out, contextlib.redirect_stderr(io.StringIO()):
             config = BaseTrainerConfig(
@@ -169,9 +143,8 @@ def run_pythae(beta, seed, epochs, data):
                 per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH,
                 seed=seed, no_cuda=True,
             )
-            trainer = BaseTrainer(
-                model, BaseDataset(X_train, y_train), BaseDataset(X_test, y_test), config
-            )
+            trainer = BaseTrainer(model, BaseDataset(X_train, y_train),
+                                  BaseDataset(X_test, y_test), config)
             trainer.train()
     out = {}
     for tag, net in (("final", trainer.model), ("best", trainer._best_model)):
@@ -194,19 +167,14 @@ def train_and_score(args, data, out):
     for beta in args.betas:
         for variant in args.variants:
             for seed in args.seeds:
-                start = time.perf_counter()
-                models = RUNNERS[variant](beta, seed, args.epochs, data)
-                seconds = time.perf_counter() - start
+                seconds, models = timed(lambda: RUNNERS[variant](beta, seed, args.epochs, data))
                 for tag, (encode, decode) in models.items():
                     name = f"{variant}-{tag}" if tag else variant
                     row = dict(model=name, beta=beta, seed=seed, epochs=args.epochs,
                                seconds=round(seconds, 1), **scores(encode, decode, data))
                     rows.append(row)
-                    line = json.dumps(row)
-                    print(line, flush=True)
-                    if out is not None:
-                        out.write(line + "\n")
-                        out.flush()
+                    for stream in (sys.stdout, out) if out else (sys.stdout,):
+                        print(json.dumps(row), file=stream, flush=True)
     return rows
 
 
@@ -249,19 +217,16 @@ def report(rows, reference, baseline="skinfomax"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--betas", type=float, nargs="+", default=[1.0, 4.0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(5)))
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["skinfomax", "pythae"],
                         choices=sorted(RUNNERS))
-    parser.add_argument("--jsonl", help="append one JSON line per scored model here")
     parser.add_argument("--report", nargs="+", metavar="JSONL",
                         help="only summarise earlier --jsonl files")
-    parser.add_argument("--reference", default="pythae-final")
     have_pythae = importlib.util.find_spec("pythae") is not None
     args = parse_args(parser, dict(betas=[1.0], seeds=[0], epochs=1, variants=(
-        ["skinfomax", "pythae"] if have_pythae else ["skinfomax"])))
+        ["skinfomax", "pythae"] if have_pythae else ["skinfomax"])), betas=[1.0, 4.0],
+        seeds=list(range(5)), epochs=EPOCHS, reference="pythae-final",
+        jsonl=(None, "append one JSON line per scored model here"))
     if args.report:
         report([json.loads(line) for p in args.report for line in open(p) if line.strip()],
                args.reference)
@@ -273,8 +238,7 @@ def main():
     header("pythae  : " + (metadata.version("pythae") if have_pythae else "not installed"),
            threads=1)
     data = load_split()
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(args.jsonl, "a")) if args.jsonl else None
+    with open(args.jsonl, "a") if args.jsonl else contextlib.nullcontext() as out:
         rows = train_and_score(args, data, out)
     print()
     report(rows, args.reference)

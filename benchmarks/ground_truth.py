@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from _common import header, parse_args
+from _common import header, numbers, parse_args
 from skinfomax import mutual_information
 
 
@@ -42,38 +42,27 @@ def elapsed(start):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--dims", default="1,5,20")
-    p.add_argument("--mis", default="0.1,0.5,1,2,5")
-    p.add_argument("--estimators", default="nwj,dv")
-    p.add_argument("--n", type=int, default=5000)
-    p.add_argument("--bmi-dir")
-    p.add_argument("--skip-grid", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scaling", default="standard", choices=["standard", "quantile"])
-    p.add_argument("--critics", default=None,
-                   help='"auto", or widths such as 32,256 (two-layer critics to choose from); '
-                        "unset options take mutual_information's defaults")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--n-critics", type=int, default=None)
-    p.add_argument("--n-folds", default=None,
-                   help='cross-fitting folds, or "none" for one 30%% held-out split')
-    p.add_argument("--seed", type=int, default=0, help="mutual_information's random_state")
-    p.add_argument("--tasks", default=None, help="comma-separated substrings of bmi task names")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--n-critics", type=int)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any other mutual_information keyword, VALUE a Python literal "
                         "(repeatable), e.g. --set max_iter=100")
     args = parse_args(p, dict(dims="2", mis="1", estimators="nwj", n=400,
-                              set=["max_iter=20", "n_critics=1", "n_folds=2"]))
+                              set=["max_iter=20", "n_critics=1", "n_folds=2"]),
+                      dims="1,5,20", mis="0.1,0.5,1,2,5", estimators="nwj,dv", n=5000,
+                      bmi_dir=None, skip_grid=False, seed=(0, "mutual_information's random_state"),
+                      critics=(None, '"auto", or widths such as 32,256 (two-layer critics to '
+                                     "choose from); unset options take mutual_information's "
+                                     "defaults"),
+                      tasks=(None, "comma-separated substrings of bmi task names"))
     options = dict(scaling=args.scaling, random_state=args.seed)
-    for assignment in args.set:
-        name, value = assignment.split("=", 1)
+    for name, value in (a.split("=", 1) for a in args.set):
         options[name] = ast.literal_eval(value)
-    if args.weight_decay is not None:
-        options["weight_decay"] = args.weight_decay
-    if args.n_critics is not None:
-        options["n_critics"] = args.n_critics
-    if args.n_folds is not None:
-        options["n_folds"] = None if args.n_folds == "none" else int(args.n_folds)
+    for name in ("weight_decay", "n_critics"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if args.critics == "auto":
         options["critic_hidden_layer_sizes"] = "auto"
     elif args.critics:
@@ -86,8 +75,8 @@ def main():
     if not args.skip_grid:
         print("| d | true MI | " + " | ".join(estimators) + " | s (wall, load) |")
         print("|---|---|" + "---|" * (len(estimators) + 1))
-        for d in [int(v) for v in args.dims.split(",")]:
-            for mi in [float(v) for v in args.mis.split(",")]:
+        for d in numbers(args.dims):
+            for mi in numbers(args.mis, float):
                 x, z = linear_gaussian(d, mi, args.n, seed=d)
                 start = time.time()
                 cells = [fmt(mutual_information(x, z, e, **options), mi) for e in estimators]

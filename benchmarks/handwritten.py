@@ -59,12 +59,18 @@ class Model(nn.Module):
         return t_joint.mean() - torch.exp(t_marginal - 1).mean()
 
 
-def train_tight(X, epochs=5, batch_size=128, lr=1e-3, seed=0, device="cpu"):
+def setup(X, seed, device="cpu"):
+    """The data as a tensor on ``device`` and the model, its Gaussian variance from the data."""
     torch.manual_seed(seed)
     X = torch.from_numpy(X).to(device)
     model = Model(X.shape[1]).to(device)
     with torch.no_grad():
         model.log_var.copy_(torch.log(X.var(0) + 1e-3 * X.var(0).mean()))
+    return X, model
+
+
+def train_tight(X, epochs=5, batch_size=128, lr=1e-3, seed=0, device="cpu"):
+    X, model = setup(X, seed, device)
     fused = X.device.type == "cuda"  # what a careful GPU user turns on
     vae_opt = torch.optim.Adam(model.vae_parameters(), lr=lr, fused=fused)
     critic_opt = torch.optim.Adam(model.critic.parameters(), lr=lr, fused=fused)
@@ -87,11 +93,7 @@ def train_tight(X, epochs=5, batch_size=128, lr=1e-3, seed=0, device="cpu"):
 
 
 def train_typical(X, epochs=5, batch_size=128, lr=1e-3, seed=0):
-    torch.manual_seed(seed)
-    X = torch.from_numpy(X)
-    model = Model(X.shape[1])
-    with torch.no_grad():
-        model.log_var.copy_(torch.log(X.var(0) + 1e-3 * X.var(0).mean()))
+    X, model = setup(X, seed)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(X), batch_size=batch_size, shuffle=True, drop_last=True
     )

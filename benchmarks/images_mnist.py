@@ -10,8 +10,6 @@ Offline: the digits come from ``skinfomax.load_mnist``.
     PYTHONPATH=. python benchmarks/images_mnist.py --n-train 10000 --epochs 10
 """
 
-import argparse
-import time
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -19,57 +17,29 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _common import header, parse_args
+from _common import header, parse_args, timed
 from skinfomax import InfoMaxVAETransformer, load_mnist
 
 
-def arguments():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=10000)
-    parser.add_argument("--n-test", type=int, default=2000)
-    parser.add_argument("--n-components", type=int, default=9, help="z codes")
-    parser.add_argument("--n-info-components", type=int, default=1, help="c codes")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--conv-channels", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    return parse_args(parser, dict(n_train=120, n_test=60, epochs=1, conv_channels=[4, 8]))
-
-
-def probe_accuracy(Z_train, y_train, Z_test, y_test):
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return probe.fit(Z_train, y_train).score(Z_test, y_test)
-
-
 def main():
-    args = arguments()
+    args = parse_args(__doc__, dict(n_train=120, n_test=60, epochs=1, conv_channels=[4, 8]),
+                      n_train=10000, n_test=2000, n_components=(9, "z codes"),
+                      n_info_components=(1, "c codes"), epochs=10, conv_channels=[32, 64, 128],
+                      alpha=1.0, threads=1, seed=0)
     X, y = load_mnist(args.n_train + args.n_test, random_state=args.seed)
     X_train, X_test = X[: args.n_train], X[args.n_train :]
     y_train, y_test = y[: args.n_train], y[args.n_train :]
     n_codes = args.n_components + args.n_info_components
 
-    common = dict(
-        n_components=args.n_components,
-        n_info_components=args.n_info_components,
-        alpha=args.alpha,
-        likelihood="bernoulli",
-        max_iter=args.epochs,
-        n_threads=args.threads,
-        device="cpu",
-        random_state=args.seed,
-    )
+    common = dict(n_components=args.n_components, n_info_components=args.n_info_components,
+                  alpha=args.alpha, likelihood="bernoulli", max_iter=args.epochs,
+                  n_threads=args.threads, device="cpu", random_state=args.seed)
     models = {
         f"PCA ({n_codes} components)": PCA(n_components=n_codes, random_state=args.seed),
         "InfoMax VAE, MLP (256-128)": InfoMaxVAETransformer(**common),
-        "InfoMax VAE, conv ({})".format("-".join(map(str, args.conv_channels))): (
-            InfoMaxVAETransformer(
-                architecture="conv",
-                image_shape=(1, 28, 28),
-                conv_channels=tuple(args.conv_channels),
-                **common,
-            )
-        ),
+        "InfoMax VAE, conv ({})".format("-".join(map(str, args.conv_channels))):
+            InfoMaxVAETransformer(architecture="conv", image_shape=(1, 28, 28),
+                                  conv_channels=tuple(args.conv_channels), **common),
     }
 
     header(f"data    : {len(X_train)} training / {len(X_test)} held-out MNIST digits, "
@@ -78,12 +48,11 @@ def main():
     print("| model | held-out reconstruction MSE | linear-probe accuracy | fit time (s) |")
     print("| --- | --- | --- | --- |")
     for name, model in models.items():
-        start = time.perf_counter()
-        model.fit(X_train)
-        seconds = time.perf_counter() - start
+        seconds = timed(lambda: model.fit(X_train))[0]
         Z_train, Z_test = model.transform(X_train), model.transform(X_test)
         error = np.mean((X_test - model.inverse_transform(Z_test)) ** 2)
-        accuracy = probe_accuracy(Z_train, y_train, Z_test, y_test)
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        accuracy = probe.fit(Z_train, y_train).score(Z_test, y_test)
         print(f"| {name} | {error:.4f} | {accuracy:.3f} | {seconds:.1f} |", flush=True)
 
 

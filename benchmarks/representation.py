@@ -1,11 +1,11 @@
 """Representation benchmark: PCA vs plain VAE (alpha=0) vs InfoMax VAE.
 
-For each dataset, latent size, beta, alpha and seed: fit on a 70/30 split
-(stratified, seeded) and report, on the held-out 30%, linear-probe and 5-NN
-accuracy (trained on the train codes), reconstruction MSE, active units
-(posterior-mean variance >= 0.05), the MI lower bound (trained critic) and
-the rate upper bound. Results go to a CSV (one row per fit); at the end, and
-with ``--summary`` for earlier CSVs, mean +- sd over seeds as a markdown table.
+Per dataset, latent size, beta, alpha and seed: fit on a stratified, seeded
+70/30 split; on the held-out 30%, linear-probe and 5-NN accuracy (trained on
+the train codes), reconstruction MSE, active units (posterior-mean variance
+>= 0.05), MI lower bound (trained critic) and rate upper bound. One CSV row
+per fit; mean +- sd over seeds as a markdown table at the end, or of earlier
+CSVs with ``--summary``.
 
 Example (what docs/science.md reports)::
 
@@ -29,7 +29,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _common import header, parse_args
+from _common import header, numbers, parse_args
 from skinfomax import InfoMaxVAETransformer, active_units, load_mnist
 
 
@@ -56,8 +56,7 @@ def probes(Z_tr, Z_te, y_tr, y_te):
 
 def run_one(data, dataset, d, beta, model, seed, args):
     X_tr, X_te, y_tr, y_te = data
-    row = dict(dataset=dataset, d=d, beta=beta, model=model, seed=seed)
-    t0 = time.time()
+    row, t0 = dict(dataset=dataset, d=d, beta=beta, model=model, seed=seed), time.time()
     if model == "pca":
         pca = PCA(min(d, X_tr.shape[1]), random_state=seed).fit(X_tr)
         Z_tr, Z_te = pca.transform(X_tr), pca.transform(X_te)
@@ -104,34 +103,26 @@ def summary(df):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--datasets", default="mnist,breast_cancer,wine")
-    p.add_argument("--latents", default="2,10,32")
-    p.add_argument("--betas", default="1,4")
-    p.add_argument("--alphas", default="0,1,10")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--n-mnist", type=int, default=3000)
-    p.add_argument("--mnist-epochs", type=int, default=20)
-    p.add_argument("--tabular-epochs", type=int, default=100)
-    p.add_argument("--critic-lr", type=float, default=1e-3)
-    p.add_argument("--refit", action="store_true",
-                   help="also a fresh critic on the frozen encoder")
-    p.add_argument("--part", default="0/1", help="i/k: run every k-th job starting at i")
-    p.add_argument("--out", default="representation.csv")
-    p.add_argument("--summary", nargs="*")
-    args = parse_args(p, dict(datasets="wine", latents="2", alphas="0,1", betas="1", seeds="0",
-                              tabular_epochs=2, out=os.devnull))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--summary", nargs="*", metavar="CSV")
+    args = parse_args(parser, dict(datasets="wine", latents="2", alphas="0,1", betas="1",
+                                    seeds="0", tabular_epochs=2, out=os.devnull),
+                      datasets="mnist,breast_cancer,wine", latents="2,10,32", betas="1,4",
+                      alphas="0,1,10", seeds="0,1,2", n_mnist=3000, mnist_epochs=20,
+                      tabular_epochs=100, critic_lr=1e-3,
+                      refit=(False, "also a fresh critic on the frozen encoder"),
+                      part=("0/1", "i/k: run every k-th job starting at i"),
+                      out="representation.csv")
     if args.summary:
         return summary(pd.concat([pd.read_csv(path) for path in args.summary]))
     header(threads=1)
     args.epochs = {"mnist": args.mnist_epochs, "breast_cancer": args.tabular_epochs,
                    "wine": args.tabular_epochs}
-    floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
-    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
-    models = ["pca"] + [f"alpha={a:g}" for a in floats(args.alphas)]
-    jobs = list(itertools.product(args.datasets.split(","), ints(args.latents),
-                                  floats(args.betas), models, ints(args.seeds)))
-    jobs = [j for j in jobs if not (j[3] == "pca" and j[2] != floats(args.betas)[0])]
+    betas = numbers(args.betas, float)
+    models = ["pca"] + [f"alpha={a:g}" for a in numbers(args.alphas, float)]
+    jobs = [j for j in itertools.product(args.datasets.split(","), numbers(args.latents), betas,
+                                         models, numbers(args.seeds))
+            if not (j[3] == "pca" and j[2] != betas[0])]
     i, k = (int(v) for v in args.part.split("/"))
     cache, rows = {}, []
     for dataset, d, beta, model, seed in jobs[i::k]:

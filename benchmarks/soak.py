@@ -15,7 +15,6 @@ compared; growth above 5% exits with status 1.
 ``--quick`` runs 4 cycles against cycle 2 and reports without judging the growth.
 """
 
-import argparse
 import gc
 import os
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from _common import header, parse_args
+from _common import header, parse_args, proc_status
 from skinfomax import InfoMaxVAETransformer
 
 MiB = 2**20
@@ -34,12 +33,7 @@ LIMIT = 0.05
 
 def memory(device):
     """Current resident and anonymous memory (and CUDA memory), in bytes."""
-    figures = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            field, _, value = line.partition(":")
-            if field in ("VmRSS", "RssAnon"):
-                figures[field] = int(value.split()[0]) * 1024
+    figures = proc_status("VmRSS", "RssAnon")
     if device.startswith("cuda"):
         figures["cuda_allocated"] = torch.cuda.memory_allocated()
         figures["cuda_reserved"] = torch.cuda.memory_reserved()
@@ -60,13 +54,10 @@ def cycle(X, device, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=200)
-    parser.add_argument("--reference", type=int, default=10, help="cycle whose memory is the base")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parse_args(parser, dict(cycles=4, reference=2, threads=1))
-    header(threads=args.threads)
+    args = parse_args(__doc__, dict(cycles=4, reference=2, threads=1), cycles=200,
+                      reference=(10, "cycle whose memory is the base"), device="cpu",
+                      threads=(0, "torch threads (0: torch's default)"))
+    header(threads=args.threads or None)
     X = (load_digits().data[:500] / 16).astype(np.float32)
     base = None
     with tempfile.TemporaryDirectory() as folder:
