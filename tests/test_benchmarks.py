@@ -193,7 +193,7 @@ def run(name, tmp):
 def started(request, tmp_path_factory):
     """All selected, runnable scripts started on two workers at once; {name: (future, tmp)}."""
     names = [item.callspec.params["name"] for item in request.session.items
-             if item.module is request.module and hasattr(item, "callspec")
+             if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
              and "name" in item.callspec.params]
     pool = ThreadPoolExecutor(max_workers=2)
     futures = {}
