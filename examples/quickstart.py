@@ -2,8 +2,8 @@
 
 Fits on 70% of the 1,797 bundled 8x8 digits and reports, on the held-out 30%:
 the MI lower bound I(x; z), the reconstruction error, and the accuracy of a
-linear probe (logistic regression) trained on the codes. Runs offline in about
-a minute on 2 CPU cores.
+linear probe (logistic regression) trained on the codes. Runs offline in under
+half a minute on a 2-core CPU.
 
     python examples/quickstart.py
 """
