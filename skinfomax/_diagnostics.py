@@ -1,5 +1,7 @@
 """One-call diagnostics of a fitted InfoMax VAE: active units, MI bounds, errors."""
 
+from __future__ import annotations
+
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression

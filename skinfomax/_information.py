@@ -2,6 +2,8 @@
 cross-fitted over folds.
 """
 
+from __future__ import annotations
+
 import math
 from collections import namedtuple
 from dataclasses import dataclass
@@ -18,8 +20,8 @@ from sklearn.utils.validation import check_array, check_consistent_length
 
 from ._critics import (CriticCandidate, CriticConfig, FixedCodes, MeanCritic, StackedCritic,
                        batch_bounds, train_critics)
-from ._utils import (as_positive_ints, mean_and_se, resolve_device, seed_from, spawn_seeds,
-                     torch_threads, warn_if_implausible)
+from ._utils import (as_positive_ints, mean_and_se, numeric_array, resolve_device, seed_from,
+                     spawn_seeds, torch_threads, warn_if_implausible)
 
 # "auto": joint layers of growing width under a narrow second layer, then one undecayed
 # critic at STEEP_RATE times the learning rate (the least regularised).
@@ -75,7 +77,7 @@ def _critic_candidates(value, learning_rate, weight_decay):
 
 
 def _as_2d(a, name):
-    a = check_array(a, dtype=np.float64, ensure_2d=False, input_name=name)
+    a = numeric_array(check_array, a, dtype=np.float64, ensure_2d=False, input_name=name)
     if a.ndim == 1:
         a = a.reshape(-1, 1)
     elif a.ndim != 2:

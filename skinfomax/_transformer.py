@@ -2,11 +2,14 @@
 input validated before anything changes, results back to numpy.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import re
 import warnings
 from collections import namedtuple
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,8 +25,8 @@ from ._model_file import (dump_torch_state, from_json, load_torch_state, read_mo
                           write_model_file)
 from ._networks import NetworkSpec
 from ._training import Engine, TrainingConfig
-from ._utils import (as_positive_ints, available_device, mean_and_se, resolve_device, seed_from,
-                     torch_threads, warn_if_implausible)
+from ._utils import (as_positive_ints, available_device, mean_and_se, numeric_array,
+                     resolve_device, seed_from, torch_threads, warn_if_implausible)
 
 
 MIBounds = namedtuple("MIBounds", ["lower", "lower_se", "upper", "upper_se"])
@@ -296,7 +299,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     # -- validation -----------------------------------------------------------
     def _check_X(self, X):
         """Validate X without touching the estimator (so a failure changes nothing)."""
-        X = check_array(X, dtype=_FLOAT_DTYPES, ensure_min_samples=2, input_name="X")
+        X = numeric_array(check_array, X, dtype=_FLOAT_DTYPES, ensure_min_samples=2,
+                          input_name="X", estimator=self)
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
             raise ValueError(f"likelihood='bernoulli' needs X in [0, 1]; got values in "
                              f"[{X.min():.4g}, {X.max():.4g}]. Scale X (e.g. MinMaxScaler) or "
@@ -467,7 +471,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def _validated(self, X):
         check_is_fitted(self)
         X = _flatten_images(X, self._engine.spec.image_shape)
-        return validate_data(self, X, dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
+        return numeric_array(partial(validate_data, self), X, dtype=_FLOAT_DTYPES, reset=False,
+                             ensure_min_samples=1)
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Encode X as posterior means ``[z_mean, c]`` (deterministic).

@@ -18,6 +18,10 @@ IMPLAUSIBLE_BOUND = -1.0
 
 
 # -- devices and threads -------------------------------------------------------
+_ELSEWHERE = ("use device='auto' (CUDA, then MPS, then the CPU, whichever this machine has) "
+              "or device='cpu'.")
+
+
 def resolve_device(spec):
     """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) as an available
     device; ValueError naming the request otherwise.
@@ -34,12 +38,14 @@ def resolve_device(spec):
         raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={spec!r} was requested but CUDA is not available here.")
+            raise ValueError(f"device={spec!r} was requested but CUDA is not available here; "
+                             f"{_ELSEWHERE}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device={spec!r} was requested but only "
                              f"{torch.cuda.device_count()} CUDA device(s) exist.")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={spec!r} was requested but MPS is not available here.")
+        raise ValueError(f"device={spec!r} was requested but MPS is not available here; "
+                         f"{_ELSEWHERE}")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={spec!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
     return device
@@ -202,6 +208,45 @@ def warn_if_implausible(bound, estimator, cause, advice, stacklevel=3):
         warnings.warn(f"The held-out {estimator} bound is {bound:.3g} nats, which no valid "
                       f"estimate of I >= 0 is: {cause()}; {advice}.", RuntimeWarning,
                       stacklevel=stacklevel)
+
+
+# -- input checks --------------------------------------------------------------------
+def numeric_array(check, X, **kwargs):
+    """``check(X, **kwargs)``, with the non-numeric columns named when X has some."""
+    try:
+        return check(X, **kwargs)
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+        columns = _non_numeric_columns(X)
+        if not columns:
+            raise
+    shown = ", ".join(columns[:5]) + (", ..." if len(columns) > 5 else "")
+    raise ValueError(
+        f"{kwargs.get('input_name', 'X')} has non-numeric values in column(s) {shown}; "
+        "the networks take numbers. Encode them first, e.g. categories with OneHotEncoder "
+        "in a ColumnTransformer: make_column_transformer((OneHotEncoder(), "
+        "[<those columns>]), remainder='passthrough').") from None
+
+
+def _non_numeric_columns(X):
+    """Names (a DataFrame's) or indices of the columns of 2-D X that do not convert to float."""
+    names = getattr(X, "columns", None)
+    if names is not None:
+        columns = [X[name] for name in names]
+    else:
+        X = np.asarray(X, dtype=object)
+        X = X.reshape(-1, 1) if X.ndim == 1 else X
+        if X.ndim != 2:
+            return []
+        names, columns = range(X.shape[1]), X.T
+    bad = []
+    for name, column in zip(names, columns):
+        try:
+            np.asarray(column, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad.append(repr(name) if isinstance(name, str) else str(name))
+    return bad
 
 
 # -- early stopping ----------------------------------------------------------------

@@ -13,7 +13,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from skinfomax import InfoMaxVAETransformer, elbo_scorer, mi_scorer, reconstruction_scorer
+from skinfomax import (InfoMaxVAETransformer, elbo_scorer, mi_scorer, mutual_information,
+                       reconstruction_scorer)
 
 from .conftest import assert_unchanged, snapshot
 
@@ -248,11 +249,13 @@ def test_snapshot_sees_changed_values(fitted):
 
 # -- bad input: a clear error, and the estimator left as it was -------------------
 BAD_X = {
-    "nan": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X), ValueError, "NaN"),
+    "nan": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X), ValueError,
+            "(?s)NaN.*imputer"),
     "inf": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.inf, X), ValueError, "infinity"),
     "empty": (lambda X: X[:0], ValueError, "0 sample"),
     "one_sample": (lambda X: X[:1], ValueError, "minimum of 2"),
-    "strings": (lambda X: X.astype(str).astype(object) + "px", ValueError, "could not convert|string"),
+    "strings": (lambda X: X.astype(str).astype(object) + "px", ValueError,
+                r"non-numeric values in column\(s\) 0, 1, 2, 3, 4, \.\.\..*OneHotEncoder"),
     "complex": (lambda X: X + 1j, ValueError, "[Cc]omplex"),
     "three_d": (lambda X: X.reshape(X.shape[0], 8, 8), ValueError, "dim 3"),
 }
@@ -296,9 +299,46 @@ def test_bad_parameters_are_named(fitted, digits, params, match):
 def test_cuda_without_gpu_is_a_clear_error(tiny_vae, digits):
     X, _ = digits
     est = tiny_vae(device="cuda")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match="CUDA is not available here; use device='auto'.*"
+                                         "or device='cpu'"):
         est.fit(X)
     assert not hasattr(est, "n_iter_")
+
+
+def test_non_numeric_columns_are_named_in_fit_transform_and_mutual_information(fitted,
+                                                                              digits):
+    pd = pytest.importorskip("pandas")
+    X, _ = digits
+    frame = pd.DataFrame(X[:, :4], columns=["a", "b", "c", "d"])
+    frame["colour"] = np.where(np.arange(len(X)) % 2, "red", "blue")
+    frame["b"] = frame["b"].astype(str)  # numbers as strings convert: not named
+    with pytest.raises(ValueError, match=r"column\(s\) 'colour'; .*OneHotEncoder"):
+        InfoMaxVAETransformer(max_iter=1).fit(frame)
+    bad = X.astype(object)
+    bad[5, 7] = "n/a"
+    with pytest.raises(ValueError, match=r"X has non-numeric values in column\(s\) 7;"):
+        fitted.transform(bad)
+    with pytest.raises(ValueError, match=r"Z has non-numeric values in column\(s\) 0;"):
+        mutual_information(X[:, 0], np.where(np.arange(len(X)) % 2, "a", "b"))
+
+
+def test_nan_is_named_with_the_imputer_hint_in_fit_as_in_transform(fitted, digits):
+    X, _ = digits
+    X = X.copy()
+    X[3, 3] = np.nan
+    for call in (InfoMaxVAETransformer(max_iter=1).fit, fitted.transform):
+        with pytest.raises(ValueError, match="(?s)contains NaN.*imputer"):
+            call(X)
+
+
+def test_public_signatures_show_readable_type_hints():
+    import inspect
+
+    from skinfomax import diagnostics
+
+    for function in (mutual_information, diagnostics, InfoMaxVAETransformer.score):
+        text = str(inspect.signature(function))
+        assert "ArrayLike" in text and "numpy" not in text and "Buffer" not in text
 
 
 def test_transform_checks_features_and_fit(fitted, tiny_vae, digits):
