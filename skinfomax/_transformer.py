@@ -682,10 +682,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Held-out data; at least 2 samples (8 to refit).
         refit_critic : bool, default=False
-            The paper's protocol: train a fresh critic on the frozen encoder's posterior
-            draws for half of X and evaluate both bounds on the other half; the model is not
-            changed. Noisy on a few hundred rows: check ``lower_se``. False uses the trained
-            critic (``lower == score(X)``).
+            The paper's protocol: train a fresh critic (capped as the trained one, see
+            :meth:`score`) on the frozen encoder's posterior draws for half of X and evaluate
+            both bounds on the other half; the model is not changed. Noisy on a few hundred
+            rows: check ``lower_se``. False uses the trained critic (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
 
