@@ -398,16 +398,15 @@ class _Members:
         ])
 
     def update(self, scores, epoch):
-        """Early stopping on an epoch's scores; a non-finite score stops its member at once."""
-        values = scores.tolist()
-        diverged = [m for m in self.training if not math.isfinite(values[m])]
-        if diverged:
-            self.diverged += [(m, epoch) for m in diverged]
-            scores = scores.clone()
-            scores[diverged] = -math.inf
-            self.stopping.stop(diverged)
-        self.stopping.update(scores)
-        stopped = self.stopping.stopped.tolist()
+        """Early stopping on an epoch's scores; a non-finite score stops its member at once.
+
+        One host sync: the stopped and the newly diverged members come back together.
+        """
+        diverged = ~torch.isfinite(scores) & ~self.stopping.stopped
+        self.stopping.stop(diverged)
+        self.stopping.update(torch.where(diverged, -math.inf, scores))
+        stopped, diverged = torch.stack([self.stopping.stopped, diverged]).tolist()
+        self.diverged += [(m, epoch) for m, d in enumerate(diverged) if d]
         self.training = [m for m, s in enumerate(stopped) if not s]
         self.stack.compute_only(None if len(self.training) == len(stopped) else self.training)
         if len(self.training) < len(stopped):

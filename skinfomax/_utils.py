@@ -291,7 +291,7 @@ class EarlyStopping:
         return improved
 
     def stop(self, members):
-        """Stop ``members`` (indices) now, as if their patience had run out."""
+        """Stop ``members`` (indices or a boolean mask) now, as if their patience had run out."""
         self.stale[members] = self.n_iter_no_change
 
     @torch.no_grad()
