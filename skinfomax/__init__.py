@@ -16,6 +16,7 @@ from ._diagnostics import (
 )
 from ._information import MIEstimate, mutual_information
 from ._networks import Critic, Encoder, build_conv_networks, build_mlp_networks
+from ._onnx import register_onnx_converter
 from ._plotting import plot_history, plot_images, plot_reconstructions, plot_traversal
 from ._training import TrainingDiverged
 from ._transformer import InfoMaxVAETransformer, MIBounds
@@ -37,6 +38,8 @@ __all__ = [
     "elbo_scorer",
     "mi_scorer",
     "reconstruction_scorer",
+    # deployment
+    "register_onnx_converter",
     # building blocks for custom networks
     "Critic",
     "Encoder",
