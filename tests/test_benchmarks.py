@@ -106,8 +106,9 @@ def check_pythae(out, tmp):
 
 
 def check_mi(out, tmp):
-    # per round and in the summary: wall s, CPU s, estimate, SE, error
-    assert row(out, r"\| new \| 300 \|", 5, times=2)[0] > 0
+    # per estimator, per round and in the summary: wall s, CPU s, estimate, SE, truth, error
+    for estimator in ("nwj", "infonce"):
+        assert row(out, rf"\| new \| 300 \| {estimator} \|", 6, times=2)[0] > 0
     assert "naive sum over all (j, k): KSG" in out
 
 

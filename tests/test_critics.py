@@ -312,6 +312,49 @@ def test_infonce_normalises_each_row_over_its_batch():
     assert halves <= np.log(16) and whole <= np.log(32)  # capped by the rows normalised over
 
 
+def test_blocked_infonce_is_hand_computed_over_each_block():
+    # batch=2 splits 5 rows into near-equal blocks of at least 2: rows 0-2 and rows 3-4.
+    # The large scores outside the blocks (3, 2, 4, 9) must not enter.
+    T = np.array([[2.0, 0.5, -1.0, 0.0, 3.0],
+                  [0.0, 1.0, 0.5, 2.0, 0.0],
+                  [1.0, -0.5, 1.5, 0.0, 0.0],
+                  [4.0, 0.0, 0.0, 0.5, -1.0],
+                  [0.0, 9.0, 0.0, 1.0, 2.0]])
+    r0 = 2.0 - np.log((np.exp(2.0) + np.exp(0.5) + np.exp(-1.0)) / 3)
+    r1 = 1.0 - np.log((np.exp(0.0) + np.exp(1.0) + np.exp(0.5)) / 3)
+    r2 = 1.5 - np.log((np.exp(1.0) + np.exp(-0.5) + np.exp(1.5)) / 3)
+    r3 = 0.5 - np.log((np.exp(0.5) + np.exp(-1.0)) / 2)
+    r4 = 2.0 - np.log((np.exp(1.0) + np.exp(2.0)) / 2)
+    expected = ((r0 + r1 + r2) / 3 + (r3 + r4) / 2) / 2  # the mean of the blocks' bounds
+    critic = TableCritic(torch.tensor(T, dtype=torch.float32)[None])
+    rows = torch.arange(5, dtype=torch.float32)[None, :, None]
+    got = float(bound(critic, rows, rows, "infonce", batch=2)[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got <= (np.log(3) + np.log(2)) / 2  # each block capped at the log of its rows
+    assert not np.isclose(got, float(bound(critic, rows, rows, "infonce")[0]))
+
+
+def test_trainer_normalises_infonce_over_blocks_of_infonce_block_rows(monkeypatch):
+    rows_seen = []
+    score_matrix = StackedCritic.score_matrix
+
+    def recorded(self, x, codes):
+        rows_seen.append(x.shape[1])
+        return score_matrix(self, x, codes)
+
+    monkeypatch.setattr(StackedCritic, "score_matrix", recorded)
+    X, Z = gaussian_pairs(300)
+    rows = [(torch.arange(200), torch.arange(200, 300))]
+    # Batches of 50, 100 validation rows: blocks of 8 or 9 rows (near-equal, none smaller);
+    # without blocks, whole batches of 50 (the validation rows in two).
+    for block, sizes in ((8, {8, 9}), (None, {50})):
+        rows_seen.clear()
+        config = CriticConfig(estimator="infonce", batch_size=50, max_iter=2,
+                              infonce_block=block)
+        train(StackedCritic.build(1, 1, SIZES, [0]), X, Z, rows, config, [0])
+        assert set(rows_seen) == sizes
+
+
 def test_influence_terms_average_to_the_bound():
     critic, T, rows = _table(n_members=1)
     for estimator in ("nwj", "infonce"):

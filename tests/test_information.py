@@ -51,6 +51,61 @@ def test_infonce_capped_at_log_batch_size():
     assert 0.5 < mi <= np.log(17) + 1e-6
 
 
+def correlated_gaussian(n, rho=0.8, seed=0):
+    """x ~ N(0, I_5), z_k = rho x_k + sqrt(1 - rho^2) n_k for k = 1, 2: I = -log(1 - rho^2)."""
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n, 5)
+    return x, rho * x[:, :2] + np.sqrt(1 - rho ** 2) * rng.randn(n, 2), -np.log(1 - rho ** 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_infonce_ground_truth_in_a_few_hundred_rows(seed):
+    x, z, truth = correlated_gaussian(800, seed=seed)  # 1.022 nats
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # far below the ceiling: no warning
+        mi, se = mutual_information(x, z, "infonce", **{**FAST, "max_iter": 60,
+                                                       "random_state": seed})
+    # A lower bound: 0.82-0.90 nats at seeds 0-4 (a (64, 64) critic, 560 training rows).
+    assert truth - 0.3 < mi < truth + 0.1
+    assert 0 < se < 0.2
+
+
+def test_infonce_costs_a_few_times_nwj_not_a_batch_squared(monkeypatch):
+    """Critic pair evaluations of one call: InfoNCE trains on blocks of INFONCE_BLOCK rows
+    (B * 16 pairs a step, against NWJ's 2 B); normalising over whole training batches
+    cost 22 times NWJ's here (B = 84).
+    """
+    from skinfomax._critics import StackedCritic
+
+    pairs = {}
+    score_matrix, joint_and_shifted = StackedCritic.score_matrix, StackedCritic.joint_and_shifted
+
+    def counted_matrix(self, x, codes):
+        pairs["n"] += x.shape[0] * x.shape[1] * codes.shape[1]
+        return score_matrix(self, x, codes)
+
+    def counted_shifts(self, x, codes, shifts):
+        pairs["n"] += x.shape[0] * x.shape[1] * (1 + len(shifts))
+        return joint_and_shifted(self, x, codes, shifts)
+
+    monkeypatch.setattr(StackedCritic, "score_matrix", counted_matrix)
+    monkeypatch.setattr(StackedCritic, "joint_and_shifted", counted_shifts)
+    x, z, _ = correlated_gaussian(600)
+    counts = {}
+    for estimator in ("nwj", "infonce"):
+        pairs["n"] = 0
+        mutual_information(x, z, estimator, **FAST)
+        counts[estimator] = pairs["n"]
+    assert counts["infonce"] < 6 * counts["nwj"]
+
+
+def test_infonce_near_its_ceiling_warns_and_names_the_alternative():
+    x, z = linear_gaussian(2, 5.0, 600)
+    with pytest.warns(RuntimeWarning, match=r"ceiling log\(batch_size\) = log\(16\).*'nwj'"):
+        mi, _ = mutual_information(x, z, "infonce", batch_size=16, **FAST)
+    assert np.log(16) - 1 < mi <= np.log(17) + 1e-6
+
+
 def test_repeatable_one_and_two_dimensional_inputs():
     x, z = linear_gaussian(1, 0.5, 800)
     first = mutual_information(x[:, 0], z, **{**FAST, "max_iter": 3})
