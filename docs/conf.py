@@ -110,15 +110,30 @@ sphinx_gallery_conf = {
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skinfomax {version}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["skinfomax.css"]
 html_theme_options = {
+    # Five top-bar links fit beside the search box at 1,280 px; the API
+    # reference is the fifth (index.rst orders the toctree), the rest sit
+    # under "More".
+    "header_links_before_dropdown": 5,
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # Gallery examples give the right-hand column to the code, whose 79-column
+    # lines then fit unwrapped at 1,280 px (page names, not a second pattern,
+    # which the theme would warn about).
+    "secondary_sidebar_items": {
+        "**": ["page-toc"],
+        **{f"auto_examples/{path.stem}": [] for path in (ROOT / "examples").glob("plot_*.py")},
+    },
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
 html_sidebars = {"install": [], "getting_started": []}
+
+# "On this page" lists a class's methods as fit(), not as the full
+# InfoMaxVAETransformer.fit(), which the right-hand column would cut off.
+toc_object_entries_show_parents = "hide"
 
 # Types are documented by numpydoc in the docstrings; the expanded numpy
 # ArrayLike union would swamp the signatures.

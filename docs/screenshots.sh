@@ -2,8 +2,9 @@
 # Screenshots of the built site in headless Chromium (Debian's package:
 # `apt-get install chromium`), to look at what a reader sees.
 #   usage: docs/screenshots.sh [BUILD_DIR] [OUT_DIR]
-# Build the site first (see docs/install.rst). Writes landing.png, api.png
-# and gallery.png to OUT_DIR (default docs/_build/screenshots).
+# Build the site first (see docs/install.rst). Writes landing.png, api.png,
+# gallery.png and gallery_index.png, 1,280 px wide, to OUT_DIR (default
+# docs/_build/screenshots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(realpath "${1:-docs/_build/html}")
@@ -17,10 +18,11 @@ shoot() {  # name, page (relative to the build), window height
   "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --hide-scrollbars --user-data-dir="$profile" --virtual-time-budget=5000 \
-    --window-size="1400,${3:-1000}" --screenshot="$out/$1.png" "file://$build/$2" \
+    --window-size="1280,${3:-1000}" --screenshot="$out/$1.png" "file://$build/$2" \
     2>/dev/null
   echo "$out/$1.png <- $2"
 }
 shoot landing index.html
 shoot api generated/skinfomax.InfoMaxVAETransformer.html 1600
 shoot gallery auto_examples/plot_quickstart.html 2400
+shoot gallery_index auto_examples/index.html 1000

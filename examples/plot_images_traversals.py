@@ -8,7 +8,7 @@ rows with ``image_shape=(C, H, W)``. One deterministic info code ``c``
 :meth:`~skinfomax.InfoMaxVAETransformer.latent_traversal` decodes a digit
 while that code sweeps its range, and
 :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct` decodes from some codes
-only. The 8x8 digits keep this example small; docs/images.md shows the same
+only. The 8x8 digits keep this example small; :doc:`/images` shows the same
 figures on MNIST.
 """
 
@@ -24,15 +24,24 @@ X = X / 16.0
 X_train, X_show = X[:1000], X[1000:1006]
 
 vae = InfoMaxVAETransformer(
-    n_components=4, n_info_components=1, alpha=5.0, architecture="conv",
-    image_shape=(1, 8, 8), conv_channels=(16, 32), critic_hidden_layer_sizes=(64,),
-    max_iter=30, n_threads=1, random_state=0,
+    n_components=4,
+    n_info_components=1,
+    alpha=5.0,
+    architecture="conv",
+    image_shape=(1, 8, 8),
+    conv_channels=(16, 32),
+    critic_hidden_layer_sizes=(64,),
+    max_iter=30,
+    n_threads=1,
+    random_state=0,
 ).fit(X_train)
 
 # %%
 # Reconstructions of held-out digits
 # ----------------------------------
-fig = plot_reconstructions(X_show, vae.reconstruct(X_show), image_shape=(1, 8, 8), n_images=6)
+fig = plot_reconstructions(
+    X_show, vae.reconstruct(X_show), image_shape=(1, 8, 8), n_images=6
+)
 plt.show()
 
 # %%
@@ -52,8 +61,11 @@ plt.show()
 # Codes left out are set to their prior mean (z) or training mean (c).
 fig, axes = plt.subplots(3, 6, figsize=(7, 3.6))
 for row, (label, images) in enumerate(
-    [("all", vae.reconstruct(X_show)), ("c only", vae.reconstruct(X_show, keep="c")),
-     ("z only", vae.reconstruct(X_show, keep="z"))]
+    [
+        ("all", vae.reconstruct(X_show)),
+        ("c only", vae.reconstruct(X_show, keep="c")),
+        ("z only", vae.reconstruct(X_show, keep="z")),
+    ]
 ):
     for col, image in enumerate(images):
         axes[row, col].imshow(image.reshape(8, 8), cmap="gray", vmin=0, vmax=1)

@@ -10,7 +10,7 @@ standard normal, so the truth is known in closed form:
 
 The estimate is a held-out *lower* bound, with a standard error. Settings are
 small (one critic width, 2 folds, short training) so that the example runs in
-the documentation build; the defaults are slower and tighter (docs/science.md).
+the documentation build; the defaults are slower and tighter (:doc:`/science`).
 """
 
 import matplotlib.pyplot as plt
@@ -26,18 +26,34 @@ for rho in rhos:
     X = rng.standard_normal((n, d))
     Z = rho * X + np.sqrt(1 - rho**2) * rng.standard_normal((n, d))
     result = mutual_information(
-        X, Z, estimator="nwj", n_folds=2, critic_hidden_layer_sizes=(64, 64),
-        n_critics=1, max_iter=60, n_threads=1, random_state=0,
+        X,
+        Z,
+        estimator="nwj",
+        n_folds=2,
+        critic_hidden_layer_sizes=(64, 64),
+        n_critics=1,
+        max_iter=60,
+        n_threads=1,
+        random_state=0,
     )
     truth.append(-d / 2 * np.log(1 - rho**2))
     estimates.append(result.mi)
     errors.append(result.se)
-    print(f"rho={rho:<5} true {truth[-1]:.3f} nats, estimate {result.mi:.3f} +/- {result.se:.3f}")
+    print(
+        f"rho={rho:<5} true {truth[-1]:.3f} nats, "
+        f"estimate {result.mi:.3f} +/- {result.se:.3f}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 4))
 ax.plot(truth, truth, color="grey", linestyle="--", label="truth")
-ax.errorbar(truth, estimates, yerr=2 * np.asarray(errors), fmt="o", label="estimate +/- 2 SE")
+ax.errorbar(
+    truth,
+    estimates,
+    yerr=2 * np.asarray(errors),
+    fmt="o",
+    label="estimate +/- 2 SE",
+)
 ax.set_xlabel("true I(X; Z), nats")
 ax.set_ylabel("estimated I(X; Z), nats")
 ax.legend()

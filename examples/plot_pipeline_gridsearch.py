@@ -6,11 +6,12 @@ Model selection: Pipeline and GridSearchCV
 transformer, so a grid search over ``alpha`` and ``n_components`` can score
 the whole pipeline on a downstream task.
 
-Why not select by mutual information? :meth:`~skinfomax.InfoMaxVAETransformer.score`
-is a held-out lower bound on I(x; z), and I(x; z) grows with ``alpha`` and
-with ``n_components`` by design: a search that maximises it picks the largest
-of both. The second search below shows it, with the scorers of
-the scorers (:func:`skinfomax.mi_scorer` and the others) side by side.
+Why not select by mutual information?
+:meth:`~skinfomax.InfoMaxVAETransformer.score` is a held-out lower bound on
+I(x; z), and I(x; z) grows with ``alpha`` and with ``n_components`` by
+design: a search that maximises it picks the largest of both. The second
+search below shows it, with the scorers (:func:`skinfomax.mi_scorer` and
+the others) side by side.
 """
 
 # %%
@@ -30,8 +31,14 @@ from skinfomax import InfoMaxVAETransformer, mi_scorer, reconstruction_scorer
 X, y = load_digits(return_X_y=True)
 X, y = X[:500], y[:500]
 vae = InfoMaxVAETransformer(
-    hidden_layer_sizes=(128,), critic_hidden_layer_sizes=(128,), batch_size=32, max_iter=40,
-    learning_rate=3e-3, critic_learning_rate=3e-3, n_threads=1, random_state=0,
+    hidden_layer_sizes=(128,),
+    critic_hidden_layer_sizes=(128,),
+    batch_size=32,
+    max_iter=40,
+    learning_rate=3e-3,
+    critic_learning_rate=3e-3,
+    n_threads=1,
+    random_state=0,
 )
 pipe = make_pipeline(MinMaxScaler(), vae, LogisticRegression(max_iter=2000))
 grid = {
@@ -62,8 +69,13 @@ print(table.to_string(index=False))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-labels = [f"a={p['alpha']:g}, k={p['n_components']}" for p in unsupervised.cv_results_["params"]]
-for ax, column in zip(axes, ["held-out MI (nats)", "probe accuracy (pipeline)"]):
+labels = [
+    f"a={p['alpha']:g}, k={p['n_components']}"
+    for p in unsupervised.cv_results_["params"]
+]
+for ax, column in zip(
+    axes, ["held-out MI (nats)", "probe accuracy (pipeline)"]
+):
     ax.bar(np.arange(len(labels)), table[column], color="tab:blue")
     ax.set_xticks(np.arange(len(labels)), labels, rotation=20)
     ax.set_title(column)

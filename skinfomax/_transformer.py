@@ -133,8 +133,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X (per channel for "conv"), so X and ``a * X + b`` (``a > 0`` per feature) give the
         same codes and :meth:`score`; :meth:`inverse_transform` answers in X's units, and
         features constant in training come back as their constant. It learns one variance
-        per feature, floored at 1e-3 times their mean. "bernoulli" needs X in [0, 1] (e.g.
-        ``MinMaxScaler``).
+        per feature, floored at 1e-3 times their mean. "bernoulli" needs X in [0, 1]
+        (e.g. ``MinMaxScaler`` first); ``fit`` raises ValueError otherwise. When to scale:
+        :ref:`input-scaling`.
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
         The bound: NWJ, Donsker-Varadhan or InfoNCE. NWJ and DV take the critic's outputs
         capped at ``1 + log(batch_size)`` (the first fit's), InfoNCE is at most
