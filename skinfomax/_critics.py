@@ -24,7 +24,7 @@ from ._objectives import (CRITIC_BOUND, MI_BOUNDS, all_pairs_influence, bound_in
                           codes_from_noise, derangement_shift, infonce_bound, off_diagonal,
                           soft_clip)
 from ._utils import (EarlyStopping, batch_slices, deferred_interrupt, default_dtype, generators,
-                     pair_row_blocks, seeded, spawn_seeds)
+                     pair_row_blocks, seeded, spawn_seeds, take_rows)
 
 # Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair in blocks of at
 # least this many rows: 15 pairs per row, near the standard error of all B - 1 pairs at a
@@ -55,7 +55,7 @@ class FixedCodes:
         self.Z = Z
 
     def __call__(self, x, idx, noise):
-        return self.Z[idx]
+        return take_rows(self.Z, idx)
 
 
 class PosteriorCodes:
@@ -69,6 +69,28 @@ class PosteriorCodes:
         lead = idx.shape
         codes = reparameterise(*self.encoder(x.reshape(-1, *x.shape[len(lead):])), noise)
         return codes.view(*lead, -1)
+
+
+class CachedPosterior:
+    """Code source drawing ``[z, c]`` from posterior parameters of rows of X computed once:
+    a frozen encoder's, for the many steps a critic takes over the same rows.
+    """
+
+    @torch.no_grad()
+    def __init__(self, encoder, X, chunk):
+        mode = encoder.training
+        encoder.eval()
+        try:
+            parts = [[t.float() for t in encoder(x)] for x in X.split(chunk)]
+        finally:
+            encoder.train(mode)
+        self.mean, self.log_var, self.c = (torch.cat(p) for p in zip(*parts))
+
+    def __call__(self, x, idx, noise):
+        flat = idx.reshape(-1)
+        codes = reparameterise(*(take_rows(t, flat) for t in (self.mean, self.log_var, self.c)),
+                               noise)
+        return codes.view(*idx.shape, -1)
 
 
 # -- critic stacks -----------------------------------------------------------------------
@@ -331,7 +353,7 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
     cpu_gen, noise_gen = generators(seed, X.device)
     values, terms = [], []
     for idx in batch_slices(X.shape[0], batch_size, device=X.device):
-        x = X[idx]
+        x = take_rows(X, idx)
         codes = source(x, idx, noise_gen)
         shifts = [derangement_shift(x.shape[0], cpu_gen)] if pairs == "shift" else ()
         result = bound(critic, x[None], codes[None], estimator, pairs, shifts=shifts,
@@ -492,7 +514,7 @@ def _train_part(active, X, source, part, batch_size, config, optimizer, cpu_gen,
         loss = 0.0
         for members in active:
             idx = members.order[members.training][:, columns]
-            x = X[idx]
+            x = take_rows(X, idx)
             loss = loss - bound(members.stack, x, source(x, idx, noise_gen), config.estimator,
                                 shifts=[shift], cap=config.cap, batch=config.infonce_block).sum()
         optimizer.zero_grad(set_to_none=True)
@@ -511,7 +533,7 @@ def _validate(active, X, source, config, seed, shifts, epoch):
     _, noise_gen = generators(seed, X.device)
     for members in active:
         idx = members.valid_rows[members.training]
-        x = X[idx]
+        x = take_rows(X, idx)
         scores = torch.full((members.stack.n_members,), -math.inf, dtype=torch.float32,
                             device=X.device)
         scores[members.training] = bound(members.stack, x, source(x, idx, noise_gen),
@@ -532,15 +554,44 @@ def _warn_diverged(states):
 
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
+def train_fresh_critic(encoder, critic, X, train_rows, valid_rows, *, estimator, batch_size,
+                       learning_rate, max_iter, seeds, cap=None, verbose=0, source=None):
+    """Re-initialise ``critic`` in place and train it on a frozen encoder's posterior draws.
+
+    ``seeds`` (init, training, member) fix the fresh weights and the training streams: the
+    result depends on the encoder, the rows and the seeds alone. ``train_rows`` train, fresh
+    draws ``[z, c]`` each step (from ``source``, by default the encoder run on each
+    batch); ``valid_rows`` early-stop. Neither network is left in training mode. Modules
+    without ``reset_parameters`` keep their weights.
+    """
+    init_seed, train_seed, member_seed = seeds
+    with seeded(init_seed):
+        for module in critic.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    config = CriticConfig(estimator=estimator, max_iter=max_iter, cap=cap,
+                          learning_rate=learning_rate,
+                          batch_size=max(2, min(batch_size, len(train_rows), len(valid_rows))))
+    encoder_mode = encoder.training
+    encoder.eval()
+    try:
+        train_critics([SingleCritic(critic)], X, source or PosteriorCodes(encoder),
+                      [[train_rows]], [[valid_rows]], config, train_seed, [[member_seed]],
+                      verbose)
+    finally:
+        encoder.train(encoder_mode)
+    return config.batch_size
+
+
 def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed,
                         cap=None, verbose=0):
     """``mi_bounds(refit_critic=True)``: a fresh critic on a frozen encoder's posterior draws.
 
     Half of the rows (at random) is held out; of the rest a fifth early-stops and the others
-    train a re-initialised copy of ``critic`` on fresh draws ``[z, c]`` each step. Neither
-    network changes. ``cap`` is the trained critic's, so both bounds are of one kind.
-    Returns the bound on each fixed batch of the held-out rows (``pairs="blocks"``, as
-    ``score``) and those rows, on which the rate must be computed to match.
+    train a re-initialised copy of ``critic`` (:func:`train_fresh_critic`). Neither network
+    changes. ``cap`` is the trained critic's, so both bounds are of one kind. Returns the
+    bound on each fixed batch of the held-out rows (``pairs="blocks"``, as ``score``) and
+    those rows, on which the rate must be computed to match.
     """
     split_seed, init_seed, train_seed, member_seed, eval_seed = spawn_seeds(seed, 5)
     device = next(encoder.parameters()).device
@@ -551,23 +602,17 @@ def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, 
     n_valid = max(2, (n - n_eval) // 5)
     eval_rows, valid_rows, train_rows = order[:n_eval], order[n_eval:n_eval + n_valid], \
         order[n_eval + n_valid:]
-    config = CriticConfig(
-        estimator=estimator, max_iter=max_iter, cap=cap,
-        batch_size=max(2, min(batch_size, len(train_rows), n_valid, n_eval)),
-    )
     fresh = copy.deepcopy(critic)
-    with seeded(init_seed):
-        for module in fresh.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-    source = PosteriorCodes(encoder)
+    batch_size = train_fresh_critic(
+        encoder, fresh, X, train_rows, valid_rows, estimator=estimator,
+        batch_size=min(batch_size, n_eval), learning_rate=CriticConfig.learning_rate,
+        max_iter=max_iter, seeds=(init_seed, train_seed, member_seed), cap=cap,
+        verbose=verbose)
     encoder_mode = encoder.training
     encoder.eval()
     try:
-        train_critics([SingleCritic(fresh)], X, source, [[train_rows]], [[valid_rows]],
-                      config, train_seed, [[member_seed]], verbose)
-        values = batch_bounds(SingleCritic(fresh), X[eval_rows], source, estimator,
-                              config.batch_size, eval_seed, pairs="blocks", cap=cap)
+        values = batch_bounds(SingleCritic(fresh), X[eval_rows], PosteriorCodes(encoder),
+                              estimator, batch_size, eval_seed, pairs="blocks", cap=cap)
     finally:
         encoder.train(encoder_mode)
     return values, eval_rows.cpu().numpy()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import trustworthiness
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -51,8 +54,8 @@ def active_units(posterior_means: ArrayLike,
 
 
 def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
-                refit_critic: bool = False, cv: int = 5) -> dict:
-    """Active units, MI bounds, reconstruction error, KL per dimension, probe accuracy.
+                refit_critic: bool = False, cv: int = 5, n_neighbors: int = 5) -> dict:
+    """Active units, MI bounds, reconstruction error, KL, trustworthiness, probe accuracy.
 
     Parameters
     ----------
@@ -68,6 +71,10 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
         Passed to :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`.
     cv : int, default=5
         Folds of the linear probe.
+    n_neighbors : int, default=5
+        Neighbours of the trustworthiness (:func:`sklearn.manifold.trustworthiness`);
+        less than half the number of samples. Its cost is quadratic in the samples (about
+        2 GB of memory at 10,000).
 
     Returns
     -------
@@ -78,8 +85,11 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
         :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`),
         ``reconstruction_mse`` (of :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`),
         ``kl_per_dimension`` (array over z, nats; sums to ``mi_upper`` without
-        info codes or ``refit_critic``) and, with labels,
-        ``linear_probe_accuracy``. ``pandas.Series(report)`` gives a table.
+        info codes or ``refit_critic``), ``trustworthiness`` (in [0, 1]: 1 when the
+        ``n_neighbors`` nearest neighbours of every code are those of its input, in
+        Euclidean distance on X as the model takes it, after a pipeline's earlier
+        steps) and, with labels, ``linear_probe_accuracy``. ``pandas.Series(report)``
+        gives a table.
 
     Examples
     --------
@@ -99,6 +109,9 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
     check_is_fitted(vae)
     codes = vae.transform(X)  # validates X
     X = np.asarray(X, dtype=np.float64)
+    if not (isinstance(n_neighbors, Integral) and 1 <= n_neighbors < X.shape[0] / 2):
+        raise ValueError(f"n_neighbors must be an integer from 1 to less than half the "
+                         f"{X.shape[0]} samples, got {n_neighbors!r}.")
     if y is not None:
         y = np.asarray(y)
         check_consistent_length(X, y)
@@ -116,6 +129,8 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
         "mi_upper_se": bounds.upper_se,
         "reconstruction_mse": float(np.mean((X - vae.reconstruct(X)) ** 2)),
         "kl_per_dimension": kl.mean(axis=0),
+        "trustworthiness": float(trustworthiness(X.reshape(len(X), -1), codes,
+                                                 n_neighbors=n_neighbors)),
     }
     if y is not None:
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

@@ -20,18 +20,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._critics import SingleCritic, bound, critic_cap_for, marginal_terms
+from ._critics import (VALIDATION_PAIRS, CachedPosterior, CriticConfig, SingleCritic, bound,
+                       critic_cap_for, marginal_terms, train_fresh_critic)
 from ._likelihoods import build_likelihood
 from ._networks import NetworkSpec, build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl
 from ._units import InputUnits, to_float32
 from ._utils import (EVAL_CHUNK, EarlyStopping, batch_slices, default_dtype, deferred_interrupt,
-                     generators, seeded)
+                     generators, seeded, spawn_seeds, take_rows)
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Eager steps per batch shape before a CUDA graph is captured (lazy init happens in them).
 _GRAPH_WARMUP_STEPS = 3
+
+# The critic that score uses trains on at most this many rows (drawn at random): its steps
+# do not grow with the sample (CriticConfig.epoch_batches), so more rows only cost memory.
+SCORE_CRITIC_ROWS = 65_536
+SCORE_CRITIC_EPOCHS = 100  # of CriticConfig.epoch_batches steps each, as mi_bounds' refit
 
 
 # -- CUDA graphs -----------------------------------------------------------------
@@ -97,6 +103,9 @@ class TrainingConfig:
     precision: str = "float32"
     compile: bool = False
     verbose: int = 0
+    # Train the critic in every step even where the loss does not use it (alpha = 0): a
+    # stream's score has no later pass for a critic of its own (see train_score_critic).
+    critic_alongside: bool = True
 
 
 def _current_config_names(config):
@@ -168,7 +177,7 @@ class _Rows:
         """Batches of rows on the device (``_utils.batch_slices``)."""
         where = self.device if self.tensor is not None else torch.device("cpu")
         for index in batch_slices(self.n_rows, batch_size, generator, where):
-            yield (self.tensor[index] if self.tensor is not None
+            yield (take_rows(self.tensor, index) if self.tensor is not None
                    else self._send(self.host[index.numpy()]))
 
     def chunks(self, size):
@@ -207,6 +216,10 @@ class Engine:
         self.vae_optimizer = self.critic_optimizer = self.scaler = None
         self.rng_state = None  # generator states where the last training call stopped
         self.critic_cap = critic_cap  # NWJ / DV bounds of the critic capped here (None: not)
+        # The critic score uses when trained apart from the steps (train_score_critic);
+        # None: the critic trained alongside. Never trained in place, so a reference
+        # checkpoints it.
+        self.score_critic = None
         self._compile_failed = False
         self._compiled = None
         self._graphs = None  # {batch size: GraphedStep} during a train call on CUDA
@@ -289,19 +302,28 @@ class Engine:
         # No cast cache under graph capture: cached casts would outlive the capture.
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self._graphs is None)
 
-    def _step_loss(self, x, eps, shift, estimator, alpha, beta):
+    @property
+    def trains_critic(self):
+        """Whether training steps train the critic: where the loss uses it, or if asked."""
+        return self.config.alpha != 0 or self.config.critic_alongside
+
+    def _step_loss(self, x, eps, shift, estimator, alpha, beta, with_critic=True):
         """The objective and the batch's loss sums (the compiled unit); sums and exponentials
         in float32. Its value is ``recon + beta * KL - alpha * I``; the detached
-        ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
+        ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``. Without the critic
+        the MI sum is 0 (recorded as NaN: not estimated).
         """
         with self._autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
             codes = codes_from_noise(mean, log_var, c, eps)
             recon = self.likelihood.nll(x, self.decoder(codes).float())
             kl = gaussian_kl(mean, log_var)
-            scaled = _ScaleGradient.apply(codes, alpha)
-            mi = bound(SingleCritic(self.critic), x[None], scaled[None], estimator,
-                       shifts=(shift,), cap=self.critic_cap)[0]
+            if with_critic:
+                scaled = _ScaleGradient.apply(codes, alpha)
+                mi = bound(SingleCritic(self.critic), x[None], scaled[None], estimator,
+                           shifts=(shift,), cap=self.critic_cap)[0]
+            else:
+                mi = recon.new_zeros(())
         objective = recon.mean() + beta * kl.mean() - mi + (1.0 - alpha) * mi.detach()
         sums = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]]).detach()
         return objective, sums
@@ -315,12 +337,13 @@ class Engine:
 
     def _configure_optimizers(self):
         config = self.config
+        fused = {"fused": True} if _fused_adam_available(self.device) else {}
+        if self._use_graphs():
+            fused["capturable"] = True  # step counts on the device
         if self.vae_optimizer is None:
-            fused = {"fused": True} if _fused_adam_available(self.device) else {}
-            if self._use_graphs():
-                fused["capturable"] = True  # step counts on the device
             vae_params = [p for m in self._vae_modules() for p in m.parameters()]
             self.vae_optimizer = torch.optim.Adam(vae_params, lr=config.learning_rate, **fused)
+        if self.critic_optimizer is None:
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(),
                                                      lr=config.critic_learning_rate, **fused)
         if self.scaler is None and self.precision == "float16":
@@ -365,7 +388,8 @@ class Engine:
         back to the eager one with a warning (not under capture, where gradients are None).
         """
         config = self.config
-        args = (x, eps, shift, config.estimator, config.alpha, config.beta)
+        with_critic = self.trains_critic
+        args = (x, eps, shift, config.estimator, config.alpha, config.beta, with_critic)
         while True:
             loss_function = self._loss_function()
             try:
@@ -374,14 +398,15 @@ class Engine:
                     self.vae_optimizer.zero_grad(set_to_none=True)
                     self.critic_optimizer.zero_grad(set_to_none=True)
                 objective, sums = loss_function(*args)
+                optimizers = (self.vae_optimizer, self.critic_optimizer)[:1 + with_critic]
                 if self.scaler is None:
                     objective.backward()
-                    self.vae_optimizer.step()
-                    self.critic_optimizer.step()
+                    for optimizer in optimizers:
+                        optimizer.step()
                 else:
                     self.scaler.scale(objective).backward()
-                    self.scaler.step(self.vae_optimizer)
-                    self.scaler.step(self.critic_optimizer)
+                    for optimizer in optimizers:
+                        self.scaler.step(optimizer)
                     self.scaler.update()
                 return sums
             except Exception as exc:  # noqa: BLE001 - failures vary; eager re-raises real bugs
@@ -405,19 +430,20 @@ class Engine:
                               dtype=torch.float32, device=self.device)
             totals += self._step(x, eps, shift)
         *sums, weight_sum = torch.cat([totals, self._weight_sum().reshape(1)]).tolist()
-        return self._summary(sums, rows.n_rows), math.isfinite(weight_sum)
+        return self._summary(sums, rows.n_rows, self.trains_critic), math.isfinite(weight_sum)
 
     @torch.no_grad()
     def _weight_sum(self):
         """Sum of every weight: finite exactly when all of them are (short of overflow)."""
         return torch.stack([p.sum() for m in self._modules() for p in m.parameters()]).sum()
 
-    def _summary(self, sums, n_samples):
+    def _summary(self, sums, n_samples, with_mi=True):
         recon, kl, mi = (s / n_samples for s in sums)
         if self.units is not None:  # NLL in the data's units: the Jacobian of standardising
             recon += self.units.log_scale_sum
-        loss = recon + self.config.beta * kl - self.config.alpha * mi
-        return {"loss": loss, "reconstruction": recon, "kl": kl, "mi": mi}
+        loss = recon + self.config.beta * kl - (self.config.alpha * mi if with_mi else 0.0)
+        return {"loss": loss, "reconstruction": recon, "kl": kl,
+                "mi": mi if with_mi else math.nan}
 
     def _weights(self):
         """Every module's weights and buffers as one-member views (for EarlyStopping)."""
@@ -431,19 +457,24 @@ class Engine:
             "optimizers": [o if o is None else copy.deepcopy(o.state_dict()) for o in optimizers],
             "rng_state": self.rng_state,
             "n_epochs": len(self.history),
+            "score_critic": self.score_critic,
         }
 
     def _restore(self, checkpoint):
         for module, state in zip(self._modules(), checkpoint["modules"]):
             module.load_state_dict(state)
-        optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
-        if any(state is None for state in checkpoint["optimizers"][:2]):
-            self.vae_optimizer = self.critic_optimizer = self.scaler = None  # built at first use
-        else:
-            for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
-                if optimizer is not None and state is not None:
-                    optimizer.load_state_dict(state)
+        vae_state, critic_state, scaler_state = checkpoint["optimizers"]
+        # An optimiser that had no state is built afresh at first use.
+        if vae_state is None:
+            self.vae_optimizer = self.scaler = None
+        if critic_state is None:
+            self.critic_optimizer = None
+        for optimizer, state in zip((self.vae_optimizer, self.critic_optimizer, self.scaler),
+                                    (vae_state, critic_state, scaler_state)):
+            if optimizer is not None and state is not None:
+                optimizer.load_state_dict(state)
         self.rng_state = checkpoint["rng_state"]
+        self.score_critic = checkpoint["score_critic"]
         del self.history[checkpoint["n_epochs"]:]
 
     def _divergence_message(self, epoch, what):
@@ -470,6 +501,7 @@ class Engine:
         rows = self._rows(X, stream)  # input errors first, before any state changes
         valid = None if X_valid is None else self._rows(X_valid, stream, "X_valid")
         checkpoint = self._checkpoint()
+        self.score_critic = None  # of the encoder before this call
         with deferred_interrupt() as interrupt:
             # Graphs bake in this call's alpha, beta and learning rates.
             self._graphs, self._warmups = ({}, {}) if self._use_graphs() else (None, None)
@@ -515,13 +547,13 @@ class Engine:
                 summary, weights_finite = self._train_epoch(rows, cpu_gen, noise_gen, interrupt)
                 if not weights_finite:
                     return epoch, "the weights"
-                if not all(map(math.isfinite, summary.values())):
+                if not all(map(math.isfinite, self._estimated(summary))):
                     return epoch, "the loss"
                 if interrupt.requested:  # mid-epoch: the epoch is not recorded
                     return None
                 record = {"epoch": epoch, **summary}
                 if valid is not None:
-                    scores = self._evaluate_rows(valid)
+                    scores = self._evaluate_rows(valid, self.trains_critic, self.critic)
                     record.update({f"valid_{k}": v for k, v in scores.items()})
                     if not math.isfinite(record["valid_loss"]):
                         return epoch, "the validation loss"
@@ -553,10 +585,45 @@ class Engine:
                       f"the history ends at epoch {len(self.history)}, the last finite one.",
                       RuntimeWarning, stacklevel=3)
 
+    def train_score_critic(self, X, n_epochs):
+        """Train the critic that score uses afresh on the frozen encoder's draws for X.
+
+        The same protocol at every alpha, so that held-out bounds compare across a grid:
+        the critic is re-initialised under the engine's seed; of at most
+        ``SCORE_CRITIC_ROWS`` rows of X (at random) a fifth (at most ``VALIDATION_PAIRS``
+        rows, which bound the early-stopping score's pairs anyway) early-stops and the rest
+        train on posterior draws from parameters computed once
+        (the critic trainer: at most ``SCORE_CRITIC_EPOCHS`` epochs, and no more steps than
+        ``n_epochs`` VAE epochs over X took, so that it never costs more than a critic
+        trained alongside). It is kept apart from the critic trained alongside (the
+        training state) until the next training call.
+        """
+        vae_steps = n_epochs * max(1, X.shape[0] // self.config.batch_size)
+        max_iter = max(1, min(SCORE_CRITIC_EPOCHS, vae_steps // CriticConfig.epoch_batches))
+        # Children 0-4 of the seed are mi_bounds(refit_critic=True)'s.
+        split_seed, *seeds = spawn_seeds(self.seed, 9)[5:]
+        order = np.random.default_rng(split_seed).permutation(X.shape[0])[:SCORE_CRITIC_ROWS]
+        n_valid = max(2, min(len(order) // 5, VALIDATION_PAIRS))
+        local = torch.arange(len(order), device=self.device)  # rows in a random order
+        self._set_train(False)
+        scorer = copy.deepcopy(self.critic)
+        X = self._tensor(X[order])
+        with self._autocast():
+            source = CachedPosterior(self.encoder, X, EVAL_CHUNK)
+        train_fresh_critic(
+            self.encoder, scorer, X, local[n_valid:], local[:n_valid], source=source,
+            estimator=self.config.estimator, batch_size=self.config.batch_size,
+            learning_rate=self.config.critic_learning_rate, max_iter=max_iter, seeds=seeds,
+            cap=self.critic_cap, verbose=self.config.verbose)
+        self.score_critic = scorer
+
     # -- saved state --------------------------------------------------------
     def _named_modules(self):
-        return {"encoder": self.encoder, "decoder": self.decoder, "critic": self.critic,
-                "likelihood": self.likelihood}
+        modules = {"encoder": self.encoder, "decoder": self.decoder, "critic": self.critic,
+                   "likelihood": self.likelihood}
+        if self.score_critic is not None:
+            modules["score_critic"] = self.score_critic
+        return modules
 
     def _named_optimizers(self):
         return {"vae_optimizer": self.vae_optimizer, "critic_optimizer": self.critic_optimizer}
@@ -621,6 +688,8 @@ class Engine:
         engine.spec, engine.history = spec, list(metadata["history"])
         # Files written before critics were capped: their models keep their uncapped bound.
         engine.critic_cap = metadata.get("critic_cap")
+        if any(name.startswith("score_critic.") for name in tensors):
+            engine.score_critic = copy.deepcopy(engine.critic)
         for name, module in engine._named_modules().items():
             module.load_state_dict(_with_prefix(tensors, f"{name}."), strict=True)
         if metadata["optimizers"]:
@@ -655,19 +724,27 @@ class Engine:
                 mean, log_var, c = (t.float() for t in self.encoder(x))
                 yield x, mean, log_var, codes_from_noise(mean, log_var, c, eps)
 
+    @property
+    def scoring_critic(self):
+        """The critic held-out bounds use: trained apart if it was, else the one alongside."""
+        return self.critic if self.score_critic is None else self.score_critic
+
     @torch.no_grad()
-    def _evaluate_batches(self, rows):
+    def _evaluate_batches(self, rows, with_mi=True, critic=None):
         """Per-sample reconstruction NLL and KL, per-batch MI bounds (``pairs="blocks"``: the
-        training bound with far less variance) and batch sizes.
+        training bound with far less variance; zeros without ``with_mi``) of ``critic``
+        (default: the scoring critic) and batch sizes.
         """
         estimator = self.config.estimator
+        critic = self.scoring_critic if critic is None else critic
         recons, kls, mis, sizes = [], [], [], []
         for x, mean, log_var, codes in self._held_out_batches(rows):
             with self._autocast():
                 recons.append(self.likelihood.nll(x, self.decoder(codes).float()))
                 kls.append(gaussian_kl(mean, log_var))
-                mis.append(bound(SingleCritic(self.critic), x[None], codes[None], estimator,
-                                 "blocks", cap=self.critic_cap)[0])
+                mis.append(bound(SingleCritic(critic), x[None], codes[None], estimator,
+                                 "blocks", cap=self.critic_cap)[0] if with_mi
+                           else recons[-1].new_zeros(()))
             sizes.append(x.shape[0])
         return torch.cat(recons), torch.cat(kls), torch.stack(mis), np.asarray(sizes)
 
@@ -679,17 +756,22 @@ class Engine:
         terms = []
         for x, _, _, codes in self._held_out_batches(self._rows(X)):
             with self._autocast():
-                terms.append(marginal_terms(SingleCritic(self.critic), x[None], codes[None],
+                terms.append(marginal_terms(SingleCritic(self.scoring_critic), x[None], codes[None],
                                             self.critic_cap).double().cpu())
         terms = torch.cat(terms).sort(descending=True).values
         half = int(torch.searchsorted(terms.cumsum(0), 0.5 * terms.sum())) + 1
         return {"n_pairs": terms.numel(), "n_half": half,
                 "max_output": 1.0 + float(terms[0].log())}
 
-    def _evaluate_rows(self, rows):
-        recon, kl, mi, sizes = self._evaluate_batches(rows)
+    def _evaluate_rows(self, rows, with_mi=True, critic=None):
+        recon, kl, mi, sizes = self._evaluate_batches(rows, with_mi, critic)
         mi_sum = float(mi.cpu().double() @ torch.as_tensor(sizes, dtype=torch.float64))
-        return self._summary([recon.sum().item(), kl.sum().item(), mi_sum], rows.n_rows)
+        return self._summary([recon.sum().item(), kl.sum().item(), mi_sum], rows.n_rows,
+                             with_mi)
+
+    def _estimated(self, summary):
+        """The values of an epoch's summary that were estimated (not the MI without a critic)."""
+        return [v for k, v in summary.items() if k != "mi" or self.trains_critic]
 
     def evaluate(self, X, stream=False):
         """Per-sample means of reconstruction NLL, KL, MI bound, loss; ValueError if not finite."""

@@ -102,9 +102,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     n_info_components : int, default=0
         Size of c. :meth:`transform` returns ``[z_mean, c]``.
     alpha : float, default=1.0
-        Weight of the MI term; 0 gives a plain VAE (the critic still trains, so :meth:`score`
-        means the same for every alpha). Where it helps: :doc:`Representation benchmark
-        </science>`.
+        Weight of the MI term; 0 gives a plain VAE, whose steps train no critic (:meth:`fit`
+        trains the critic that :meth:`score` uses afterwards, the same way at every alpha).
+        Where it helps: :doc:`Representation benchmark </science>`.
     beta : float, default=1.0
         Weight of the KL term.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -180,7 +180,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     encoder_, decoder_, critic_, likelihood_ : torch.nn.Module
-        The fitted networks.
+        The fitted networks; ``critic_`` is the critic trained alongside the VAE (in the
+        steps of ``alpha > 0`` and of :meth:`partial_fit`), not the one :meth:`score` uses
+        after :meth:`fit`.
     info_mean_ : ndarray of shape (n_info_components,)
         Training mean of the c codes, c's prior mean in :meth:`reconstruct`.
     history_ : list of dict
@@ -348,13 +350,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             return n_train
         return self.batch_size
 
-    def _training_config(self, batch_size):
+    def _training_config(self, batch_size, incremental):
         return TrainingConfig(
             alpha=float(self.alpha), beta=float(self.beta), estimator=self.mi_estimator,
             batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
             n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
-            precision=self.precision, compile=self.compile, verbose=self.verbose)
+            precision=self.precision, compile=self.compile, verbose=self.verbose,
+            critic_alongside=incremental)
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -426,7 +429,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             )
         seed = seed_from(self.random_state)
         X_train, X_valid = (X_checked, None) if incremental else self._split(X_checked, seed)
-        config = self._training_config(self._effective_batch_size(X_train.shape[0]))
+        config = self._training_config(self._effective_batch_size(X_train.shape[0]), incremental)
         if continuing:
             engine, previous_config = self._engine, self._engine.config
             engine.configure(config)
@@ -439,6 +442,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             try:
                 engine.train(X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
                              stream=_is_streamed(X) and X_valid is None)
+                if not incremental:
+                    engine.train_score_critic(X_train, len(engine.history) - n_epochs_before)
             except BaseException as exc:
                 # An interrupted engine keeps its completed epochs; any other failure leaves it
                 # (and so this estimator) as it was.
@@ -624,14 +629,20 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
-        The ``mi_estimator`` bound of the trained critic on fixed batches of the fitted batch
-        size B, each taking every mismatched pair within blocks of 16 rows as its draws from
-        p(x) p(z); repeatable for a fixed model and data. For NWJ and DV the critic's outputs
-        are capped at ``1 + log B`` nats, in training as here, so that no single pair can
-        lower a batch's bound by more than a nat: the bound is that of the capped critic, a
-        lower bound on I(x; z) in expectation like any critic's, and at most ``1 + log B``
-        (:doc:`what score reports </science>`). It grows with ``alpha`` and ``n_components``
-        by construction (see Notes of the class). A value below -1 nat warns
+        The ``mi_estimator`` bound of a critic on fixed batches of the fitted batch size B,
+        each taking every mismatched pair within blocks of 16 rows as its draws from
+        p(x) p(z); repeatable for a fixed model and data. After :meth:`fit`, at every alpha,
+        the critic is one trained afresh on the frozen encoder: re-initialised under
+        ``random_state``, trained on posterior draws for (at most 65,536 of) the training
+        rows for at most 1,600 steps and no more than the fit's VAE steps, early-stopped on
+        a fifth of the rows, so that scores compare across a grid of alpha
+        (:ref:`what score means <score-meaning>`). After :meth:`partial_fit` it is the critic trained alongside the VAE, in every
+        step at every alpha (a stream has no later pass). For NWJ and DV the critic's
+        outputs are capped at ``1 + log B`` nats, so that no single pair can lower a batch's
+        bound by more than a nat: the bound is that of the capped critic, a lower bound on
+        I(x; z) in expectation like any critic's, and at most ``1 + log B`` (:doc:`what
+        score reports </science>`). It grows with ``alpha`` and ``n_components`` by
+        construction (see Notes of the class). A value below -1 nat warns
         (RuntimeWarning), naming the pairs that made it.
 
         Parameters
@@ -672,7 +683,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                   refit_max_iter: int = 100) -> MIBounds:
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
-        ``lower`` is the critic's bound (``mi_estimator``) on X, the mean over fixed batches,
+        ``lower`` is the bound of :meth:`score`'s critic on X, the mean over fixed batches,
         with standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch).
         ``upper`` is the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, with standard error
         ``sd / sqrt(n)``; with ``n_info_components > 0`` no finite upper bound exists, and

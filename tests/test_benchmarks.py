@@ -150,6 +150,15 @@ def check_example(out, tmp):
     assert "digit 9: mean c" in out
 
 
+def check_umap(out, tmp):
+    models = ["PCA", "skinfomax alpha=0", "skinfomax alpha=1"] + ([] if missing("umap") else
+                                                                  ["UMAP"])
+    for model in models:  # fit s, transform s, 5-NN, probe, trustworthiness
+        fit, transform, *scores = row(out, rf"\s+2 {model}\s", 5)[:5]
+        assert fit > 0 and transform > 0 and all(0 <= v <= 1 for v in scores)
+    assert (tmp / "cmp.png").stat().st_size > 1000
+
+
 # name: (script and its arguments ({tmp}: a folder of its own), check, reasons to skip)
 RUNS = {
     "bench_fit": ("benchmarks/bench_fit.py --quick", check_fit, [no_mnist]),
@@ -168,6 +177,8 @@ RUNS = {
     "bench_gridsearch": ("benchmarks/bench_gridsearch.py --quick", check_gridsearch, [no_mnist]),
     "images_mnist": ("benchmarks/images_mnist.py --quick", check_images, [no_mnist]),
     "score_sweep": ("benchmarks/score_sweep.py --quick", check_score_sweep, []),
+    "compare_umap": ("benchmarks/compare_umap.py --quick --figure {tmp}/cmp.png", check_umap,
+                     [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (
         "examples/images_mnist.py --out {tmp} --n-train 120 --epochs 1 --conv-channels 4 8 "
         "--threads 1", check_example, [no_mnist, lambda: missing("matplotlib")]),

@@ -65,7 +65,7 @@ def test_diagnostics_keys_and_values(trained, digits):
     assert set(report) == {
         "n_active_units", "active_units", "posterior_mean_variance", "mi_lower",
         "mi_lower_se", "mi_upper", "mi_upper_se", "reconstruction_mse", "kl_per_dimension",
-        "linear_probe_accuracy",
+        "linear_probe_accuracy", "trustworthiness",
     }
     Z = trained.transform(X[160:])
     np.testing.assert_allclose(report["posterior_mean_variance"], Z.var(axis=0))
@@ -86,6 +86,32 @@ def test_diagnostics_keys_and_values(trained, digits):
     assert report["linear_probe_accuracy"] == pytest.approx(accuracy, abs=0.15)
     assert report["linear_probe_accuracy"] > 0.3
     assert "linear_probe_accuracy" not in diagnostics(trained, X[160:])
+    # Digits have tied distances, whose ranks either order may take: a few ranks apart.
+    assert report["trustworthiness"] == pytest.approx(trustworthiness_by_hand(X[160:], Z, 5),
+                                                      abs=1e-4)
+
+
+def trustworthiness_by_hand(X, Z, k):
+    """Venna & Kaski's T(k) = 1 - 2 / (n k (2n - 3k - 1)) * sum over i and over the codes'
+    k nearest neighbours j of i that are not among X's of (rank of j among X's neighbours
+    of i) - k, by explicit loops.
+    """
+    n = len(X)
+    total = 0.0
+    for i in range(n):
+        by_x = [j for j in np.argsort(((X - X[i]) ** 2).sum(1), kind="stable") if j != i]
+        by_z = [j for j in np.argsort(((Z - Z[i]) ** 2).sum(1), kind="stable") if j != i]
+        rank = {j: r + 1 for r, j in enumerate(by_x)}
+        total += sum(rank[j] - k for j in by_z[:k] if rank[j] > k)
+    return 1.0 - 2.0 / (n * k * (2 * n - 3 * k - 1)) * total
+
+
+def test_trustworthiness_is_one_for_codes_that_keep_neighbours_and_falls_otherwise():
+    """Codes that are X scaled keep every neighbourhood (1 exactly); shuffled codes do not."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    assert trustworthiness_by_hand(X, 2.0 * X, 5) == 1.0
+    assert trustworthiness_by_hand(X, rng.permutation(X), 5) < 0.8
 
 
 def test_diagnostics_through_a_pipeline(digits):
@@ -106,6 +132,8 @@ def test_bad_inputs_raise_and_change_nothing(trained, digits):
         diagnostics(trained, X, y[:10])
     with pytest.raises(ValueError, match="cv"):
         diagnostics(trained, X, y, cv=1)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        diagnostics(trained, X[:10], n_neighbors=5)
     with pytest.raises(ValueError, match="features"):
         trained.mi_bounds(X[:, :10])
     with pytest.raises(ValueError, match="at least 8"):

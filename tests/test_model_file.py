@@ -200,7 +200,8 @@ def test_file_is_plain_safetensors_with_json_and_versions(saved):
     assert metadata["format_version"] == "1"
     assert document["written_by"]["torch"] == torch.__version__
     assert {"encoder.head.weight", "likelihood.raw_log_var", "rng.cpu",
-            "vae_optimizer.state.0.exp_avg_sq", "critic_optimizer.state.0.step"} <= names
+            "vae_optimizer.state.0.exp_avg_sq", "critic_optimizer.state.0.step",
+            "score_critic.embed_codes.weight"} <= names
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

@@ -122,11 +122,11 @@ def test_step_objective_moves_with_beta_by_the_mean_kl(model, batch, estimator):
 def test_step_objective_value_is_the_vae_loss(model, batch, estimator):
     x, eps, shift = batch
     objective, _ = model._engine._step_loss(x, eps, shift, estimator, 2.5, 0.3)
-    more_alpha, _ = model._engine._step_loss(x, eps, shift, estimator, 12.5, 0.3)
+    more_alpha, _ = model._engine._step_loss(x, eps, shift, estimator, 102.5, 0.3)
     with torch.no_grad():
         recon, kl, mi = terms_by_hand(model, x, eps, shift, estimator)
-    assert abs(10.0 * mi.item()) > 0.1  # the alpha term is resolvable next to recon
-    assert (more_alpha - objective).item() == pytest.approx(-10.0 * mi.item(), abs=2e-3)
+    assert abs(100.0 * mi.item()) > 0.1  # the alpha term is resolvable next to recon
+    assert (more_alpha - objective).item() == pytest.approx(-100.0 * mi.item(), abs=2e-3)
     expected = recon.mean() + 0.3 * kl.mean() - 2.5 * mi
     assert objective.item() == pytest.approx(expected.item(), abs=2e-3)
 
@@ -239,7 +239,8 @@ def test_early_stopping_restores_the_best_epochs_weights(tiny_vae, digits):
     Z = stopped.transform(X)
     np.testing.assert_array_equal(Z, to_best.transform(X))
     np.testing.assert_array_equal(stopped.inverse_transform(Z), to_best.inverse_transform(Z))
-    assert stopped.score(X) == to_best.score(X)  # the critic is restored too
+    for p, q in zip(stopped.critic_.parameters(), to_best.critic_.parameters()):
+        assert torch.equal(p, q)  # the critic trained alongside is restored too
 
 
 # -- 5. warm starts and partial_fit continue training --------------------------------
@@ -391,3 +392,56 @@ def test_a_fit_that_spiked_before_the_cap_trains_without_spikes():
         robust_sd = 1.4826 * np.median(np.abs(previous - median))
         assert mi[t] >= median - max(5 * robust_sd, 1.0), f"spike in epoch {t + 1}"
     assert mi.min() > -1.0
+
+
+# -- 10. a plain VAE pays for no critic; score's critic is trained one way --------------
+def test_a_plain_vae_fit_trains_no_critic_in_its_steps(tiny_vae, digits):
+    """At alpha = 0 the VAE epochs leave the critic as built: no gradient, no Adam state."""
+    X, _ = digits
+    vae = tiny_vae(alpha=0.0, max_iter=1).fit(X)
+    engine = vae._engine
+    built = [p.detach().clone() for p in engine.critic.parameters()]
+    engine.train(engine.inputs(X) if engine.units is None else X, 2)
+    for p, q in zip(engine.critic.parameters(), built):
+        assert p.grad is None
+        assert torch.equal(p.detach(), q)
+    assert not engine.critic_optimizer.state  # Adam never stepped it
+    record = engine.history[-1]
+    assert math.isnan(record["mi"])  # not estimated, so not reported as a number
+    assert record["loss"] == pytest.approx(record["reconstruction"] + record["kl"], rel=1e-12)
+
+
+def test_partial_fit_trains_the_critic_alongside_at_alpha_zero(tiny_vae, digits):
+    """A stream has no later pass for a critic of its own: it trains in every step."""
+    X, _ = digits
+    vae = tiny_vae(alpha=0.0).partial_fit(X)
+    built = [p.detach().clone() for p in vae.critic_.parameters()]
+    vae.partial_fit(X)
+    assert any(not torch.equal(p.detach(), q) for p, q in zip(vae.critic_.parameters(), built))
+    assert math.isfinite(vae.history_[-1]["mi"])
+
+
+def test_score_critic_depends_on_the_encoder_alone_not_on_alpha(tiny_vae, digits):
+    """The critic score uses is trained afresh the same way at every alpha: on one encoder,
+    models of alpha 0 and 3 with different critics end with bit-identical critics and scores.
+    """
+    import copy
+
+    X, _ = digits
+    plain = tiny_vae(alpha=0.0, max_iter=2).fit(X)
+    infomax = copy.deepcopy(plain)
+    infomax.set_params(alpha=3.0)
+    infomax._engine.configure(infomax._training_config(plain.batch_size_, False))
+    with torch.no_grad():  # a critic trained elsewhere: its weights must not matter
+        for p in infomax.critic_.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    for vae in (plain, infomax):
+        vae._engine.train_score_critic(X, 2)
+    scorers = [vae._engine.score_critic for vae in (plain, infomax)]
+    for p, q in zip(*(scorer.parameters() for scorer in scorers)):
+        assert torch.equal(p, q)
+    assert not torch.equal(plain.critic_.embed_codes.weight, infomax.critic_.embed_codes.weight)
+    assert plain.score(X[:100]) == infomax.score(X[:100])
+    # ... and the fit's own score critic is this one: fit trained it on the same rows.
+    refit = tiny_vae(alpha=0.0, max_iter=2).fit(X)
+    assert refit.score(X[:100]) == plain.score(X[:100])

@@ -399,7 +399,7 @@ def test_implausible_score_warning_names_the_term_and_its_pairs(tiny_vae, digits
     X, _ = digits
     vae = tiny_vae(batch_size=128, max_iter=1).fit(X)
     with torch.no_grad():  # every pair now scores far above anything trained: at the cap
-        vae._engine.critic.head[-1][-1].bias.add_(60.0)
+        vae._engine.scoring_critic.head[-1][-1].bias.add_(60.0)
     with pytest.warns(RuntimeWarning) as caught:
         score = vae.score(X)
     # Capped outputs: joint ~ cap, marginal term ~ exp(cap - 1) = 128.
