@@ -72,6 +72,7 @@ def estimator_runner(**params):
 
 CONTENDERS = {
     "estimator": estimator_runner(),
+    "plain": estimator_runner(alpha=0.0),  # steps without a critic: not the ceiling's FLOPs
     "compiled": estimator_runner(compile=True),
     "bf16": estimator_runner(precision="bfloat16"),
     "tight": handwritten.train_tight,
@@ -114,8 +115,11 @@ def main():
           f"{flops / step_seconds / 1e9:.1f} GFLOP/s = {ceiling:,.0f} samples/s")
     print(f"{'variant':12s} {'median s':>9s} {'samples/s':>10s} {'best':>9s} {'of ceiling':>10s}")
     for name in names:
+        share = "-" if name == "plain" else f"{rate[name] / ceiling:.1%}"
         print(f"{name:12s} {median(times[name]):9.2f} {rate[name]:10,.0f} {best[name]:9,.0f} "
-              f"{rate[name] / ceiling:10.1%}")
+              f"{share:>10s}")
+    if {"plain", "estimator"} <= set(names):
+        print(f"ratio estimator / plain time: {median(times['estimator']) / median(times['plain']):.2f}x")
     for ref in ("tight", "typical"):
         for name in (n for n in names if ref in rate and n not in ("tight", "typical")):
             print(f"ratio {name} / {ref}: {rate[name] / rate[ref]:.2f}x "

@@ -38,6 +38,9 @@ _GRAPH_WARMUP_STEPS = 3
 # do not grow with the sample (CriticConfig.epoch_batches), so more rows only cost memory.
 SCORE_CRITIC_ROWS = 65_536
 SCORE_CRITIC_EPOCHS = 100  # of CriticConfig.epoch_batches steps each, as mi_bounds' refit
+# ...and at most this share of the VAE's steps in the fit: a critic-only step costs about
+# 40% of an InfoMax step, so the scoring critic adds at most ~10% to a fit.
+SCORE_CRITIC_STEP_SHARE = 0.25
 
 
 # -- CUDA graphs -----------------------------------------------------------------
@@ -593,17 +596,23 @@ class Engine:
         ``SCORE_CRITIC_ROWS`` rows of X (at random) a fifth (at most ``VALIDATION_PAIRS``
         rows, which bound the early-stopping score's pairs anyway) early-stops and the rest
         train on posterior draws from parameters computed once
-        (the critic trainer: at most ``SCORE_CRITIC_EPOCHS`` epochs, and no more steps than
-        ``n_epochs`` VAE epochs over X took, so that it never costs more than a critic
-        trained alongside). It is kept apart from the critic trained alongside (the
-        training state) until the next training call.
+        (the critic trainer: at most ``SCORE_CRITIC_EPOCHS`` epochs, and at most
+        ``SCORE_CRITIC_STEP_SHARE`` of the steps that ``n_epochs`` VAE epochs over X took).
+        It is kept apart from the critic trained alongside (the training state) until the
+        next training call.
         """
-        vae_steps = n_epochs * max(1, X.shape[0] // self.config.batch_size)
-        max_iter = max(1, min(SCORE_CRITIC_EPOCHS, vae_steps // CriticConfig.epoch_batches))
+        batch_size = self.config.batch_size
         # Children 0-4 of the seed are mi_bounds(refit_critic=True)'s.
         split_seed, *seeds = spawn_seeds(self.seed, 9)[5:]
         order = np.random.default_rng(split_seed).permutation(X.shape[0])[:SCORE_CRITIC_ROWS]
         n_valid = max(2, min(len(order) // 5, VALIDATION_PAIRS))
+        vae_steps = n_epochs * max(1, X.shape[0] // batch_size)
+        # The trainer's epochs: near-equal parts of at least epoch_batches batches.
+        n_train = len(order) - n_valid
+        n_parts = max(1, n_train // (batch_size * CriticConfig.epoch_batches))
+        steps_per_epoch = max(1, n_train // n_parts // batch_size)
+        max_iter = int(min(SCORE_CRITIC_EPOCHS,
+                           max(1, SCORE_CRITIC_STEP_SHARE * vae_steps // steps_per_epoch)))
         local = torch.arange(len(order), device=self.device)  # rows in a random order
         self._set_train(False)
         scorer = copy.deepcopy(self.critic)

@@ -634,7 +634,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         p(x) p(z); repeatable for a fixed model and data. After :meth:`fit`, at every alpha,
         the critic is one trained afresh on the frozen encoder: re-initialised under
         ``random_state``, trained on posterior draws for (at most 65,536 of) the training
-        rows for at most 1,600 steps and no more than the fit's VAE steps, early-stopped on
+        rows for at most 1,600 steps and a quarter of the fit's VAE steps, early-stopped on
         a fifth of the rows, so that scores compare across a grid of alpha
         (:ref:`what score means <score-meaning>`). After :meth:`partial_fit` it is the critic trained alongside the VAE, in every
         step at every alpha (a stream has no later pass). For NWJ and DV the critic's

@@ -302,3 +302,17 @@ def test_worker_processes_train_the_same_critics():
     np.testing.assert_allclose(list(two.validation_mi.values()),
                                list(one.validation_mi.values()), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose([two.mi, two.se], [one.mi, one.se], rtol=1e-4, atol=1e-5)
+
+
+def test_infonce_warns_of_its_cost_before_a_long_call():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10_000, 1))
+    Z = X + rng.standard_normal((10_000, 1))
+    small = dict(n_folds=None, max_iter=1, n_critics=1, critic_hidden_layer_sizes=(8,),
+                 random_state=0, n_threads=1)
+    with pytest.warns(UserWarning, match="on 10000 samples.*estimator='nwj' is the cheaper"):
+        mutual_information(X, Z, estimator="infonce", **small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        mutual_information(X[:9_999], Z[:9_999], estimator="infonce", **small)
+        mutual_information(X, Z, estimator="nwj", **small)
