@@ -23,8 +23,8 @@ from ._networks import build_critic
 from ._objectives import (CRITIC_BOUND, MI_BOUNDS, all_pairs_influence, bound_influence,
                           codes_from_noise, derangement_shift, infonce_bound, off_diagonal,
                           soft_clip)
-from ._utils import (EarlyStopping, batch_slices, deferred_interrupt, default_dtype, generators,
-                     pair_row_blocks, seeded, spawn_seeds, take_rows)
+from ._utils import (EVAL_CHUNK, EarlyStopping, batch_slices, deferred_interrupt, default_dtype,
+                     generators, pair_row_blocks, seeded, spawn_seeds, take_rows)
 
 # Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair in blocks of at
 # least this many rows: 15 pairs per row, near the standard error of all B - 1 pairs at a
@@ -58,39 +58,33 @@ class FixedCodes:
         return take_rows(self.Z, idx)
 
 
-class PosteriorCodes:
-    """Code source drawing ``[z, c]`` from a frozen encoder's posterior."""
-
-    def __init__(self, encoder):
-        self.encoder = encoder
-
-    @torch.no_grad()
-    def __call__(self, x, idx, noise):
-        lead = idx.shape
-        codes = reparameterise(*self.encoder(x.reshape(-1, *x.shape[len(lead):])), noise)
-        return codes.view(*lead, -1)
-
-
 class CachedPosterior:
-    """Code source drawing ``[z, c]`` from posterior parameters of rows of X computed once:
-    a frozen encoder's, for the many steps a critic takes over the same rows.
+    """Code source drawing ``[z, c]`` from a frozen encoder's posterior parameters, computed
+    once for the rows of X (a critic takes many steps over the same rows).
     """
 
+    def __init__(self, mean, log_var, c):
+        self.mean, self.log_var, self.c = mean, log_var, c
+
+    @classmethod
     @torch.no_grad()
-    def __init__(self, encoder, X, chunk):
+    def of(cls, encoder, X, chunk):
+        """The posterior parameters of the rows of X, in chunks of ``chunk`` rows."""
         mode = encoder.training
         encoder.eval()
         try:
             parts = [[t.float() for t in encoder(x)] for x in X.split(chunk)]
         finally:
             encoder.train(mode)
-        self.mean, self.log_var, self.c = (torch.cat(p) for p in zip(*parts))
+        return cls(*(torch.cat(p) for p in zip(*parts)))
+
+    def rows(self, idx):
+        """The source of rows ``idx`` alone (their indices become 0, 1, ...)."""
+        return CachedPosterior(*(take_rows(t, idx) for t in (self.mean, self.log_var, self.c)))
 
     def __call__(self, x, idx, noise):
-        flat = idx.reshape(-1)
-        codes = reparameterise(*(take_rows(t, flat) for t in (self.mean, self.log_var, self.c)),
-                               noise)
-        return codes.view(*idx.shape, -1)
+        drawn = self.rows(idx.reshape(-1))
+        return reparameterise(drawn.mean, drawn.log_var, drawn.c, noise).view(*idx.shape, -1)
 
 
 # -- critic stacks -----------------------------------------------------------------------
@@ -554,15 +548,15 @@ def _warn_diverged(states):
 
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
-def train_fresh_critic(encoder, critic, X, train_rows, valid_rows, *, estimator, batch_size,
-                       learning_rate, max_iter, seeds, cap=None, verbose=0, source=None):
-    """Re-initialise ``critic`` in place and train it on a frozen encoder's posterior draws.
+def train_fresh_critic(critic, X, source, train_rows, valid_rows, *, estimator, batch_size,
+                       learning_rate, max_iter, seeds, cap=None, verbose=0):
+    """Re-initialise ``critic`` in place and train it on posterior draws of a frozen encoder
+    (``source``, a :class:`CachedPosterior` of X).
 
     ``seeds`` (init, training, member) fix the fresh weights and the training streams: the
     result depends on the encoder, the rows and the seeds alone. ``train_rows`` train, fresh
-    draws ``[z, c]`` each step (from ``source``, by default the encoder run on each
-    batch); ``valid_rows`` early-stop. Neither network is left in training mode. Modules
-    without ``reset_parameters`` keep their weights.
+    draws ``[z, c]`` each step; ``valid_rows`` early-stop. Modules without
+    ``reset_parameters`` keep their weights. Returns the batch size used.
     """
     init_seed, train_seed, member_seed = seeds
     with seeded(init_seed):
@@ -572,14 +566,8 @@ def train_fresh_critic(encoder, critic, X, train_rows, valid_rows, *, estimator,
     config = CriticConfig(estimator=estimator, max_iter=max_iter, cap=cap,
                           learning_rate=learning_rate,
                           batch_size=max(2, min(batch_size, len(train_rows), len(valid_rows))))
-    encoder_mode = encoder.training
-    encoder.eval()
-    try:
-        train_critics([SingleCritic(critic)], X, source or PosteriorCodes(encoder),
-                      [[train_rows]], [[valid_rows]], config, train_seed, [[member_seed]],
-                      verbose)
-    finally:
-        encoder.train(encoder_mode)
+    train_critics([SingleCritic(critic)], X, source, [[train_rows]], [[valid_rows]], config,
+                  train_seed, [[member_seed]], verbose)
     return config.batch_size
 
 
@@ -603,16 +591,12 @@ def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, 
     eval_rows, valid_rows, train_rows = order[:n_eval], order[n_eval:n_eval + n_valid], \
         order[n_eval + n_valid:]
     fresh = copy.deepcopy(critic)
+    posterior = CachedPosterior.of(encoder, X, EVAL_CHUNK)
     batch_size = train_fresh_critic(
-        encoder, fresh, X, train_rows, valid_rows, estimator=estimator,
+        fresh, X, posterior, train_rows, valid_rows, estimator=estimator,
         batch_size=min(batch_size, n_eval), learning_rate=CriticConfig.learning_rate,
         max_iter=max_iter, seeds=(init_seed, train_seed, member_seed), cap=cap,
         verbose=verbose)
-    encoder_mode = encoder.training
-    encoder.eval()
-    try:
-        values = batch_bounds(SingleCritic(fresh), X[eval_rows], PosteriorCodes(encoder),
-                              estimator, batch_size, eval_seed, pairs="blocks", cap=cap)
-    finally:
-        encoder.train(encoder_mode)
+    values = batch_bounds(SingleCritic(fresh), X[eval_rows], posterior.rows(eval_rows),
+                          estimator, batch_size, eval_seed, pairs="blocks", cap=cap)
     return values, eval_rows.cpu().numpy()

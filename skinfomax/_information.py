@@ -96,6 +96,10 @@ def _standardise(train, *others, scaling="standard", seed=0):
     return [((a - mean) / sd).astype(np.float32) for a in (train, *others)]
 
 
+# From here on an InfoNCE call is warned of before it starts: minutes on a small CPU.
+INFONCE_SLOW_SAMPLES = 10_000
+
+
 @validate_params(
     {
         "X": ["array-like"],
@@ -300,10 +304,6 @@ def mutual_information(
     if estimator == "infonce":
         _warn_near_infonce_ceiling(mi, config.batch_size)
     return MIEstimate(mi, se, chosen, validation)
-
-
-# From here on an InfoNCE call is warned of before it starts: minutes on a small CPU.
-INFONCE_SLOW_SAMPLES = 10_000
 
 
 def _warn_near_infonce_ceiling(mi, batch_size):

@@ -340,13 +340,12 @@ class Engine:
 
     def _configure_optimizers(self):
         config = self.config
-        fused = {"fused": True} if _fused_adam_available(self.device) else {}
-        if self._use_graphs():
-            fused["capturable"] = True  # step counts on the device
         if self.vae_optimizer is None:
+            fused = {"fused": True} if _fused_adam_available(self.device) else {}
+            if self._use_graphs():
+                fused["capturable"] = True  # step counts on the device
             vae_params = [p for m in self._vae_modules() for p in m.parameters()]
             self.vae_optimizer = torch.optim.Adam(vae_params, lr=config.learning_rate, **fused)
-        if self.critic_optimizer is None:
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(),
                                                      lr=config.critic_learning_rate, **fused)
         if self.scaler is None and self.precision == "float16":
@@ -466,16 +465,13 @@ class Engine:
     def _restore(self, checkpoint):
         for module, state in zip(self._modules(), checkpoint["modules"]):
             module.load_state_dict(state)
-        vae_state, critic_state, scaler_state = checkpoint["optimizers"]
-        # An optimiser that had no state is built afresh at first use.
-        if vae_state is None:
-            self.vae_optimizer = self.scaler = None
-        if critic_state is None:
-            self.critic_optimizer = None
-        for optimizer, state in zip((self.vae_optimizer, self.critic_optimizer, self.scaler),
-                                    (vae_state, critic_state, scaler_state)):
-            if optimizer is not None and state is not None:
-                optimizer.load_state_dict(state)
+        optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
+        if any(state is None for state in checkpoint["optimizers"][:2]):
+            self.vae_optimizer = self.critic_optimizer = self.scaler = None  # built at first use
+        else:
+            for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
+                if optimizer is not None and state is not None:
+                    optimizer.load_state_dict(state)
         self.rng_state = checkpoint["rng_state"]
         self.score_critic = checkpoint["score_critic"]
         del self.history[checkpoint["n_epochs"]:]
@@ -618,9 +614,9 @@ class Engine:
         scorer = copy.deepcopy(self.critic)
         X = self._tensor(X[order])
         with self._autocast():
-            source = CachedPosterior(self.encoder, X, EVAL_CHUNK)
+            source = CachedPosterior.of(self.encoder, X, EVAL_CHUNK)
         train_fresh_critic(
-            self.encoder, scorer, X, local[n_valid:], local[:n_valid], source=source,
+            scorer, X, source, local[n_valid:], local[:n_valid],
             estimator=self.config.estimator, batch_size=self.config.batch_size,
             learning_rate=self.config.critic_learning_rate, max_iter=max_iter, seeds=seeds,
             cap=self.critic_cap, verbose=self.config.verbose)
