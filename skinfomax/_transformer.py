@@ -141,8 +141,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         capped at ``1 + log(batch_size)`` (the first fit's), InfoNCE is at most
         ``log(batch_size)``: see :meth:`score`.
     batch_size : int or "auto", default="auto"
-        At least 2; "auto" is ``min(128, n_samples)``. An int above a call's training
-        samples is clipped to their number, with a UserWarning.
+        At least 2; "auto" is ``min(128, n_samples)`` (larger batches train faster but
+        gave other codes: :ref:`batch-size`). An int above a call's training samples is
+        clipped to their number, with a UserWarning.
     max_iter : int, default=100
         Number of epochs.
     learning_rate : float, default=1e-3

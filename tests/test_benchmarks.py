@@ -151,12 +151,22 @@ def check_example(out, tmp):
 
 
 def check_umap(out, tmp):
-    models = ["PCA", "skinfomax alpha=0", "skinfomax alpha=1"] + ([] if missing("umap") else
-                                                                  ["UMAP"])
+    models = ["PCA", "skinfomax alpha=0", "skinfomax alpha=1"] + (
+        [] if missing("umap") else ["UMAP", "UMAP, new process"])
     for model in models:  # fit s, transform s, 5-NN, probe, trustworthiness
         fit, transform, *scores = row(out, rf"\s+2 {model}\s", 5)[:5]
         assert fit > 0 and transform > 0 and all(0 <= v <= 1 for v in scores)
     assert (tmp / "cmp.png").stat().st_size > 1000
+
+
+def check_batch_size(out, tmp):
+    for alpha in (0, 1):
+        for batch_size in (256, 128):  # median and best seconds
+            median_s, best_s = row(out, rf"\s+{alpha}\s+{batch_size}\s", 2)[:2]
+            assert 0 < best_s <= median_s
+    for alpha in (0, 1):
+        (ratio,) = row(out, rf"alpha={alpha}: batch 128 / batch 256", 1)[:1]
+        assert ratio > 0
 
 
 # name: (script and its arguments ({tmp}: a folder of its own), check, reasons to skip)
@@ -177,6 +187,7 @@ RUNS = {
     "bench_gridsearch": ("benchmarks/bench_gridsearch.py --quick", check_gridsearch, [no_mnist]),
     "images_mnist": ("benchmarks/images_mnist.py --quick", check_images, [no_mnist]),
     "score_sweep": ("benchmarks/score_sweep.py --quick", check_score_sweep, []),
+    "bench_batch_size": ("benchmarks/bench_batch_size.py --quick", check_batch_size, [no_mnist]),
     "compare_umap": ("benchmarks/compare_umap.py --quick --figure {tmp}/cmp.png", check_umap,
                      [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (
