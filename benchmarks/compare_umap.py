@@ -22,7 +22,7 @@ operations of each skinfomax fit (a second fit under
 the float32 matmul peak measured here (a 2048 x 2048 product, best of 20).
 ``--batch-sizes auto 256`` adds skinfomax fits at ``batch_size=256`` (rows
 named "b256"); ``--model-seeds 1 2`` fits skinfomax under those random states (the data stay
-those of ``--seed``), ``--learning-rate`` sets its learning rate, ``--alphas`` its alphas.
+those of ``--seed``), ``--learning-rate`` sets its learning rate, ``--alphas`` its alphas, ``--precision`` its precision.
 
     PYTHONPATH=. python benchmarks/compare_umap.py --threads 2 --json cmp.json --figure cmp.png
 
@@ -54,7 +54,7 @@ from skinfomax import InfoMaxVAETransformer, load_mnist  # noqa: E402
 
 
 def models(n_components, epochs, threads, seed, batch_sizes, which, model_seeds,
-           learning_rate, alphas):
+           learning_rate, alphas, precision):
     if "pca" in which:
         yield "PCA", PCA(n_components, svd_solver="randomized", random_state=seed)
     try:
@@ -73,7 +73,8 @@ def models(n_components, epochs, threads, seed, batch_sizes, which, model_seeds,
                 yield name, InfoMaxVAETransformer(
                     n_components, alpha=alpha, likelihood="bernoulli", max_iter=epochs,
                     batch_size=batch_size if batch_size == "auto" else int(batch_size),
-                    learning_rate=learning_rate, n_threads=threads, random_state=model_seed)
+                    learning_rate=learning_rate, precision=precision, n_threads=threads,
+                    random_state=model_seed)
 
 
 # Run in a new interpreter: timed from before ``import umap`` to the end of the fit.
@@ -177,7 +178,8 @@ def main():
                       n_train=50_000, n_new=10_000, epochs=30, components=[2, 10],
                       threads=2, seed=0, json="", figure="", flops=False,
                       batch_sizes=["auto"], models=["pca", "umap", "skinfomax"],
-                      model_seeds=[-1], learning_rate=1e-3, alphas=[0.0, 1.0])
+                      model_seeds=[-1], learning_rate=1e-3, alphas=[0.0, 1.0],
+                      precision="float32")
     header(threads=args.threads)
     peak = matmul_peak(args.threads) if args.flops else None
     if peak:
@@ -204,7 +206,7 @@ def main():
         for name, model in models(n_components, args.epochs, args.threads, args.seed,
                                   args.batch_sizes, args.models,
                                   [s for s in args.model_seeds if s >= 0],
-                                  args.learning_rate, args.alphas):
+                                  args.learning_rate, args.alphas, args.precision):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # UMAP's and the probe's advice
                 if name == "UMAP":
