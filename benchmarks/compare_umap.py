@@ -9,8 +9,7 @@ which would make it serial), twice per size: first in a new Python process
 user waits for in a fresh session; its fit time counts them), then in this
 process ("UMAP": compiled code warm, after an untimed fit of 5,000 rows: from
 4,096 rows on UMAP finds neighbours by nearest-neighbour descent, whose code
-a smaller fit would leave uncompiled). ``--models`` picks among pca, umap and
-skinfomax. PCA: scikit-learn's, randomized solver.
+a smaller fit would leave uncompiled). PCA: scikit-learn's, randomized solver.
 
 Per model: fit time, transform time of the 10,000 new rows, 5-NN accuracy and
 linear-probe accuracy (logistic regression on standardised codes) of the new
@@ -20,9 +19,11 @@ draws the new rows' 2-D codes of each model. ``--flops`` counts the floating-poi
 operations of each skinfomax fit (a second fit under
 ``torch.utils.flop_counter.FlopCounterMode``, not timed) and reports them against
 the float32 matmul peak measured here (a 2048 x 2048 product, best of 20).
-``--batch-sizes auto 256`` adds skinfomax fits at ``batch_size=256`` (rows
-named "b256"); ``--model-seeds 1 2`` fits skinfomax under those random states (the data stay
-those of ``--seed``), ``--learning-rate`` sets its learning rate, ``--alphas`` its alphas, ``--precision`` its precision.
+``--models`` picks among pca, umap and skinfomax; for skinfomax,
+``--batch-sizes auto 256`` adds fits at ``batch_size=256`` (rows named "b256"),
+``--model-seeds 1 2`` fits under those random states (the data stay those of
+``--seed``), and ``--learning-rate``, ``--alphas`` and ``--precision`` set the
+rest.
 
     PYTHONPATH=. python benchmarks/compare_umap.py --threads 2 --json cmp.json --figure cmp.png
 
@@ -53,28 +54,42 @@ from _common import header, parse_args  # noqa: E402
 from skinfomax import InfoMaxVAETransformer, load_mnist  # noqa: E402
 
 
-def models(n_components, epochs, threads, seed, batch_sizes, which, model_seeds,
-           learning_rate, alphas, precision):
-    if "pca" in which:
-        yield "PCA", PCA(n_components, svd_solver="randomized", random_state=seed)
+def models(n_components, args):
+    """(name, unfitted model) of each model ``args`` asks for at ``n_components``."""
+    if "pca" in args.models:
+        yield "PCA", PCA(n_components, svd_solver="randomized", random_state=args.seed)
+    if "umap" in args.models:
+        try:
+            from umap import UMAP
+        except ImportError:
+            print("(umap-learn not installed: UMAP left out)")
+        else:
+            yield "UMAP", UMAP(n_components=n_components, n_jobs=args.threads)
+    if "skinfomax" not in args.models:
+        return
+    for model_seed in [s for s in args.model_seeds if s >= 0] or [args.seed]:
+        for batch_size in args.batch_sizes:
+            for alpha in args.alphas:
+                name = (f"skinfomax alpha={alpha:g}"
+                        + ("" if batch_size == "auto" else f" b{batch_size}")
+                        + ("" if model_seed == args.seed else f" s{model_seed}"))
+                yield name, InfoMaxVAETransformer(
+                    n_components, alpha=alpha, likelihood="bernoulli", max_iter=args.epochs,
+                    batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                    learning_rate=args.learning_rate, precision=args.precision,
+                    n_threads=args.threads, random_state=model_seed)
+
+
+def warm_up_umap(X, threads):
+    """One untimed UMAP fit: numba compiles UMAP's code in a process's first fit (from 4,096
+    rows on, its nearest-neighbour descent's too)."""
     try:
         from umap import UMAP
     except ImportError:
-        print("(umap-learn not installed: UMAP left out)")
-    else:
-        if "umap" in which:
-            yield "UMAP", UMAP(n_components=n_components, n_jobs=threads)
-    for model_seed in model_seeds or [seed]:
-        for batch_size in batch_sizes if "skinfomax" in which else ():
-            for alpha in alphas:
-                name = (f"skinfomax alpha={alpha:g}"
-                        + ("" if batch_size == "auto" else f" b{batch_size}")
-                        + ("" if model_seed == seed else f" s{model_seed}"))
-                yield name, InfoMaxVAETransformer(
-                    n_components, alpha=alpha, likelihood="bernoulli", max_iter=epochs,
-                    batch_size=batch_size if batch_size == "auto" else int(batch_size),
-                    learning_rate=learning_rate, precision=precision, n_threads=threads,
-                    random_state=model_seed)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        UMAP(n_jobs=threads).fit(X)
 
 
 # Run in a new interpreter: timed from before ``import umap`` to the end of the fit.
@@ -178,8 +193,8 @@ def main():
                       n_train=50_000, n_new=10_000, epochs=30, components=[2, 10],
                       threads=2, seed=0, json="", figure="", flops=False,
                       batch_sizes=["auto"], models=["pca", "umap", "skinfomax"],
-                      model_seeds=[-1], learning_rate=1e-3, alphas=[0.0, 1.0],
-                      precision="float32")
+                      model_seeds=([-1], "skinfomax's random states (-1: --seed)"),
+                      learning_rate=1e-3, alphas=[0.0, 1.0], precision="float32")
     header(threads=args.threads)
     peak = matmul_peak(args.threads) if args.flops else None
     if peak:
@@ -191,22 +206,12 @@ def main():
     print(f"{'components':>10} {'model':<24} {'fit s':>7} {'transform s':>11} {'5-NN':>6} "
           f"{'probe':>6} {'trust':>6}" + ("  GFLOP  GFLOP/s  of peak" if peak else ""),
           flush=True)
-    try:  # numba compiles UMAP's code in its first fit: warm this process up
-        from umap import UMAP
-    except ImportError:
-        pass
-    else:
-        if "umap" in args.models:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                UMAP(n_jobs=args.threads).fit(X[:5000])
+    if "umap" in args.models:
+        warm_up_umap(X[:5000], args.threads)
     InfoMaxVAETransformer(max_iter=1, random_state=0).fit(X[:256])  # torch's one-time set-up
     rows, codes = [], {}
     for n_components in args.components:
-        for name, model in models(n_components, args.epochs, args.threads, args.seed,
-                                  args.batch_sizes, args.models,
-                                  [s for s in args.model_seeds if s >= 0],
-                                  args.learning_rate, args.alphas, args.precision):
+        for name, model in models(n_components, args):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # UMAP's and the probe's advice
                 if name == "UMAP":

@@ -9,6 +9,7 @@ outputs carry a leading member axis (``x`` of shape ``(M, B, ...)``, ``codes``
 """
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -437,6 +438,18 @@ class _Members:
             self.stopping.hold_stopped()
 
 
+def _epochs(n_rows, config):
+    """The batch size and the epochs (row ranges, near-equal parts) of training on n_rows."""
+    batch_size = min(config.batch_size, n_rows)
+    return batch_size, batch_slices(n_rows, batch_size * (config.epoch_batches or n_rows))
+
+
+def epoch_steps(n_rows, config):
+    """Optimiser steps in the shortest epoch of :func:`train_critics` on ``n_rows`` rows."""
+    batch_size, epochs = _epochs(n_rows, config)
+    return max(1, min(len(part) for part in epochs) // batch_size)
+
+
 def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, member_seeds,
                   verbose=0, rates=None):
     """Train critic stacks together to maximise the bound, early-stopped per member.
@@ -460,8 +473,7 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     cpu_gen, noise_gen = generators(train_seed, X.device)
     n_rows = min(len(r) for rows in train_rows for r in rows)
     n_valid = min(s.valid_rows.shape[1] for s in states)
-    batch_size = min(config.batch_size, n_rows)
-    epochs = batch_slices(n_rows, batch_size * (config.epoch_batches or n_rows))
+    batch_size, epochs = _epochs(n_rows, config)
     valid_shifts = [derangement_shift(n_valid, cpu_gen)
                     for _ in range(validation_shifts(n_valid))]
     progress = tqdm(total=config.max_iter, desc="critics", unit="epoch", disable=not verbose)
@@ -549,14 +561,15 @@ def _warn_diverged(states):
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
 def train_fresh_critic(critic, X, source, train_rows, valid_rows, *, estimator, batch_size,
-                       learning_rate, max_iter, seeds, cap=None, verbose=0):
+                       learning_rate, max_iter, seeds, max_steps=None, cap=None, verbose=0):
     """Re-initialise ``critic`` in place and train it on posterior draws of a frozen encoder
     (``source``, a :class:`CachedPosterior` of X).
 
     ``seeds`` (init, training, member) fix the fresh weights and the training streams: the
     result depends on the encoder, the rows and the seeds alone. ``train_rows`` train, fresh
-    draws ``[z, c]`` each step; ``valid_rows`` early-stop. Modules without
-    ``reset_parameters`` keep their weights. Returns the batch size used.
+    draws ``[z, c]`` each step; ``valid_rows`` early-stop. At most ``max_iter`` epochs and,
+    given ``max_steps``, as many whole epochs as fit in that many steps (at least one).
+    Modules without ``reset_parameters`` keep their weights. Returns the batch size used.
     """
     init_seed, train_seed, member_seed = seeds
     with seeded(init_seed):
@@ -566,6 +579,9 @@ def train_fresh_critic(critic, X, source, train_rows, valid_rows, *, estimator, 
     config = CriticConfig(estimator=estimator, max_iter=max_iter, cap=cap,
                           learning_rate=learning_rate,
                           batch_size=max(2, min(batch_size, len(train_rows), len(valid_rows))))
+    if max_steps is not None:
+        whole_epochs = max(1, max_steps // epoch_steps(len(train_rows), config))
+        config = dataclasses.replace(config, max_iter=min(max_iter, whole_epochs))
     train_critics([SingleCritic(critic)], X, source, [[train_rows]], [[valid_rows]], config,
                   train_seed, [[member_seed]], verbose)
     return config.batch_size

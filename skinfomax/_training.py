@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._critics import (VALIDATION_PAIRS, CachedPosterior, CriticConfig, SingleCritic, bound,
-                       critic_cap_for, marginal_terms, train_fresh_critic)
+from ._critics import (VALIDATION_PAIRS, CachedPosterior, SingleCritic, bound, critic_cap_for,
+                       marginal_terms, train_fresh_critic)
 from ._likelihoods import build_likelihood
 from ._networks import NetworkSpec, build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl
@@ -597,18 +597,11 @@ class Engine:
         It is kept apart from the critic trained alongside (the training state) until the
         next training call.
         """
-        batch_size = self.config.batch_size
         # Children 0-4 of the seed are mi_bounds(refit_critic=True)'s.
         split_seed, *seeds = spawn_seeds(self.seed, 9)[5:]
         order = np.random.default_rng(split_seed).permutation(X.shape[0])[:SCORE_CRITIC_ROWS]
         n_valid = max(2, min(len(order) // 5, VALIDATION_PAIRS))
-        vae_steps = n_epochs * max(1, X.shape[0] // batch_size)
-        # The trainer's epochs: near-equal parts of at least epoch_batches batches.
-        n_train = len(order) - n_valid
-        n_parts = max(1, n_train // (batch_size * CriticConfig.epoch_batches))
-        steps_per_epoch = max(1, n_train // n_parts // batch_size)
-        max_iter = int(min(SCORE_CRITIC_EPOCHS,
-                           max(1, SCORE_CRITIC_STEP_SHARE * vae_steps // steps_per_epoch)))
+        vae_steps = n_epochs * max(1, X.shape[0] // self.config.batch_size)
         local = torch.arange(len(order), device=self.device)  # rows in a random order
         self._set_train(False)
         scorer = copy.deepcopy(self.critic)
@@ -618,7 +611,8 @@ class Engine:
         train_fresh_critic(
             scorer, X, source, local[n_valid:], local[:n_valid],
             estimator=self.config.estimator, batch_size=self.config.batch_size,
-            learning_rate=self.config.critic_learning_rate, max_iter=max_iter, seeds=seeds,
+            learning_rate=self.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
+            max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seeds=seeds,
             cap=self.critic_cap, verbose=self.config.verbose)
         self.score_critic = scorer
 

@@ -637,8 +637,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         ``random_state``, trained on posterior draws for (at most 65,536 of) the training
         rows for at most 1,600 steps and a quarter of the fit's VAE steps, early-stopped on
         a fifth of the rows, so that scores compare across a grid of alpha
-        (:ref:`what score means <score-meaning>`). After :meth:`partial_fit` it is the critic trained alongside the VAE, in every
-        step at every alpha (a stream has no later pass). For NWJ and DV the critic's
+        (:ref:`what score means <score-meaning>`). After :meth:`partial_fit` it is the
+        critic trained alongside the VAE, in every step at every alpha (a stream has no
+        later pass). For NWJ and DV the critic's
         outputs are capped at ``1 + log B`` nats, so that no single pair can lower a batch's
         bound by more than a nat: the bound is that of the capped critic, a lower bound on
         I(x; z) in expectation like any critic's, and at most ``1 + log B`` (:doc:`what
