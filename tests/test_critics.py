@@ -17,6 +17,7 @@ from skinfomax._critics import (
     critic_cap_for,
     refit_critic_bounds,
     train_critics,
+    train_fresh_critic,
     validation_shifts,
 )
 from skinfomax._networks import Encoder, build_critic, build_mlp
@@ -427,3 +428,21 @@ def test_capped_critic_lets_one_pair_lower_a_batch_bound_by_at_most_one_nat():
     t = cap - np.log1p(np.exp(cap - t))
     joint, shifted = np.diag(t), t[np.arange(b), (np.arange(b) + 1) % b]
     np.testing.assert_allclose(capped, joint.mean() - np.exp(shifted - 1).mean(), rtol=1e-5)
+
+
+def test_a_step_budget_trains_the_whole_epochs_that_fit_in_it(monkeypatch):
+    # 1,000 training rows in batches of 10 and epochs of at least 16 batches: 1000 // 160 =
+    # 6 epochs of 166-167 rows, 16 steps each. A budget of 50 steps is 3 whole epochs, 48
+    # steps (no early stop: 10 epochs of patience); without a budget, max_iter=5 gives 80.
+    X, Z = gaussian_pairs(1200)
+    rows = torch.arange(1200)
+    steps = []
+    step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step",
+                        lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
+    for budget, expected in ((50, 48), (None, 80)):
+        steps.clear()
+        train_fresh_critic(build_critic(1, 1, SIZES), X, FixedCodes(Z), rows[:1000],
+                           rows[1000:], estimator="nwj", batch_size=10, learning_rate=1e-3,
+                           max_iter=5, max_steps=budget, seeds=(0, 1, 2))
+        assert len(steps) == expected
