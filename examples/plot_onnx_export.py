@@ -4,10 +4,11 @@ ONNX export: a fitted pipeline without Python
 
 Fits a ``MinMaxScaler -> InfoMaxVAETransformer -> LogisticRegression`` pipeline on
 scikit-learn's digits, converts it to ONNX with skl2onnx after
-:func:`~skinfomax.register_onnx_converter`, and runs the graph with onnxruntime, which has
-runtimes for C, C++, C#, Java and JavaScript. It then measures how far the graph's outputs
-are from the Python model's: the codes of the transformer alone, the probabilities of the
-pipeline, and the codes of a convolutional model fed images ``(n, 1, 8, 8)``.
+:func:`~skinfomax.register_onnx_converter` (whose converter writes the encoder with
+``torch.onnx.export``), and runs the graph with onnxruntime, which has runtimes for C, C++,
+C#, Java and JavaScript. It then measures how far the graph's outputs are from the Python
+model's: the codes of the transformer alone, the probabilities of the pipeline, and the
+codes of a convolutional model fed images ``(n, 1, 8, 8)``.
 
 Needs the ``onnx`` extra: ``pip install "skinfomax[onnx]"``.
 """

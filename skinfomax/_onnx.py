@@ -1,31 +1,20 @@
-"""ONNX export of :meth:`InfoMaxVAETransformer.transform` through skl2onnx.
+"""ONNX export of :meth:`InfoMaxVAETransformer.transform` through skl2onnx: ``torch.onnx.export``
+writes the encoder, with what ``transform`` does around it, as an ONNX graph, which onnx's
+version converter brings to the opset skl2onnx targets and skl2onnx's ``add_onnx_graph``
+splices into the model being converted. Any encoder torch can export converts."""
 
-The converter writes ONNX operators itself, one per built-in layer, rather than splicing
-in a graph from ``torch.onnx.export``: that exporter's default (the dynamo one) needs
-onnxscript and picks its own opset, which then has to agree with the opset skl2onnx targets
-for the rest of a pipeline, while the encoders' few layer types (Linear, Conv2d, BatchNorm,
-ReLU, reshapes) map one to one onto ONNX operators that exist in every opset. A layer it does
-not know is refused by name, before any graph is written.
-"""
-
+import copy
+import logging
 import warnings
 
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._networks import Encoder, ImageView
 from ._transformer import InfoMaxVAETransformer
 
 _ALIAS = "SkinfomaxInfoMaxVAETransformer"
-_INSTALL = 'pip install "skinfomax[onnx]"'
-
-# Layers that are the identity in eval mode, the mode transform runs the encoder in.
-_IDENTITY = (nn.Identity, nn.Dropout)
-_ACTIVATIONS = {nn.ReLU: "Relu", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid"}
-_SUPPORTED = ("nn.Sequential of nn.Linear, nn.Conv2d, nn.BatchNorm1d/2d, nn.Flatten, "
-              "skinfomax's ImageView, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Sigmoid, "
-              "nn.Dropout and nn.Identity")
 
 
 def register_onnx_converter():
@@ -35,18 +24,15 @@ def register_onnx_converter():
     After this call, ``skl2onnx.to_onnx`` converts a fitted transformer (and any
     scikit-learn pipeline that contains one) to an ONNX graph of its
     :meth:`~skinfomax.InfoMaxVAETransformer.transform`: the standardisation of X
-    (``likelihood="gaussian"``) and the encoder's posterior means ``[z_mean, c]``, for the
-    "mlp" and "conv" architectures. Calling it again does nothing new. onnxruntime then runs
-    the graph in any of its languages, without Python or torch: :doc:`/deployment`.
-
-    Returns
-    -------
-    None
+    (``likelihood="gaussian"``) and the encoder's posterior means ``[z_mean, c]``, the
+    encoder written by ``torch.onnx.export``: any encoder torch can export converts, built-in
+    or custom. Calling it again does nothing new. onnxruntime then runs the graph in any of
+    its languages, without Python or torch: :doc:`/deployment`.
 
     Raises
     ------
     ImportError
-        When skl2onnx is not installed (``pip install "skinfomax[onnx]"``).
+        When skl2onnx or onnxscript is not installed (``pip install "skinfomax[onnx]"``).
 
     Notes
     -----
@@ -60,16 +46,18 @@ def register_onnx_converter():
     ``(n, C, H, W)`` images, with ``image_shape`` set. Unlike ``transform``, the graph does
     not reject NaN or infinite values: they propagate to the codes.
 
-    Conversion raises ``NotFittedError`` for an unfitted transformer, and TypeError for a
-    custom ``encoder=`` that is not a :class:`~skinfomax.Encoder` over layers the converter
-    knows: an ``nn.Sequential`` of Linear, Conv2d, BatchNorm1d/2d, Flatten, the conv
-    encoder's ``ImageView``, ReLU, LeakyReLU, ELU, Tanh, Sigmoid, Dropout or Identity.
-    Custom decoders and critics do not matter: ``transform`` uses only the encoder.
+    Conversion raises ``NotFittedError`` for an unfitted transformer, ValueError for an
+    input shape the transformer does not take or a ``target_opset`` below what onnx can
+    convert the exported graph to, and TypeError, naming the encoder and the exporter's
+    reason, for an encoder torch cannot export (e.g. one whose ``forward`` branches in Python
+    on its input's values). Custom decoders and critics do not matter: ``transform`` uses
+    only the encoder.
 
     Examples
     --------
     >>> import pytest
     >>> onnxruntime = pytest.importorskip("onnxruntime")  # the onnx extra
+    >>> _ = pytest.importorskip("onnxscript")
     >>> import numpy as np
     >>> from skl2onnx import to_onnx
     >>> from sklearn.datasets import load_digits
@@ -87,84 +75,85 @@ def register_onnx_converter():
     True
     """
     try:
+        import onnxscript  # noqa: F401  (torch.onnx.export's, imported here to fail early)
         from skl2onnx import update_registered_converter
     except ImportError as exc:
-        raise ImportError(f"ONNX export needs skl2onnx, which is not installed ({exc}); "
-                          f"install the onnx extra: {_INSTALL}.") from exc
+        raise ImportError(f"ONNX export needs skl2onnx and onnxscript ({exc}); "
+                          'install the onnx extra: pip install "skinfomax[onnx]".') from exc
     # overwrite=True: a second call replaces the registration with the same one.
     update_registered_converter(InfoMaxVAETransformer, _ALIAS, _shape_calculator, _converter,
                                 overwrite=True)
 
 
-# -- the encoder as a list of steps ---------------------------------------------------------
-def _refuse(what, path):
-    return TypeError(
-        f"ONNX export cannot convert {what} at encoder.{path}. The converter knows "
-        f"skinfomax.Encoder over an {_SUPPORTED}. Build the custom encoder from those "
-        "layers, or run transform in Python (or export the torch encoder yourself with "
-        "torch.onnx.export)."
-    )
+class _Transform(nn.Module):
+    """``transform`` of a tensor in the graph's input dtype: rows or images in, ``[z_mean, c]``
+    out (float32 for float32 input, float64 otherwise)."""
+
+    def __init__(self, encoder, units, out_dtype):
+        super().__init__()
+        self.encoder, self.out_dtype = encoder, out_dtype
+        self.units = units is not None
+        if self.units:
+            self.register_buffer("center", torch.tensor(units.center, dtype=torch.float64))
+            self.register_buffer("scale", torch.tensor(units.scale, dtype=torch.float64))
+
+    def forward(self, x):
+        x = x.flatten(1)  # images (n, C, H, W) to rows, channels first, as transform
+        if self.units:  # as InputUnits.standardise: in float64, then float32
+            x = (x.double() - self.center) / self.scale
+        z_mean, _, c = self.encoder(x.float())
+        return torch.cat([z_mean, c], dim=1).to(self.out_dtype)
 
 
-def _flat_layers(module, path):
-    """The leaf modules of nested ``nn.Sequential`` containers, with their dotted paths."""
-    if type(module) is nn.Sequential:
-        for name, child in module.named_children():
-            yield from _flat_layers(child, f"{path}.{name}")
-    else:
-        yield path, module
+def _exported_transform(vae, input_type, opset):
+    """The ONNX model of ``transform`` for inputs of ``input_type``, at ``opset``."""
+    import onnx
+    from onnx.version_converter import convert_version
 
-
-def _check_encoder(vae):
-    """The fitted encoder's body layers and head, or TypeError naming what cannot convert."""
-    encoder = vae._engine.encoder
-    if not isinstance(encoder, Encoder) or type(encoder).forward is not Encoder.forward:
-        raise TypeError(
-            f"ONNX export cannot convert the custom encoder {type(encoder).__qualname__}: its "
-            "forward is arbitrary Python. It converts a skinfomax.Encoder(body, n_body_out, "
-            f"n_components, n_info_components) whose body is an {_SUPPORTED}; build the "
-            "encoder that way, or run transform in Python (or export the torch encoder "
-            "yourself with torch.onnx.export)."
-        )
-    if type(encoder.head) is not nn.Linear:
-        raise _refuse(f"a {type(encoder.head).__qualname__} head (not nn.Linear)", "head")
-    layers = list(_flat_layers(encoder.body, "body"))
-    for path, layer in layers:
-        _check_layer(layer, path)
-    return layers, encoder.head
-
-
-def _check_layer(layer, path):
-    kind = type(layer)
-    if kind in (nn.Linear, ImageView, nn.LeakyReLU, nn.ELU) or kind in _ACTIVATIONS \
-            or kind in _IDENTITY:
-        return
-    if kind is nn.Flatten:
-        if layer.start_dim != 1 or layer.end_dim != -1:
-            raise _refuse(f"nn.Flatten(start_dim={layer.start_dim}, end_dim={layer.end_dim}) "
-                          "(only start_dim=1, end_dim=-1)", path)
-        return
-    if kind is nn.Conv2d:
-        if layer.padding_mode != "zeros":
-            raise _refuse(f"nn.Conv2d with padding_mode={layer.padding_mode!r} "
-                          "(only 'zeros')", path)
-        return
-    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
-        if layer.running_mean is None:
-            raise _refuse(f"{kind.__name__}(track_running_stats=False), which normalises by "
-                          "each batch's statistics even in eval mode", path)
-        return
-    raise _refuse(f"a {kind.__module__}.{kind.__qualname__}", path)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(input_type.to_onnx_type().tensor_type.elem_type)
+    image_shape, n_features = vae._engine.spec.image_shape, vae.n_features_in_
+    # Two rows: torch.export would fix a batch dimension of size 0 or 1.
+    example = np.zeros((2, *image_shape) if len(input_type.shape) == 4 else (2, n_features), dtype)
+    out_dtype = torch.float32 if dtype == np.float32 else torch.float64
+    # A CPU copy in eval mode (BatchNorm's running statistics): the fitted model is untouched.
+    module = _Transform(copy.deepcopy(vae.encoder_).cpu(), vae._engine.units, out_dtype).eval()
+    name = type(vae.encoder_).__qualname__
+    # Silence the exporter's noise on every call: a log line per torchvision operator it skips
+    # and a FutureWarning torch raises against its own code.
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
+            program = torch.onnx.export(module, (torch.from_numpy(example),), dynamo=True,
+                                        verbose=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        reason = (str(cause).strip().splitlines() or [""])[0].rstrip(".")
+        raise TypeError(f"ONNX export cannot convert the encoder {name}: torch.onnx.export "
+                        f"failed with {type(cause).__name__}: {reason}. Change its forward so "
+                        "that torch.export can trace it (https://pytorch.org/docs/stable/"
+                        "export.html), or run transform in Python.") from exc
+    finally:
+        logger.setLevel(level)
+    model = program.model_proto
+    if model.functions:  # add_onnx_graph copies the main graph only
+        model = onnx.inliner.inline_local_functions(model)
+    exported = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if exported == opset:
+        return model
+    try:
+        return convert_version(model, opset)
+    except Exception as exc:
+        raise ValueError(f"torch.onnx.export wrote the encoder {name} at opset {exported}, which "
+                         f"onnx's version converter cannot bring to the target opset {opset} "
+                         f"({exc}); pass to_onnx a higher target_opset (at {exported}, none is "
+                         "needed).") from exc
 
 
 # -- skl2onnx hooks -------------------------------------------------------------------------
-def _fitted_model(operator):
-    vae = operator.raw_operator
-    check_is_fitted(vae)
-    _check_encoder(vae)
-    return vae
-
-
 def _check_input_shape(vae, shape):
     n_features, image_shape = vae.n_features_in_, vae._engine.spec.image_shape
     known = [None if not isinstance(s, (int, np.integer)) else int(s) for s in shape[1:]]
@@ -187,7 +176,8 @@ def _check_input_shape(vae, shape):
 def _shape_calculator(operator):
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    vae = _fitted_model(operator)
+    vae = operator.raw_operator
+    check_is_fitted(vae)
     input_type = operator.inputs[0].type
     _check_input_shape(vae, input_type.shape)
     # As transform: float32 stays float32, anything else comes back as float64.
@@ -197,121 +187,14 @@ def _shape_calculator(operator):
 
 
 def _converter(scope, operator, container):
-    from onnx import TensorProto
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.helpers.integration import add_onnx_graph
 
     vae = operator.raw_operator
-    engine = vae._engine
-    layers, head = _check_encoder(vae)
-    if engine.precision != "float32":
-        warnings.warn(f"The transformer was fitted with precision={engine.precision!r}: its "
+    if vae.precision != "float32":
+        warnings.warn(f"The transformer was fitted with precision={vae.precision!r}: its "
                       "transform rounds the encoder's matrix work to that precision, the ONNX "
                       "graph computes in float32, so their codes differ by that rounding.",
                       UserWarning, stacklevel=2)
-    graph = _Graph(scope, container)
-    x = operator.inputs[0].full_name
-    float_input = isinstance(operator.inputs[0].type, FloatTensorType)
-    if len(operator.inputs[0].type.shape) == 4:
-        x = graph.node("Flatten", x, axis=1)
-    units = engine.units
-    if units is not None:
-        # As InputUnits.standardise: (X - center) / scale in float64, then float32.
-        x = graph.node("Cast", x, to=TensorProto.DOUBLE)
-        x = graph.node("Sub", [x, graph.constant(units.center, np.float64)])
-        x = graph.node("Div", [x, graph.constant(units.scale, np.float64)])
-        x = graph.node("Cast", x, to=TensorProto.FLOAT)
-    elif not float_input:
-        x = graph.node("Cast", x, to=TensorProto.FLOAT)
-    for _, layer in layers:
-        x = _emit_layer(graph, layer, x)
-    # Only the head's rows of z_mean and c: the log-variance is not part of transform.
-    n_z, _, n_c = engine.encoder.split_sizes
-    rows = np.r_[0:n_z, 2 * n_z : 2 * n_z + n_c]
-    weight = _array(head.weight)[rows]
-    bias = _array(head.bias)[rows] if head.bias is not None else np.zeros(len(rows), np.float32)
-    out = operator.outputs[0].full_name
-    if float_input:
-        graph.node("Gemm", [x, graph.constant(weight), graph.constant(bias)], transB=1,
-                   output=out)
-    else:
-        x = graph.node("Gemm", [x, graph.constant(weight), graph.constant(bias)], transB=1)
-        graph.node("Cast", x, to=TensorProto.DOUBLE, output=out)
-
-
-def _array(tensor, dtype=np.float32):
-    return tensor.detach().cpu().numpy().astype(dtype)
-
-
-class _Graph:
-    """Nodes and initialisers with unique names in skl2onnx's scope."""
-
-    def __init__(self, scope, container):
-        self.scope, self.container = scope, container
-
-    def constant(self, values, dtype=np.float32):
-        from onnx import TensorProto
-
-        values = np.asarray(values, dtype=dtype)
-        onnx_type = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE,
-                     np.int64: TensorProto.INT64}[np.dtype(dtype).type]
-        name = self.scope.get_unique_variable_name("skinfomax_const")
-        self.container.add_initializer(name, onnx_type, list(values.shape),
-                                       values.ravel().tolist())
-        return name
-
-    def node(self, op_type, inputs, output=None, **attrs):
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-        output = output or self.scope.get_unique_variable_name(f"skinfomax_{op_type.lower()}")
-        self.container.add_node(op_type, inputs, [output],
-                                name=self.scope.get_unique_operator_name(f"Skinfomax{op_type}"),
-                                **attrs)
-        return output
-
-
-def _emit_layer(graph, layer, x):
-    kind = type(layer)
-    if kind in _IDENTITY:
-        return x
-    if kind in _ACTIVATIONS:
-        return graph.node(_ACTIVATIONS[kind], x)
-    if kind is nn.LeakyReLU:
-        return graph.node("LeakyRelu", x, alpha=float(layer.negative_slope))
-    if kind is nn.ELU:
-        return graph.node("Elu", x, alpha=float(layer.alpha))
-    if kind is nn.Flatten:
-        return graph.node("Flatten", x, axis=1)
-    if kind is ImageView:
-        # 0 copies the batch size from the input.
-        return graph.node("Reshape", [x, graph.constant([0, *layer.image_shape], np.int64)])
-    if kind is nn.Linear:
-        bias = (_array(layer.bias) if layer.bias is not None
-                else np.zeros(layer.out_features, np.float32))
-        return graph.node("Gemm", [x, graph.constant(_array(layer.weight)),
-                                   graph.constant(bias)], transB=1)
-    if kind is nn.Conv2d:
-        inputs = [x, graph.constant(_array(layer.weight))]
-        if layer.bias is not None:
-            inputs.append(graph.constant(_array(layer.bias)))
-        return graph.node("Conv", inputs, kernel_shape=list(layer.kernel_size),
-                          strides=list(layer.stride), pads=_conv_pads(layer),
-                          dilations=list(layer.dilation), group=int(layer.groups))
-    # BatchNorm1d / BatchNorm2d in eval mode: the running statistics.
-    n = layer.num_features
-    scale = _array(layer.weight) if layer.affine else np.ones(n, np.float32)
-    shift = _array(layer.bias) if layer.affine else np.zeros(n, np.float32)
-    return graph.node("BatchNormalization",
-                      [x, graph.constant(scale), graph.constant(shift),
-                       graph.constant(_array(layer.running_mean)),
-                       graph.constant(_array(layer.running_var))],
-                      epsilon=float(layer.eps))
-
-
-def _conv_pads(layer):
-    """ONNX pads ``[top, left, bottom, right]`` of a Conv2d's padding (ints or a string)."""
-    if layer.padding == "valid":
-        return [0, 0, 0, 0]
-    if layer.padding == "same":  # torch puts the odd pixel at the end
-        total = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size)]
-        begin = [t // 2 for t in total]
-        return [*begin, *(t - b for t, b in zip(total, begin))]
-    return [*layer.padding, *layer.padding]
+    model = _exported_transform(vae, operator.inputs[0].type, container.target_opset_onnx)
+    # Identity nodes join the operator's input and output to the graph's, renamed unique.
+    add_onnx_graph(scope, operator, container, model)
