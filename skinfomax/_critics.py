@@ -9,13 +9,11 @@ outputs carry a leading member axis (``x`` of shape ``(M, B, ...)``, ``codes``
 """
 
 import copy
-import dataclasses
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -23,9 +21,9 @@ from tqdm.auto import tqdm
 from ._networks import build_critic
 from ._objectives import (CRITIC_BOUND, MI_BOUNDS, all_pairs_influence, bound_influence,
                           codes_from_noise, derangement_shift, infonce_bound, off_diagonal,
-                          soft_clip)
-from ._utils import (EVAL_CHUNK, EarlyStopping, batch_slices, deferred_interrupt, default_dtype,
-                     generators, pair_row_blocks, seeded, spawn_seeds, take_rows)
+                          soft_clip, standard_normal)
+from ._utils import (EarlyStopping, batch_slices, deferred_interrupt, default_dtype,
+                     generators, named_seed, pair_row_blocks, seeded, spawn_seeds, take_rows)
 
 # Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair in blocks of at
 # least this many rows: 15 pairs per row, near the standard error of all B - 1 pairs at a
@@ -41,12 +39,21 @@ INFONCE_BLOCK = 16
 # validation row, this / validation rows of them, 1 to 4.
 VALIDATION_PAIRS = 4096
 
+# The critic that score uses after fit trains on at most this many rows of the training data
+# (drawn at random): its steps do not grow with the sample (CriticConfig.epoch_batches), so
+# more rows would only cost memory.
+SCORE_CRITIC_ROWS = 65_536
+# ...for at most this many epochs of CriticConfig.epoch_batches steps (as mi_bounds' refit)
+SCORE_CRITIC_EPOCHS = 100
+# ...and at most this share of the VAE's steps in the fit: a critic-only step costs about
+# 40% of an InfoMax step, so the scoring critic adds at most ~10% to a fit.
+SCORE_CRITIC_STEP_SHARE = 0.25
+
 
 # -- code sources ----------------------------------------------------------------------
 def reparameterise(mean, log_var, c, noise):
     """A posterior sample ``[mean + eps * std, c]`` with ``eps`` drawn from ``noise``."""
-    eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
-    return codes_from_noise(mean, log_var, c, eps)
+    return codes_from_noise(mean, log_var, c, standard_normal(mean.shape, noise, mean.device))
 
 
 class FixedCodes:
@@ -154,20 +161,6 @@ class StackedCritic(nn.Module):
         return StackedCritic(take(self.x_weight), take(self.x_bias), take(self.codes_weight),
                              [take(w) for w in self.head_weights],
                              [take(b) for b in self.head_biases], requires_grad=False)
-
-    def member(self, m):
-        """Member ``m`` as a :class:`~skinfomax.Critic` (a copy of its weights)."""
-        n_features, n_codes, *sizes = self.sizes
-        critic = build_critic(n_features, n_codes, sizes)
-        embed_x, embed_codes, head = critic.linear_layers()
-        with torch.no_grad():
-            embed_x.weight.copy_(self.x_weight[m].T)
-            embed_x.bias.copy_(self.x_bias[m, 0])
-            embed_codes.weight.copy_(self.codes_weight[m].T)
-            for linear, weight, bias in zip(head, self.head_weights, self.head_biases):
-                linear.weight.copy_(weight[m].T)
-                linear.bias.copy_(bias[m, 0])
-        return critic.to(self.x_weight.device)
 
     def _embed(self, x, codes):
         """First-layer terms of x and of the codes, each ``(M, B, width)``."""
@@ -280,44 +273,50 @@ def critic_cap_for(batch_size):
     return 1.0 + math.log(batch_size)
 
 
-def bound(critic, x, codes, estimator, pairs="shift", *, shifts=(1,), batch=None,
-          influence=False, cap=None):
-    """The ``estimator``'s bound on I(x; codes): float32 values ``(M,)``, one per member.
+@dataclass(frozen=True)
+class Bound:
+    """One lower bound on I(x; codes), passed whole: ``bound(critic, x, codes)`` gives its
+    float32 values ``(M,)``, one per member of a stack.
 
-    Row ``i`` of ``x`` and of ``codes`` form the joint pairs. ``pairs`` says which mismatched
-    pairs NWJ and DV take as draws from p(x) p(z): ``(x_i, codes_{i+s})`` for each roll
-    offset ``s`` in ``shifts`` (training; a 0-dim tensor lets a CUDA graph take a new offset
-    each replay), all within blocks of :data:`PAIR_BLOCK` rows (held out), or all of them:
-    more pairs, the same bound with less variance. InfoNCE normalises each row over its
-    ``batch`` (None: all rows). ``influence=True`` also returns per-sample terms ``(B,)`` of
-    one member whose mean has the bound's variance to first order (paired standard errors).
-    ``cap``: NWJ and DV take outputs softly capped there (:func:`critic_cap_for`), which
-    keeps a valid bound; None caps only against float32 overflow.
+    Row ``i`` of ``x`` and of ``codes`` form the joint pairs. ``estimator``: "nwj", "dv" or
+    "infonce". ``cap``: NWJ and DV take critic outputs softly capped there
+    (:func:`critic_cap_for`), which keeps a valid bound; None caps only against float32
+    overflow. ``pairs``: the mismatched pairs NWJ and DV take as draws from p(x) p(z):
+    ``(x_i, codes_{i+s})`` for each roll offset ``s`` of the call's ``shifts`` ("shift",
+    training; a 0-dim tensor lets a CUDA graph take a new offset each replay), all within
+    blocks of :data:`PAIR_BLOCK` rows ("blocks", held out), or all of them ("all"): more
+    pairs, the same bound with less variance. ``block``: the rows each InfoNCE row is
+    normalised over (None: the whole batch).
     """
-    if estimator == "infonce":
+
+    estimator: str = "nwj"
+    cap: float | None = None
+    pairs: str = "shift"
+    block: int | None = None
+
+    def __call__(self, critic, x, codes, shifts=(1,)):
+        return self._values(_outputs(self, critic, x, codes, shifts))
+
+    def _values(self, outputs):
+        if self.estimator == "infonce":
+            return torch.stack([infonce_bound(scores) for scores in outputs]).mean(0)
+        joint, marginal = outputs[:2]
+        capped = () if self.cap is None else (self.cap,)
+        return MI_BOUNDS[self.estimator](joint, marginal, *capped)
+
+
+def _outputs(bound, critic, x, codes, shifts):
+    """The critic outputs ``bound`` takes: InfoNCE's score matrices (one per block), else
+    joint and mismatched outputs (and, for "blocks" / "all", the last block's matrix).
+    """
+    if bound.estimator == "infonce":
         n = x.shape[1]
-        parts = batch_slices(n, batch or n, device=x.device)
+        parts = batch_slices(n, bound.block or n, device=x.device)
         parts = parts if len(parts) > 1 else [slice(None)]
-        scores = [critic.score_matrix(x[:, s], codes[:, s]).float() for s in parts]
-        values = torch.stack([infonce_bound(s) for s in scores]).mean(0)
-        if influence:
-            return values, torch.cat([bound_influence(estimator, s[0]) for s in scores])
-        return values
-    if influence and pairs == "blocks":
-        raise ValueError("Influence terms are defined for pairs='shift' or 'all', not 'blocks'.")
-    if pairs == "shift":
-        joint, marginal = (t.float() for t in critic.joint_and_shifted(x, codes, shifts))
-        terms = bound_influence(estimator, joint[0], marginal[0]) if influence else None
-    else:
-        joint, marginal, scores = _pair_outputs(critic, x, codes, pairs)
-        terms = all_pairs_influence(estimator, scores[0]) if influence else None
-    values = MI_BOUNDS[estimator](joint, marginal, *(() if cap is None else (cap,)))
-    return (values, terms) if influence else values
-
-
-def _pair_outputs(critic, x, codes, pairs):
-    """Joint and mismatched outputs for ``pairs="blocks" | "all"``, and the last block's matrix."""
-    n_blocks = max(1, x.shape[1] // PAIR_BLOCK) if pairs == "blocks" else 1
+        return [critic.score_matrix(x[:, s], codes[:, s]).float() for s in parts]
+    if bound.pairs == "shift":
+        return [t.float() for t in critic.joint_and_shifted(x, codes, shifts)]
+    n_blocks = max(1, x.shape[1] // PAIR_BLOCK) if bound.pairs == "blocks" else 1
     joint, marginal = [], []
     for x_block, codes_block in zip(x.tensor_split(n_blocks, dim=1),
                                     codes.tensor_split(n_blocks, dim=1)):
@@ -327,39 +326,49 @@ def _pair_outputs(critic, x, codes, pairs):
     return torch.cat(joint, dim=-1), torch.cat(marginal, dim=-1), scores
 
 
+def influence_terms(bound, critic, x, codes, shifts=(1,)):
+    """``bound``'s values and per-sample terms ``(B,)`` of a stack of one, whose mean has the
+    bound's variance to first order (for paired standard errors); not for ``pairs="blocks"``.
+    """
+    outputs = _outputs(bound, critic, x, codes, shifts)
+    if bound.estimator == "infonce":
+        terms = torch.cat([bound_influence("infonce", scores[0]) for scores in outputs])
+    elif bound.pairs == "shift":
+        terms = bound_influence(bound.estimator, outputs[0][0], outputs[1][0])
+    elif bound.pairs == "all":
+        terms = all_pairs_influence(bound.estimator, outputs[2][0])
+    else:
+        raise ValueError("Influence terms are defined for pairs='shift' or 'all', not 'blocks'.")
+    return bound._values(outputs), terms
+
+
 @torch.no_grad()
-def marginal_terms(critic, x, codes, cap=None):
+def marginal_terms(bound, critic, x, codes):
     """``exp(T(x_i, z_j) - 1)`` of the pairs of a held-out NWJ bound (one member, capped):
     their mean is the marginal term, so they say which pairs make it.
     """
-    _, marginal, _ = _pair_outputs(critic, x, codes, "blocks")
-    return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if cap is None else cap) - 1.0)
+    _, marginal, _ = _outputs(replace(bound, pairs="blocks"), critic, x, codes, ())
+    return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if bound.cap is None else bound.cap)
+                     - 1.0)
+
+
+def fixed_batches(X, source, batch_size, seed):
+    """``(x, codes)`` of consecutive batches of ``X`` (a tensor), codes drawn from ``source``
+    with noise from ``seed``: the same batches and draws on every call.
+    """
+    _, noise = generators(seed, X.device)
+    for idx in batch_slices(X.shape[0], batch_size, device=X.device):
+        x = take_rows(X, idx)
+        yield x, source(x, idx, noise)
 
 
 @torch.no_grad()
-def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
-                 influence=False, cap=None):
-    """Per-batch bounds (numpy) of a stack of one on fixed batches of ``X`` (a tensor).
-
-    ``seed`` fixes the shifts and the noise, so the values repeat; ``pairs``, ``influence``
-    and ``cap`` as in :func:`bound` (the terms come back concatenated over batches).
+def batch_bounds(critic, batches, bound):
+    """The held-out bound of a stack of one on each of ``batches`` (``(x, codes)`` pairs), as
+    a float tensor on the batches' device; the one place held-out bounds are computed.
     """
     critic.train(False)
-    cpu_gen, noise_gen = generators(seed, X.device)
-    values, terms = [], []
-    for idx in batch_slices(X.shape[0], batch_size, device=X.device):
-        x = take_rows(X, idx)
-        codes = source(x, idx, noise_gen)
-        shifts = [derangement_shift(x.shape[0], cpu_gen)] if pairs == "shift" else ()
-        result = bound(critic, x[None], codes[None], estimator, pairs, shifts=shifts,
-                       influence=influence, cap=cap)
-        values.append(result[0][0] if influence else result[0])
-        if influence:
-            terms.append(result[1])
-    values = torch.stack(values).cpu().numpy().astype(float)
-    if influence:
-        return values, torch.cat(terms).cpu().numpy().astype(float)
-    return values
+    return torch.stack([bound(critic, x[None], codes[None])[0] for x, codes in batches])
 
 
 # -- the training loop -------------------------------------------------------------------
@@ -367,14 +376,14 @@ def batch_bounds(critic, X, source, estimator, batch_size, seed, pairs="shift",
 class CriticConfig:
     """How to train critics (names as in the engine's ``TrainingConfig``).
 
+    ``bound`` is maximised (its pairs: one shift per step in training, several in
+    validation; InfoNCE validates over blocks of ``bound.block`` rows, else of the batch).
     An epoch is a pass over a member's training rows, or ``epoch_batches`` batches when
     shorter: the steps a critic needs do not grow with the sample, so large samples are
     validated several times a pass. ``weight_decay`` is AdamW's (0 is Adam).
-    ``infonce_block``: rows each InfoNCE row is normalised over in training and validation
-    (None: the batch), as ``bound``'s ``batch``.
     """
 
-    estimator: str = "nwj"
+    bound: Bound = Bound()
     batch_size: int = 128
     max_iter: int = 100
     learning_rate: float = 1e-3
@@ -382,8 +391,6 @@ class CriticConfig:
     tol: float = 1e-3
     weight_decay: float = 0.0
     epoch_batches: int | None = 16
-    cap: float | None = None
-    infonce_block: int | None = None
 
 
 class CriticCandidate(NamedTuple):
@@ -438,7 +445,7 @@ class _Members:
             self.stopping.hold_stopped()
 
 
-def _epochs(n_rows, config):
+def epoch_layout(n_rows, config):
     """The batch size and the epochs (row ranges, near-equal parts) of training on n_rows."""
     batch_size = min(config.batch_size, n_rows)
     return batch_size, batch_slices(n_rows, batch_size * (config.epoch_batches or n_rows))
@@ -446,7 +453,7 @@ def _epochs(n_rows, config):
 
 def epoch_steps(n_rows, config):
     """Optimiser steps in the shortest epoch of :func:`train_critics` on ``n_rows`` rows."""
-    batch_size, epochs = _epochs(n_rows, config)
+    batch_size, epochs = epoch_layout(n_rows, config)
     return max(1, min(len(part) for part in epochs) // batch_size)
 
 
@@ -473,7 +480,7 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     cpu_gen, noise_gen = generators(train_seed, X.device)
     n_rows = min(len(r) for rows in train_rows for r in rows)
     n_valid = min(s.valid_rows.shape[1] for s in states)
-    batch_size, epochs = _epochs(n_rows, config)
+    batch_size, epochs = epoch_layout(n_rows, config)
     valid_shifts = [derangement_shift(n_valid, cpu_gen)
                     for _ in range(validation_shifts(n_valid))]
     progress = tqdm(total=config.max_iter, desc="critics", unit="epoch", disable=not verbose)
@@ -521,8 +528,7 @@ def _train_part(active, X, source, part, batch_size, config, optimizer, cpu_gen,
         for members in active:
             idx = members.order[members.training][:, columns]
             x = take_rows(X, idx)
-            loss = loss - bound(members.stack, x, source(x, idx, noise_gen), config.estimator,
-                                shifts=[shift], cap=config.cap, batch=config.infonce_block).sum()
+            loss = loss - config.bound(members.stack, x, source(x, idx, noise_gen), [shift]).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -536,16 +542,14 @@ def _train_part(active, X, source, part, batch_size, config, optimizer, cpu_gen,
 @torch.no_grad()
 def _validate(active, X, source, config, seed, shifts, epoch):
     # Stopped members are not scored: their early stopping no longer moves.
+    bound = replace(config.bound, block=config.bound.block or config.batch_size)
     _, noise_gen = generators(seed, X.device)
     for members in active:
         idx = members.valid_rows[members.training]
         x = take_rows(X, idx)
         scores = torch.full((members.stack.n_members,), -math.inf, dtype=torch.float32,
                             device=X.device)
-        scores[members.training] = bound(members.stack, x, source(x, idx, noise_gen),
-                                         config.estimator, shifts=shifts,
-                                         batch=config.infonce_block or config.batch_size,
-                                         cap=config.cap)
+        scores[members.training] = bound(members.stack, x, source(x, idx, noise_gen), shifts)
         members.update(scores, epoch)
 
 
@@ -560,59 +564,36 @@ def _warn_diverged(states):
 
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
-def train_fresh_critic(critic, X, source, train_rows, valid_rows, *, estimator, batch_size,
-                       learning_rate, max_iter, seeds, max_steps=None, cap=None, verbose=0):
-    """Re-initialise ``critic`` in place and train it on posterior draws of a frozen encoder
-    (``source``, a :class:`CachedPosterior` of X).
+def fresh_critic(critic, X, source, *, bound, batch_size, learning_rate, max_iter, seed,
+                 max_steps=None, verbose=0):
+    """The fresh-critic protocol, behind ``score`` after ``fit`` and behind
+    ``mi_bounds(refit_critic=True)``: a copy of ``critic``, re-initialised, trained to maximise
+    ``bound`` on draws from a frozen encoder's posterior (``source``, a
+    :class:`CachedPosterior` of the rows of X, in random order).
 
-    ``seeds`` (init, training, member) fix the fresh weights and the training streams: the
-    result depends on the encoder, the rows and the seeds alone. ``train_rows`` train, fresh
-    draws ``[z, c]`` each step; ``valid_rows`` early-stop. At most ``max_iter`` epochs and,
-    given ``max_steps``, as many whole epochs as fit in that many steps (at least one).
-    Modules without ``reset_parameters`` keep their weights. Returns the batch size used.
+    The first fifth of the rows (2 to :data:`VALIDATION_PAIRS`) early-stops, the others train
+    (all rows train when fewer than 2 would be left), fresh draws ``[z, c]`` each step: at
+    most ``max_iter`` epochs and, given ``max_steps``, as many whole epochs as fit in that
+    many steps (at least one). Weights and training streams come from the streams "init",
+    "train" and "member" of ``seed``, so the result depends on the encoder, the rows and
+    the seed alone. Modules without ``reset_parameters`` keep their weights. Returns the
+    trained copy and the batch size it used.
     """
-    init_seed, train_seed, member_seed = seeds
-    with seeded(init_seed):
-        for module in critic.modules():
+    fresh = copy.deepcopy(critic)
+    with seeded(named_seed(seed, "init")):
+        for module in fresh.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-    config = CriticConfig(estimator=estimator, max_iter=max_iter, cap=cap,
-                          learning_rate=learning_rate,
+    rows = torch.arange(X.shape[0], device=X.device)
+    n_valid = max(2, min(len(rows) // 5, VALIDATION_PAIRS))
+    valid_rows, train_rows = rows[:n_valid], rows[n_valid:]
+    if len(train_rows) < 2:  # a handful of rows: train on them all
+        train_rows = rows
+    config = CriticConfig(bound=bound, max_iter=max_iter, learning_rate=learning_rate,
                           batch_size=max(2, min(batch_size, len(train_rows), len(valid_rows))))
     if max_steps is not None:
         whole_epochs = max(1, max_steps // epoch_steps(len(train_rows), config))
-        config = dataclasses.replace(config, max_iter=min(max_iter, whole_epochs))
-    train_critics([SingleCritic(critic)], X, source, [[train_rows]], [[valid_rows]], config,
-                  train_seed, [[member_seed]], verbose)
-    return config.batch_size
-
-
-def refit_critic_bounds(encoder, critic, X, *, estimator, batch_size, max_iter, seed,
-                        cap=None, verbose=0):
-    """``mi_bounds(refit_critic=True)``: a fresh critic on a frozen encoder's posterior draws.
-
-    Half of the rows (at random) is held out; of the rest a fifth early-stops and the others
-    train a re-initialised copy of ``critic`` (:func:`train_fresh_critic`). Neither network
-    changes. ``cap`` is the trained critic's, so both bounds are of one kind. Returns the
-    bound on each fixed batch of the held-out rows (``pairs="blocks"``, as ``score``) and
-    those rows, on which the rate must be computed to match.
-    """
-    split_seed, init_seed, train_seed, member_seed, eval_seed = spawn_seeds(seed, 5)
-    device = next(encoder.parameters()).device
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    n = X.shape[0]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).to(device)
-    n_eval = n // 2
-    n_valid = max(2, (n - n_eval) // 5)
-    eval_rows, valid_rows, train_rows = order[:n_eval], order[n_eval:n_eval + n_valid], \
-        order[n_eval + n_valid:]
-    fresh = copy.deepcopy(critic)
-    posterior = CachedPosterior.of(encoder, X, EVAL_CHUNK)
-    batch_size = train_fresh_critic(
-        fresh, X, posterior, train_rows, valid_rows, estimator=estimator,
-        batch_size=min(batch_size, n_eval), learning_rate=CriticConfig.learning_rate,
-        max_iter=max_iter, seeds=(init_seed, train_seed, member_seed), cap=cap,
-        verbose=verbose)
-    values = batch_bounds(SingleCritic(fresh), X[eval_rows], posterior.rows(eval_rows),
-                          estimator, batch_size, eval_seed, pairs="blocks", cap=cap)
-    return values, eval_rows.cpu().numpy()
+        config = replace(config, max_iter=min(max_iter, whole_epochs))
+    train_critics([SingleCritic(fresh)], X, source, [[train_rows]], [[valid_rows]], config,
+                  named_seed(seed, "train"), [[named_seed(seed, "member")]], verbose)
+    return fresh, config.batch_size

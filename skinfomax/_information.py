@@ -7,22 +7,23 @@ from __future__ import annotations
 import math
 import warnings
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed, effective_n_jobs
 from numpy.typing import ArrayLike
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from ._critics import (INFONCE_BLOCK, CriticCandidate, CriticConfig, FixedCodes, MeanCritic,
-                       StackedCritic, batch_bounds, train_critics)
+from ._critics import (INFONCE_BLOCK, Bound, CriticCandidate, CriticConfig, FixedCodes, MeanCritic,
+                       StackedCritic, batch_bounds, fixed_batches, influence_terms, train_critics)
+from ._units import InputUnits
 from ._utils import (as_positive_ints, mean_and_se, numeric_array, resolve_device, seed_from,
-                     spawn_seeds, torch_threads, warn_if_implausible)
+                     spawn_seeds, split_rows, torch_threads, warn_if_implausible)
 
 # "auto": joint layers of growing width under a narrow second layer, then one undecayed
 # critic at STEEP_RATE times the learning rate (the least regularised).
@@ -86,14 +87,16 @@ def _as_2d(a, name):
     return a
 
 
-def _standardise(train, *others, scaling="standard", seed=0):
+def _scaled(train, *others, scaling="standard", seed=0):
+    """The parts in float32, scaled by the train part's statistics: the transformer's standard
+    units (:class:`~skinfomax._units.InputUnits`), or ranks mapped to a standard normal.
+    """
     if scaling == "quantile":
         qt = QuantileTransformer(n_quantiles=min(1000, train.shape[0]),
                                  output_distribution="normal", random_state=seed).fit(train)
         return [qt.transform(a).astype(np.float32) for a in (train, *others)]
-    mean, sd = train.mean(axis=0), train.std(axis=0)
-    sd[sd == 0] = 1.0
-    return [((a - mean) / sd).astype(np.float32) for a in (train, *others)]
+    units = InputUnits.fit(train)
+    return [units.standardise(a) for a in (train, *others)]
 
 
 # From here on an InfoNCE call is warned of before it starts: minutes on a small CPU.
@@ -275,24 +278,22 @@ def mutual_information(
                          "already trains every critic at once).")
     if estimator == "infonce" and n >= INFONCE_SLOW_SAMPLES:
         warnings.warn(
-            f"estimator='infonce' on {n} samples: its critics score 16 pairs per row where "
-            "NWJ's score 2, and on 20,000 samples a call took 163 s against NWJ's 23 s on 2 "
-            "CPU threads (the science page of the docs). estimator='nwj' is the cheaper "
-            "bound.",
+            f"estimator='infonce' on {n} samples: its critics score {INFONCE_BLOCK} pairs per "
+            "row where NWJ's score 2, so a call takes several times as long (measured: the "
+            "science page of the docs); estimator='nwj' is the cheaper bound.",
             UserWarning, stacklevel=2)
     seed = seed_from(random_state)
     if n_folds is None:
-        rest, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
+        test, rest = split_rows(n, [n_test], seed)
         held_out = [(rest, test)]
     else:
         held_out = KFold(n_folds, shuffle=True, random_state=seed).split(X)
     folds = [_fold(X, Z, rest, test, validation_fraction, scaling, seed)
              for rest, test in held_out]
     # Learning rate and weight decay travel with each candidate.
-    config = CriticConfig(estimator=estimator,
+    config = CriticConfig(bound=Bound(estimator, block=INFONCE_BLOCK),
                           batch_size=min(batch_size, n_test, n_valid, n_rest - n_valid),
-                          max_iter=max_iter, n_iter_no_change=n_iter_no_change,
-                          infonce_block=INFONCE_BLOCK)
+                          max_iter=max_iter, n_iter_no_change=n_iter_no_change)
     with torch_threads(n_threads):
         mi, se, chosen, validation = estimate_mi(folds, candidates, config, seed, device,
                                                  n_critics=n_critics, verbose=verbose,
@@ -324,10 +325,10 @@ def _warn_near_infonce_ceiling(mi, batch_size):
 
 def _fold(X, Z, rest, test, validation_fraction, scaling, seed):
     """Train, validation and test parts of one fold, scaled by the train part's statistics."""
-    n_valid = int(np.ceil(validation_fraction * len(rest)))
-    train, valid = train_test_split(rest, test_size=n_valid, random_state=seed)
-    Xs = _standardise(X[train], X[valid], X[test], scaling=scaling, seed=seed)
-    Zs = _standardise(Z[train], Z[valid], Z[test], scaling=scaling, seed=seed)
+    valid, train = (rest[rows] for rows in split_rows(
+        len(rest), [int(np.ceil(validation_fraction * len(rest)))], seed))
+    Xs = _scaled(X[train], X[valid], X[test], scaling=scaling, seed=seed)
+    Zs = _scaled(Z[train], Z[valid], Z[test], scaling=scaling, seed=seed)
     return Xs[0], Zs[0], Xs[1], Zs[1], Xs[2], Zs[2]
 
 
@@ -345,7 +346,7 @@ def one_standard_error_choice(values, terms):
     return best
 
 
-def _split(items, n_groups):
+def _deal(items, n_groups):
     """``items`` dealt round-robin into at most ``n_groups`` non-empty groups."""
     return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
 
@@ -394,10 +395,20 @@ def _stacked_folds(folds, device):
 
 
 def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
-    """All-pairs batch bounds of the mean critic of ``members`` on ``rows`` (numpy)."""
+    """All-pairs bounds of the mean critic of ``members`` on fixed batches of ``rows`` (numpy),
+    and with ``influence`` each sample's influence term.
+    """
     critic = MeanCritic(stack.select(members))
-    return batch_bounds(critic, X[rows], FixedCodes(Z[rows]), config.estimator,
-                        config.batch_size, seed, pairs="all", influence=influence)
+    bound = replace(config.bound, pairs="all", block=None)
+    batches = fixed_batches(X[rows], FixedCodes(Z[rows]), config.batch_size, seed)
+    if not influence:
+        return batch_bounds(critic, batches, bound).cpu().numpy().astype(float)
+    critic.train(False)
+    with torch.no_grad():
+        values, terms = zip(*(influence_terms(bound, critic, x[None], codes[None])
+                              for x, codes in batches))
+    return (torch.stack(values)[:, 0].cpu().numpy().astype(float),
+            torch.cat(terms).cpu().numpy().astype(float))
 
 
 def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
@@ -410,7 +421,7 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
     stop, compare = fold.valid[:half], fold.valid[half:]
     train_seed, compare_seed, *seeds = spawn_seeds(seed, 2 + n_members)
     # One stack per candidate: padding narrow ones to the widest was slower.
-    groups, jobs = _split(candidates, n_jobs), []
+    groups, jobs = _deal(candidates, n_jobs), []
     for group in groups:
         jobs.append(_job(
             [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
@@ -445,7 +456,7 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
         chosen, validation = _choose(candidates, X, Z, rows[0], config, choice_seed, 1, device,
                                      verbose, n_jobs)
     # Fold f's critic k has member seed f * n_critics + k, whichever job trains it.
-    groups = _split(list(range(len(rows))), n_jobs)
+    groups = _deal(list(range(len(rows))), n_jobs)
     jobs = []
     for folds_of_job in groups:
         seeds = [member_seeds[f * n_critics + k] for f in folds_of_job for k in range(n_critics)]

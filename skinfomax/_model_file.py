@@ -1,29 +1,39 @@
-"""Model files that cannot run code: one safetensors file of tensors (weights, optimiser and
-stream states) with string metadata ``format``, ``format_version``, ``document`` (all else as
-JSON) and ``sha256`` over the version, the document and every tensor.
+"""Saving and loading: model files that cannot run code, and pickling.
 
-Reading parses JSON and copies numbers; nothing is imported, unpickled or executed. The
-digest guards against damage, not forgery: a forged file holds only numbers and JSON.
+A model file is one safetensors file of tensors (weights, optimiser and stream states) with
+string metadata ``format``, ``format_version``, ``document`` (all else as JSON) and ``sha256``
+over the version, the document and every tensor. Reading parses JSON and copies numbers;
+nothing is imported, unpickled or executed. The digest guards against damage, not forgery:
+a forged file holds only numbers and JSON.
 """
 
+import copy
 import hashlib
 import io
 import json
 import os
 import platform
 import struct
+from dataclasses import asdict
 
 import numpy as np
 import safetensors
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors
+from sklearn.utils.validation import check_is_fitted
 
-from ._utils import available_device
+from ._critics import Bound
+from ._likelihoods import build_likelihood
+from ._networks import NetworkSpec, build_networks
+from ._training import Engine, TrainingConfig
+from ._units import InputUnits
+from ._utils import generators, resolve_device, seeded
 from ._version import __version__
 
 FORMAT = "skinfomax-model"
-FORMAT_VERSION = 1
+# 2: the training config holds its bound (estimator and cap) and names critic_in_every_step.
+FORMAT_VERSION = 2
 _TAG = "$type"  # key that marks a tagged (non-JSON) value
 
 
@@ -123,7 +133,7 @@ def write_model_file(path, tensors, document):
     os.replace(partial, path)
 
 
-def _refuse(path, why):
+def _unusable(path, why):
     return ValueError(f"{os.fspath(path)!r} is not a usable skinfomax model file: {why}")
 
 
@@ -138,23 +148,23 @@ def read_model_file(path):
             metadata = file.metadata() or {}
             tensors = {name: file.get_tensor(name) for name in file.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _refuse(path, f"it is not a complete safetensors file ({exc}).") from None
+        raise _unusable(path, f"it is not a complete safetensors file ({exc}).") from None
     if metadata.get("format") != FORMAT:
-        raise _refuse(path, "it is a safetensors file without skinfomax's metadata.")
+        raise _unusable(path, "it is a safetensors file without skinfomax's metadata.")
     version = metadata.get("format_version", "")
     if not version.isdigit() or int(version) < 1:
-        raise _refuse(path, f"its format version {version!r} is not a version number.")
+        raise _unusable(path, f"its format version {version!r} is not a version number.")
     if int(version) > FORMAT_VERSION:
-        raise _refuse(path, f"it has format version {version}, written by a newer skinfomax; "
+        raise _unusable(path, f"it has format version {version}, written by a newer skinfomax; "
                       f"this one (skinfomax {versions()['skinfomax']}) reads up to version "
                       f"{FORMAT_VERSION}. Upgrade skinfomax to load it.")
     text = metadata.get("document", "")
     if metadata.get("sha256") != _digest(int(version), text, tensors):
-        raise _refuse(path, "its contents do not match its SHA-256 digest (damaged or edited).")
+        raise _unusable(path, "its contents do not match its SHA-256 digest (damaged or edited).")
     try:
         document = json.loads(text)
     except ValueError as exc:  # only a file written with a matching digest on purpose
-        raise _refuse(path, f"its document is not JSON ({exc}).") from None
+        raise _unusable(path, f"its document is not JSON ({exc}).") from None
     return tensors, document
 
 
@@ -170,7 +180,178 @@ def dump_torch_state(objects):
 
 def load_torch_state(blob, device):
     """``(objects, device used)``: ``device``, else the CPU with a warning."""
-    device = available_device(device, stacklevel=4)
+    device = resolve_device(device, fallback=True)
     # weights_only=False: whole modules, from a pickle the caller already chose to trust.
     objects = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
     return objects, device
+
+
+# -- the engine's state ---------------------------------------------------------------
+def _named_modules(engine):
+    modules = {"encoder": engine.encoder, "decoder": engine.decoder, "critic": engine.critic,
+               "likelihood": engine.likelihood}
+    if engine.score_critic is not engine.critic:
+        modules["score_critic"] = engine.score_critic
+    return modules
+
+
+def _named_optimizers(engine):
+    return {"vae_optimizer": engine.vae_optimizer, "critic_optimizer": engine.critic_optimizer}
+
+
+def _with_prefix(tensors, prefix):
+    """The entries of ``tensors`` whose names start with ``prefix``, without it."""
+    return {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
+
+
+def engine_state(engine):
+    """``(tensors, metadata)``: every tensor training needs to resume, by name (not copied:
+    ``<module>.<key>``, ``<optimizer>.state.<parameter index>.<key>``, ``rng.cpu`` /
+    ``rng.noise``, ``units.*``), and the rest as plain Python values.
+    """
+    tensors = {f"{name}.{key}": tensor for name, module in _named_modules(engine).items()
+               for key, tensor in module.state_dict().items()}
+    for name, optimizer in _named_optimizers(engine).items():
+        if optimizer is not None:
+            for index, state in optimizer.state_dict()["state"].items():
+                tensors.update({f"{name}.state.{index}.{k}": t for k, t in state.items()})
+    if engine.rng_state is not None:
+        tensors["rng.cpu"], tensors["rng.noise"] = engine.rng_state
+    if engine.units is not None:
+        tensors.update({f"units.{k}": torch.from_numpy(np.asarray(v))
+                        for k, v in engine.units.state().items()})
+    metadata = {"spec": asdict(engine.spec), "config": asdict(engine.config),
+                "seed": engine.seed, "device": str(engine.device),
+                "cuda_graphs": engine.cuda_graphs, "history": engine.history,
+                "optimizers": engine.vae_optimizer is not None,
+                "scaler": None if engine.scaler is None else engine.scaler.state_dict()}
+    return tensors, metadata
+
+
+def _training_config(metadata):
+    config = dict(metadata["config"])
+    if "bound" in config:
+        return TrainingConfig(**{**config, "bound": Bound(**config["bound"])})
+    # Format 1: the bound's name as "estimator" ("mi_estimator" in the first files), its cap
+    # apart (None: written before critics were capped), "critic_alongside".
+    estimator = config.pop("estimator", None) or config.pop("mi_estimator")
+    config["critic_in_every_step"] = config.pop("critic_alongside", True)
+    return TrainingConfig(**config, bound=Bound(estimator, metadata.get("critic_cap")))
+
+
+def engine_from_state(metadata, tensors, *, device, encoder=None, decoder=None, critic=None):
+    """The engine :func:`engine_state` describes, on ``device``.
+
+    Training resumes exactly on the same kind of device; on another the noise stream
+    restarts from the seed (CPU and CUDA generators share no state).
+    """
+    spec = NetworkSpec(**metadata["spec"])
+    seed = metadata["seed"]
+    with seeded(seed):
+        networks = build_networks(spec, encoder, decoder, critic)
+    units = None
+    if "units.center" in tensors:
+        units = InputUnits(**{k: tensors[f"units.{k}"].cpu().numpy()
+                              for k in ("center", "scale", "feature_variance", "constant")})
+    # Placeholder variances: every value of the likelihood is then loaded.
+    likelihood = build_likelihood(spec.likelihood, np.ones(spec.n_features))
+    engine = Engine(spec, networks, likelihood, device=device, seed=seed, units=units,
+                    config=_training_config(metadata), cuda_graphs=metadata["cuda_graphs"])
+    engine.history = list(metadata["history"])
+    if any(name.startswith("score_critic.") for name in tensors):
+        engine.score_critic = copy.deepcopy(engine.critic)
+    for name, module in _named_modules(engine).items():
+        module.load_state_dict(_with_prefix(tensors, f"{name}."), strict=True)
+    if metadata["optimizers"]:
+        engine.make_optimizers()  # this device's fused / capturable flags
+        for name, optimizer in _named_optimizers(engine).items():
+            per_parameter = {}
+            for key, tensor in _with_prefix(tensors, f"{name}.state.").items():
+                index, entry = key.split(".", 1)
+                per_parameter.setdefault(int(index), {})[entry] = tensor
+            optimizer.load_state_dict({"state": per_parameter,
+                                       "param_groups": optimizer.state_dict()["param_groups"]})
+        if metadata["scaler"] is not None and engine.scaler is not None:
+            engine.scaler.load_state_dict(metadata["scaler"])
+    if "rng.cpu" in tensors:
+        noise = tensors["rng.noise"]
+        if torch.device(metadata["device"]).type != engine.device.type:
+            noise = torch.Generator(device=engine.device).manual_seed(seed).get_state()
+        engine.rng_state = (tensors["rng.cpu"], noise)
+        generators(seed, engine.device, engine.rng_state)  # a bad state fails here, not in fit
+    return engine
+
+
+# -- the estimator ------------------------------------------------------------------
+# Fitted attributes that hold torch objects: the engine and views of its networks.
+TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
+_CUSTOM_NETWORKS = ("encoder", "decoder", "critic")
+# What files written before the implementation modules became private record.
+_FORMER_NAMES = {"InfoMaxVAETransformer": "skinfomax.transformer.InfoMaxVAETransformer"}
+
+
+def _qualified_name(kind):
+    # The public name: implementation modules may move without changing model files.
+    return f"skinfomax.{kind.__qualname__}"
+
+
+def _describe_code(value):
+    """Where a custom module or factory comes from, for messages (never imported back)."""
+    named = value if hasattr(value, "__qualname__") else type(value)  # a function or an instance
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+
+
+def save_estimator(model, path):
+    """Write a fitted estimator's parameters, fitted attributes and engine to ``path``."""
+    check_is_fitted(model)
+    params = model.get_params(deep=False)
+    custom = {name: _describe_code(params[name]) for name in _CUSTOM_NETWORKS
+              if params[name] is not None}
+    fitted = {k: v for k, v in vars(model).items()
+              if k not in params and k not in TORCH_ATTRIBUTES}
+    tensors, engine = engine_state(model._engine)
+    document = {
+        "estimator": _qualified_name(type(model)),
+        "params": {k: to_json(v, f"parameter {k}") for k, v in params.items()
+                   if k not in _CUSTOM_NETWORKS},
+        "custom_networks": custom,
+        "fitted": {k: to_json(v, f"fitted attribute {k}") for k, v in fitted.items()},
+        "engine": to_json(engine, "the training state"),
+    }
+    write_model_file(path, tensors, document)
+
+
+def load_estimator(cls, path, device=None, **networks):
+    """The fitted ``cls`` in ``path`` (see ``InfoMaxVAETransformer.load``)."""
+    tensors, document = read_model_file(path)
+    name = f"{path!r}"
+    if document.get("estimator") not in (_qualified_name(cls), _FORMER_NAMES.get(cls.__name__)):
+        raise ValueError(f"{name} holds a {document.get('estimator')!r}, not a {cls.__name__}.")
+    recorded = document.get("custom_networks", {})
+    for network, code in networks.items():
+        if network in recorded and code is None:
+            raise ValueError(
+                f"{name} was fitted with a custom {network} ({recorded[network]}); a model "
+                f"file holds its weights, not its code: pass {network}=<the same module or "
+                "factory> to load. (pickle and joblib store the code, and run it on load.)")
+        if network not in recorded and code is not None:
+            raise ValueError(f"{name} was fitted with the built-in {network}; "
+                             f"do not pass {network}=.")
+    try:
+        target = resolve_device(document["engine"]["device"] if device is None else device,
+                                fallback=device is None)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{name} records no usable device: {exc}") from None
+    try:
+        model = cls(**{k: from_json(v) for k, v in document["params"].items()}, **networks)
+        if device is not None:
+            model.device = device
+        model._validate_params()
+        engine = engine_from_state(from_json(document["engine"]), tensors, device=target,
+                                   **networks)
+        fitted = {k: from_json(v) for k, v in document["fitted"].items()}
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise ValueError(f"{name} passed its integrity check but does not describe a model "
+                         f"this skinfomax can rebuild: {type(exc).__name__}: {exc}") from None
+    vars(model).update(fitted)
+    return model._with_engine(engine)

@@ -146,11 +146,6 @@ class NetworkSpec:
     image_shape: tuple | None
     conv_channels: tuple
 
-    @property
-    def n_codes(self):
-        """Width of the codes ``[z, c]``."""
-        return self.n_components + self.n_info_components
-
 
 def build_networks(spec, encoder=None, decoder=None, critic=None):
     """Encoder, decoder and critic for ``spec``, each replaced by the user's when given.
@@ -171,13 +166,13 @@ def build_networks(spec, encoder=None, decoder=None, critic=None):
                                         (encoder, decoder, critic), built))
 
 
-def custom_module(spec, name, input_shape, n_components, n_info_components):
+def custom_module(given, name, input_shape, n_components, n_info_components):
     """A deep copy of a user's module (fitting never changes the caller's), or the module a
-    user's factory ``spec(input_shape, n_components, n_info_components)`` builds.
+    user's factory ``given(input_shape, n_components, n_info_components)`` builds.
     """
-    if isinstance(spec, nn.Module):
-        return copy.deepcopy(spec)
-    module = spec(tuple(input_shape), n_components, n_info_components)
+    if isinstance(given, nn.Module):
+        return copy.deepcopy(given)
+    module = given(tuple(input_shape), n_components, n_info_components)
     if not isinstance(module, nn.Module):
         raise TypeError(f"{name}= must be a torch.nn.Module or a factory returning one; the "
                         f"factory returned {type(module).__name__}.")

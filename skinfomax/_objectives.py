@@ -40,6 +40,11 @@ def gaussian_kl(mean, log_var, per_dimension=False):
     return kl if per_dimension else kl.sum(dim=1)
 
 
+def standard_normal(shape, generator, device):
+    """float32 N(0, 1) noise: the one way training and evaluation draw ``eps``."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32, device=device)
+
+
 def codes_from_noise(mean, log_var, c, eps):
     """The posterior sample ``[mean + eps * std, c]`` for given standard-normal ``eps``."""
     return torch.cat([mean + eps * torch.exp(0.5 * log_var), c], dim=1)

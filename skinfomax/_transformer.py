@@ -4,6 +4,7 @@ input validated before anything changes, results back to numpy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -15,33 +16,24 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (_check_feature_names_in, check_array, check_is_fitted,
                                       validate_data)
 
-from ._critics import refit_critic_bounds
-from ._model_file import (dump_torch_state, from_json, load_torch_state, read_model_file, to_json,
-                          write_model_file)
+from . import _evaluation
+from ._critics import Bound, critic_cap_for
+from ._model_file import (TORCH_ATTRIBUTES, dump_torch_state, load_estimator, load_torch_state,
+                          save_estimator)
 from ._networks import NetworkSpec
 from ._training import Engine, TrainingConfig
-from ._utils import (as_positive_ints, available_device, mean_and_se, numeric_array,
-                     resolve_device, seed_from, torch_threads, warn_if_implausible)
+from ._utils import (as_positive_ints, mean_and_se, numeric_array, resolve_device, seed_from,
+                     split_rows, torch_threads, warn_if_implausible)
 
 
 MIBounds = namedtuple("MIBounds", ["lower", "lower_se", "upper", "upper_se"])
 MIBounds.__doc__ = """Held-out bounds on I(x; codes) in nats, each with its standard error."""
 
 _FLOAT_DTYPES = (np.float64, np.float32)
-# Fitted attributes that hold torch objects; pickled together (see __getstate__).
-_TORCH_ATTRIBUTES = ("_engine", "encoder_", "decoder_", "critic_", "likelihood_")
-_CUSTOM_NETWORKS = ("encoder", "decoder", "critic")
-
-
-def _describe_code(value):
-    """Where a custom module or factory comes from, for messages (never imported back)."""
-    named = value if hasattr(value, "__qualname__") else type(value)  # a function or an instance
-    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 def _is_streamed(X):
@@ -330,7 +322,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             conv_channels=_check_layer_sizes(self.conv_channels, "conv_channels",
                                              allow_empty=False))
 
-    def _split(self, X, seed):
+    def _validation_split(self, X, seed):
         if not self.early_stopping:
             return X, None
         n_valid = math.ceil(self.validation_fraction * X.shape[0])
@@ -338,7 +330,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"early_stopping with validation_fraction={self.validation_fraction} "
                              "needs at least 2 training and 2 validation samples; X has "
                              f"{X.shape[0]} samples.")
-        return tuple(train_test_split(X, test_size=n_valid, random_state=seed))
+        valid, train = split_rows(X.shape[0], [n_valid], seed)
+        return X[train], X[valid]
 
     def _effective_batch_size(self, n_train):
         if self.batch_size == "auto":
@@ -351,14 +344,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             return n_train
         return self.batch_size
 
-    def _training_config(self, batch_size, incremental):
+    def _training_config(self, batch_size, incremental, cap):
         return TrainingConfig(
-            alpha=float(self.alpha), beta=float(self.beta), estimator=self.mi_estimator,
+            alpha=float(self.alpha), beta=float(self.beta), bound=Bound(self.mi_estimator, cap),
             batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
             n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
             precision=self.precision, compile=self.compile, verbose=self.verbose,
-            critic_alongside=incremental)
+            critic_in_every_step=incremental)
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -429,8 +422,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 "call fit with warm_start=False to start afresh."
             )
         seed = seed_from(self.random_state)
-        X_train, X_valid = (X_checked, None) if incremental else self._split(X_checked, seed)
-        config = self._training_config(self._effective_batch_size(X_train.shape[0]), incremental)
+        X_train, X_valid = ((X_checked, None) if incremental
+                            else self._validation_split(X_checked, seed))
+        batch_size = self._effective_batch_size(X_train.shape[0])
+        # The cap is the first fit's: a model's bounds stay of one kind.
+        cap = self._engine.config.bound.cap if continuing else critic_cap_for(batch_size)
+        config = self._training_config(batch_size, incremental, cap)
         if continuing:
             engine, previous_config = self._engine, self._engine.config
             engine.configure(config)
@@ -442,7 +439,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             try:
                 engine.train(X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
-                             stream=_is_streamed(X) and X_valid is None)
+                             stream=_is_streamed(X) and X_valid is None, cover=continuing)
                 if not incremental:
                     engine.train_score_critic(X_train, len(engine.history) - n_epochs_before)
             except BaseException as exc:
@@ -459,20 +456,24 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         info_mean = self._info_mean(engine, X_train)
         if not continuing:  # X was checked before training: only record its features here
             validate_data(self, X, reset=True, skip_check_array=True)
-        self._engine = engine
-        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
-        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         self.history_, self.n_iter_ = list(engine.history), len(engine.history)
         self.info_mean_ = info_mean
-        self.batch_size_, self.device_ = engine.config.batch_size, engine.device
+        self.batch_size_ = engine.config.batch_size
+        return self._with_engine(engine)
+
+    def _with_engine(self, engine):
+        """Hold ``engine``, with its networks and device as fitted attributes."""
+        self._engine, self.device_ = engine, engine.device
+        self.encoder_, self.decoder_ = engine.encoder, engine.decoder
+        self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         return self
 
     @staticmethod
     def _info_mean(engine, X):
         """Mean of the c codes over X: the stand-in for c's prior mean in ``reconstruct``."""
-        if engine.n_info_components == 0:
+        if engine.spec.n_info_components == 0:
             return np.zeros(0)
-        return engine.encode(X)[2].mean(axis=0, dtype=np.float64)
+        return _evaluation.encode(engine, X)[2].mean(axis=0, dtype=np.float64)
 
     # -- using the fitted model ------------------------------------------------
     def _validated(self, X):
@@ -480,6 +481,16 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X = _flatten_images(X, self._engine.spec.image_shape)
         return numeric_array(partial(validate_data, self), X, dtype=_FLOAT_DTYPES, reset=False,
                              ensure_min_samples=1)
+
+    @contextlib.contextmanager
+    def _reading(self, X):
+        """``(X validated, whether to stream it)`` for a method of the fitted model, run with
+        ``n_threads`` torch threads: every method that reads X goes through here.
+        """
+        stream = _is_streamed(X)
+        X = self._validated(X)
+        with torch_threads(self.n_threads):
+            yield X, stream
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Encode X as posterior means ``[z_mean, c]`` (deterministic).
@@ -493,10 +504,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         X_new : ndarray of shape (n_samples, n_components + n_info_components)
             Same float dtype as X (float64 for non-float input).
         """
-        stream = _is_streamed(X)
-        X = self._validated(X)
-        with torch_threads(self.n_threads):
-            mean, _, c = self._engine.encode(X, stream=stream)
+        with self._reading(X) as (X, stream):
+            mean, _, c = _evaluation.encode(self._engine, X, stream)
         return np.hstack([mean, c]).astype(X.dtype, copy=False)
 
     def inverse_transform(self, X: ArrayLike) -> np.ndarray:
@@ -521,7 +530,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 f"n_info_components={self._engine.spec.n_info_components})."
             )
         with torch_threads(self.n_threads):
-            return self._engine.decode(Z).astype(Z.dtype, copy=False)
+            return _evaluation.decode(self._engine, Z).astype(Z.dtype, copy=False)
 
     def _code_index(self, component):
         """Column of ``[z, c]`` named by ``component``: an int, or "z<i>" / "c<i>"."""
@@ -619,14 +628,6 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             codes[:, :n_z] = 0.0
         return self._images_like(self.inverse_transform(codes), X)
 
-    def _evaluate(self, X):
-        stream = _is_streamed(X)
-        X = self._validated(X)
-        if X.shape[0] < 2:
-            raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
-        with torch_threads(self.n_threads):
-            return self._engine.evaluate(X, stream=stream)
-
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
@@ -658,13 +659,17 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        mi = self._evaluate(X)["mi"]
+        with self._reading(X) as (X, stream):
+            if X.shape[0] < 2:
+                raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
+            values, sizes = _evaluation.held_out_mi(self._engine, X, stream)
+        mi = float(np.dot(values, sizes) / sizes.sum())
         self._warn_if_implausible(mi, X)
         return mi
 
     def _warn_if_implausible(self, bound, X, refitted=False):
         engine = self._engine
-        estimator = engine.config.estimator
+        estimator = engine.config.bound.estimator
 
         def cause():
             if refitted:
@@ -672,7 +677,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             if estimator == "infonce":
                 return "the critic scores mismatched held-out pairs above the joint ones"
             with torch_threads(self.n_threads):
-                tail = engine.marginal_tail(self._validated(X))
+                tail = _evaluation.marginal_tail(engine, X)
             return (f"its marginal term, the mean of exp(T(x, z') - 1) over {tail['n_pairs']} "
                     f"mismatched pairs, is half made by {tail['n_half']} of them (the largest "
                     f"critic output is {tail['max_output']:.3g}): the critic scores those "
@@ -718,37 +723,36 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         >>> bool(b.lower <= b.upper + 2 * b.lower_se)
         True
         """
-        X = self._validated(X)
-        if not isinstance(refit_critic, (bool, np.bool_)):
-            raise TypeError(f"refit_critic must be True or False, got {refit_critic!r}.")
-        if not (isinstance(refit_max_iter, Integral) and refit_max_iter >= 1):
-            raise ValueError(f"refit_max_iter must be a positive integer, got {refit_max_iter!r}.")
-        min_samples = 8 if refit_critic else 2
-        if X.shape[0] < min_samples:
-            raise ValueError(f"mi_bounds needs at least {min_samples} samples"
-                             f"{' with refit_critic=True' if refit_critic else ''}; "
-                             f"got {X.shape[0]}.")
-        engine = self._engine
-        with torch_threads(self.n_threads):
+        with self._reading(X) as (X, stream):
+            if not isinstance(refit_critic, (bool, np.bool_)):
+                raise TypeError(f"refit_critic must be True or False, got {refit_critic!r}.")
+            if not (isinstance(refit_max_iter, Integral) and refit_max_iter >= 1):
+                raise ValueError("refit_max_iter must be a positive integer, got "
+                                 f"{refit_max_iter!r}.")
+            min_samples = 8 if refit_critic else 2
+            if X.shape[0] < min_samples:
+                raise ValueError(f"mi_bounds needs at least {min_samples} samples"
+                                 f"{' with refit_critic=True' if refit_critic else ''}; "
+                                 f"got {X.shape[0]}.")
+            engine = self._engine
             if refit_critic:
-                values, eval_rows = refit_critic_bounds(
-                    engine.encoder, engine.critic, engine.inputs(X), estimator=self.mi_estimator,
-                    batch_size=self.batch_size_, max_iter=refit_max_iter, seed=engine.seed,
-                    cap=engine.critic_cap, verbose=self.verbose)
+                values, held_out = _evaluation.refitted_mi(engine, X, refit_max_iter,
+                                                           self.verbose)
                 lower, lower_se = mean_and_se(values)
-                X_eval = X[eval_rows]
+                X, stream = X[held_out], False
             else:
-                values, sizes = engine.mi_batches(X)
+                values, sizes = _evaluation.held_out_mi(engine, X, stream)
                 lower = float(np.dot(values, sizes) / sizes.sum())
-                lower_se, X_eval = mean_and_se(values)[1], X
+                lower_se = mean_and_se(values)[1]
             if not math.isfinite(lower):  # only a refitted critic can get here
                 raise FloatingPointError("The refitted critic diverged: its bound on this X is not "
                                          "finite. Give more samples, or use refit_critic=False.")
-            self._warn_if_implausible(lower, X_eval, refitted=refit_critic)
-            if engine.n_info_components > 0:
+            self._warn_if_implausible(lower, X, refitted=refit_critic)
+            if engine.spec.n_info_components > 0:
                 upper, upper_se = math.inf, math.nan
             else:
-                upper, upper_se = mean_and_se(engine.kl_per_dimension(X_eval).sum(axis=1))
+                kl = _evaluation.kl_per_dimension(engine, X, stream)
+                upper, upper_se = mean_and_se(kl.sum(axis=1))
         return MIBounds(lower, lower_se, upper, upper_se)
 
     def kl_per_dimension(self, X: ArrayLike) -> np.ndarray:
@@ -762,10 +766,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         kl : ndarray of shape (n_samples, n_components)
         """
-        stream = _is_streamed(X)
-        X = self._validated(X)
-        with torch_threads(self.n_threads):
-            return self._engine.kl_per_dimension(X, stream=stream).astype(np.float64)
+        with self._reading(X) as (X, stream):
+            return _evaluation.kl_per_dimension(self._engine, X, stream).astype(np.float64)
 
     def elbo(self, X: ArrayLike) -> float:
         """Mean evidence lower bound per sample in nats: ``-(recon + KL)``.
@@ -778,7 +780,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         -------
         elbo : float
         """
-        terms = self._evaluate(X)
+        with self._reading(X) as (X, stream):
+            terms = _evaluation.elbo_terms(self._engine, X, stream)
         return -(terms["reconstruction"] + terms["kl"])
 
     @property
@@ -815,7 +818,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def __getstate__(self):
         # A copy: object.__getstate__ may hand back the live __dict__.
         state = dict(super().__getstate__())
-        torch_objects = {k: state.pop(k) for k in _TORCH_ATTRIBUTES if k in state}
+        torch_objects = {k: state.pop(k) for k in TORCH_ATTRIBUTES if k in state}
         if torch_objects:
             state["_torch_blob"] = dump_torch_state(torch_objects)
         return state
@@ -860,21 +863,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         >>> bool((restored.transform(X) == vae.transform(X)).all())
         True
         """
-        check_is_fitted(self)
-        params = self.get_params(deep=False)
-        custom = {name: _describe_code(params[name]) for name in _CUSTOM_NETWORKS
-                  if params[name] is not None}
-        fitted = {k: v for k, v in vars(self).items()
-                  if k not in params and k not in _TORCH_ATTRIBUTES}
-        document = {
-            "estimator": _qualified_name(type(self)),
-            "params": {k: to_json(v, f"parameter {k}") for k, v in params.items()
-                       if k not in _CUSTOM_NETWORKS},
-            "custom_networks": custom,
-            "fitted": {k: to_json(v, f"fitted attribute {k}") for k, v in fitted.items()},
-            "engine": to_json(self._engine.state_metadata(), "the training state"),
-        }
-        write_model_file(path, self._engine.state_tensors(), document)
+        save_estimator(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None, *, encoder=None,
@@ -900,50 +889,4 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             Fitted, with its training state: a warm start or :meth:`partial_fit` continues as
             the saved model would have.
         """
-        tensors, document = read_model_file(path)
-        name = f"{path!r}"
-        if document.get("estimator") not in (_qualified_name(cls),
-                                             _FORMER_NAMES.get(cls.__name__)):
-            raise ValueError(f"{name} holds a {document.get('estimator')!r}, not a {cls.__name__}.")
-        given = {"encoder": encoder, "decoder": decoder, "critic": critic}
-        recorded = document.get("custom_networks", {})
-        for network, code in given.items():
-            if network in recorded and code is None:
-                raise ValueError(
-                    f"{name} was fitted with a custom {network} ({recorded[network]}); a model "
-                    f"file holds its weights, not its code: pass {network}=<the same module or "
-                    "factory> to load. (pickle and joblib store the code, and run it on load.)"
-                )
-            if network not in recorded and code is not None:
-                raise ValueError(f"{name} was fitted with the built-in {network}; "
-                                 f"do not pass {network}=.")
-        try:
-            saved_device = document["engine"]["device"]
-            target = available_device(saved_device) if device is None else resolve_device(device)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise ValueError(f"{name} records no usable device: {exc}") from None
-        try:
-            model = cls(**{k: from_json(v) for k, v in document["params"].items()}, **given)
-            if device is not None:
-                model.device = device
-            model._validate_params()
-            engine = Engine.from_state(from_json(document["engine"]), tensors, device=target,
-                                       **given)
-            fitted = {k: from_json(v) for k, v in document["fitted"].items()}
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise ValueError(f"{name} passed its integrity check but does not describe a model "
-                             f"this skinfomax can rebuild: {type(exc).__name__}: {exc}") from None
-        vars(model).update(fitted)
-        model._engine, model.device_ = engine, engine.device
-        model.encoder_, model.decoder_ = engine.encoder, engine.decoder
-        model.critic_, model.likelihood_ = engine.critic, engine.likelihood
-        return model
-
-
-def _qualified_name(kind):
-    # The public name: implementation modules may move without changing model files.
-    return f"skinfomax.{kind.__qualname__}"
-
-
-# What files written before the implementation modules became private record.
-_FORMER_NAMES = {"InfoMaxVAETransformer": "skinfomax.transformer.InfoMaxVAETransformer"}
+        return load_estimator(cls, path, device, encoder=encoder, decoder=decoder, critic=critic)

@@ -1,11 +1,13 @@
 """Input units: the networks see ``(X - center) / scale``, of order one whatever the data's
 units, so a fit on ``a * X + b`` equals the fit on X. An NLL in standard units plus
-``log_scale_sum`` is the NLL in the data's units.
+``log_scale_sum`` is the NLL in the data's units. :class:`Rows`: X in those units on the
+device, whole or streamed.
 """
 
 import numpy as np
+import torch
 
-from ._utils import host_blocks
+from ._utils import batch_slices, host_blocks, take_rows
 
 # A group whose spread is below this fraction of its largest magnitude is
 # constant (float64 rounding, not data); it gets that magnitude as its scale.
@@ -87,6 +89,22 @@ class InputUnits:
                              "standard deviations) that the networks' float32 cannot hold them.")
         return out
 
+    def covering(self, X):
+        """These units with each feature's scale widened where X (a later chunk of a stream)
+        lies more than ``1 / _RANGE_FRACTION`` scales from the centre, as the range floor of
+        :meth:`fit` keeps training data: no value reaches the networks far outside the
+        range they trained on. Centres stay; ``self`` when nothing needs widening.
+        """
+        reach = np.zeros(self.scale.shape)
+        for block in _blocks(X):
+            np.maximum(reach, np.abs(block - self.center).max(axis=0), out=reach)
+        needed = _RANGE_FRACTION * reach
+        wider = needed > self.scale
+        if not wider.any():
+            return self
+        return InputUnits(self.center, np.where(wider, needed, self.scale),
+                          self.feature_variance, self.constant & ~wider)
+
     def restore(self, X):
         """``X * scale + center`` in float64; constant features get their constant exactly."""
         restored = X.astype(np.float64) * self.scale + self.center
@@ -99,3 +117,45 @@ def _group_max(values, groups):
 
 def _group_mean(values, groups):
     return np.repeat(values.reshape(groups, -1).mean(axis=1), values.size // groups)
+
+
+class Rows:
+    """Rows of X as the networks take them (standardised on the host by ``units``, or just
+    float32), either resident on the device (one transfer) or streamed a batch at a time
+    (a memmap).
+    """
+
+    def __init__(self, X, device, stream=False, units=None, what="X"):
+        self.device, self.n_rows, self.units, self.what = device, X.shape[0], units, what
+        if stream:
+            self.host, self.tensor = X, None
+        else:
+            self.host, self.tensor = None, torch.from_numpy(self._float32(X)).to(device)
+
+    def _float32(self, rows):
+        if self.units is None:
+            return to_float32(rows, self.what)
+        return self.units.standardise(rows, self.what)
+
+    def _send(self, rows):
+        # One batch: copied when read-only (a memmap), so torch may own it.
+        return torch.from_numpy(self._float32(rows)).to(self.device,
+                                                         non_blocking=self.device.type == "cuda")
+
+    def batches(self, batch_size, generator=None):
+        """Batches of rows on the device (``_utils.batch_slices``)."""
+        where = self.device if self.tensor is not None else torch.device("cpu")
+        for index in batch_slices(self.n_rows, batch_size, generator, where):
+            yield (take_rows(self.tensor, index) if self.tensor is not None
+                   else self._send(self.host[index.numpy()]))
+
+    def chunks(self, size):
+        """Consecutive chunks of exactly ``size`` rows (the last zero-padded)."""
+        for start in range(0, self.n_rows, size):
+            if self.tensor is not None:
+                chunk = self.tensor[start : start + size]
+            else:
+                chunk = self._send(self.host[start : start + size])
+            if chunk.shape[0] < size:
+                chunk = torch.cat([chunk, chunk.new_zeros(size - chunk.shape[0], *chunk.shape[1:])])
+            yield chunk

@@ -3,6 +3,7 @@ devices and threads, seeds and streams, batches, early stopping, checks.
 """
 
 import contextlib
+import hashlib
 import math
 import signal
 import threading
@@ -22,48 +23,44 @@ _ELSEWHERE = ("use device='auto' (CUDA, then MPS, then the CPU, whichever this m
               "or device='cpu'.")
 
 
-def resolve_device(spec):
+def resolve_device(device, fallback=False):
     """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) as an available
-    device; ValueError naming the request otherwise.
+    device. One this machine lacks raises ValueError naming the request or, with
+    ``fallback`` (a model loaded where it was not fitted), is replaced by the CPU with a
+    UserWarning.
     """
-    if isinstance(spec, str) and spec == "auto":
+    if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        device = torch.device(spec)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
+        raise ValueError(f"device={device!r} is not a valid torch device: {exc}") from None
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
+    missing = _missing(resolved)
+    if missing is None:
+        return resolved
+    if fallback:
+        warnings.warn(f"This model was fitted on {resolved}, which is not available here; "
+                      "loading it on the CPU.", UserWarning, stacklevel=4)
+        return torch.device("cpu")
+    raise ValueError(f"device={device!r} was requested but {missing}")
+
+
+def _missing(device):
+    """Why this machine cannot run on ``device`` (None: it can)."""
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={spec!r} was requested but CUDA is not available here; "
-                             f"{_ELSEWHERE}")
+            return f"CUDA is not available here; {_ELSEWHERE}"
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device={spec!r} was requested but only "
-                             f"{torch.cuda.device_count()} CUDA device(s) exist.")
+            return f"only {torch.cuda.device_count()} CUDA device(s) exist."
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={spec!r} was requested but MPS is not available here; "
-                         f"{_ELSEWHERE}")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={spec!r} is not supported; use 'cpu', 'cuda[:N]' or 'mps'.")
-    return device
-
-
-def available_device(device, stacklevel=3):
-    """``device`` if this machine has it, else the CPU with a UserWarning saying so."""
-    device = torch.device(device)
-    available = device.type == "cpu" or (
-        device.type == "cuda"
-        and torch.cuda.is_available()
-        and (device.index or 0) < torch.cuda.device_count()
-    ) or (device.type == "mps" and torch.backends.mps.is_available())
-    if available:
-        return device
-    warnings.warn(f"This model was fitted on {device}, which is not available here; "
-                  "loading it on the CPU.", UserWarning, stacklevel=stacklevel)
-    return torch.device("cpu")
+        return f"MPS is not available here; {_ELSEWHERE}"
+    return None
 
 
 @contextlib.contextmanager
@@ -129,6 +126,22 @@ def spawn_seeds(seed, n):
     streams, never by offsets (``seed + 1`` is another consumer's seed).
     """
     return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
+
+
+def named_seed(seed, *names):
+    """The seed of the stream ``names`` (e.g. ``"score critic", "init"``) of ``seed``: a
+    ``SeedSequence`` keyed by the names, so no consumer depends on another's position.
+    """
+    key = [int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") for name in names]
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
+
+
+def split_rows(n_rows, sizes, seed):
+    """Disjoint random row sets of ``sizes`` and the rest, from one permutation of
+    ``RandomState(seed)``: ``split_rows(n, [k], seed)`` is ``(test, train)`` of scikit-learn's
+    ``train_test_split(range(n), test_size=k, random_state=seed)``.
+    """
+    return np.split(np.random.RandomState(seed).permutation(n_rows), np.cumsum(sizes))
 
 
 @contextlib.contextmanager

@@ -7,17 +7,19 @@ import pytest
 import torch
 
 from skinfomax._critics import (
+    Bound,
+    CachedPosterior,
     CriticConfig,
     FixedCodes,
     MeanCritic,
     SingleCritic,
     StackedCritic,
     batch_bounds,
-    bound,
     critic_cap_for,
-    refit_critic_bounds,
+    fixed_batches,
+    fresh_critic,
+    influence_terms,
     train_critics,
-    train_fresh_critic,
     validation_shifts,
 )
 from skinfomax._networks import Encoder, build_critic, build_mlp
@@ -30,6 +32,27 @@ def gaussian_pairs(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, generator=g)
     return x, x + 0.5 * torch.randn(n, 1, generator=g)
+
+
+def member(stack, m):
+    """Member ``m`` of a stack as a :class:`~skinfomax.Critic` (a copy of its weights)."""
+    n_features, n_codes, *sizes = stack.sizes
+    critic = build_critic(n_features, n_codes, sizes)
+    embed_x, embed_codes, head = critic.linear_layers()
+    with torch.no_grad():
+        embed_x.weight.copy_(stack.x_weight[m].T)
+        embed_x.bias.copy_(stack.x_bias[m, 0])
+        embed_codes.weight.copy_(stack.codes_weight[m].T)
+        for linear, weight, bias in zip(head, stack.head_weights, stack.head_biases):
+            linear.weight.copy_(weight[m].T)
+            linear.bias.copy_(bias[m, 0])
+    return critic
+
+
+def held_out(critic, X, Z, estimator, batch_size, pairs):
+    """Per-batch held-out bounds of a stack of one on consecutive batches (numpy)."""
+    batches = fixed_batches(X, FixedCodes(Z), batch_size, 0)
+    return batch_bounds(critic, batches, Bound(estimator, pairs=pairs)).numpy()
 
 
 def train(stack, X, Z, rows, config, member_seeds):
@@ -51,20 +74,18 @@ def test_batched_members_equal_members_trained_alone():
         alone = StackedCritic.build(1, 1, SIZES, [seed])
         best_alone = train(alone, X, Z, [rows[m]], config, [seed])[0]
         assert best_alone[0] == best_together[m]
-        for a, b in zip(alone.member(0).parameters(), together.member(m).parameters()):
+        for a, b in zip(member(alone, 0).parameters(), member(together, m).parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         # The plain module path (SingleCritic) trains the same member the same way.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build_critic(1, 1, SIZES)
         train(SingleCritic(module), X, Z, [rows[m]], config, [seed])
-        for a, b in zip(module.parameters(), together.member(m).parameters()):
+        for a, b in zip(module.parameters(), member(together, m).parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        held_out = torch.arange(260, 300)
-        value = batch_bounds(SingleCritic(module), X[held_out], FixedCodes(Z[held_out]), "nwj",
-                             40, 0, pairs="all")
-        stacked = batch_bounds(MeanCritic(together.select([m])), X[held_out],
-                               FixedCodes(Z[held_out]), "nwj", 40, 0, pairs="all")
+        test = torch.arange(260, 300)
+        value = held_out(SingleCritic(module), X[test], Z[test], "nwj", 40, "all")
+        stacked = held_out(MeanCritic(together.select([m])), X[test], Z[test], "nwj", 40, "all")
         np.testing.assert_allclose(value, stacked, rtol=1e-4, atol=1e-5)
 
 
@@ -79,7 +100,7 @@ def test_stopped_member_does_not_move_while_others_train():
             (torch.arange(300), torch.arange(700, 800))]
     stack = StackedCritic.build(1, 1, SIZES, [0, 1])
     initial = [t.detach().clone() for t in stack.member_tensors()]
-    config = CriticConfig(estimator="dv", batch_size=50, max_iter=25, n_iter_no_change=3,
+    config = CriticConfig(bound=Bound("dv"), batch_size=50, max_iter=25, n_iter_no_change=3,
                           tol=0.01)
     steps = []
     original = torch.optim.AdamW.step
@@ -120,7 +141,7 @@ def test_progress_bar_is_silent_by_default(capsys):
     assert "critics" in capsys.readouterr().err
 
 
-def test_refit_critic_leaves_models_unchanged_and_bounds_a_known_channel():
+def test_fresh_critic_leaves_models_unchanged_and_bounds_a_known_channel():
     # A frozen "encoder" whose posterior is z = x + N(0, 0.5^2) in one
     # dimension: I(x; z) = log(1 + 1 / 0.25) / 2 = 0.80 nats.
     encoder = Encoder(build_mlp([1]), 1, 1, 0)
@@ -131,19 +152,24 @@ def test_refit_critic_leaves_models_unchanged_and_bounds_a_known_channel():
         torch.manual_seed(0)
         critic = build_critic(1, 1, (32, 32))
     before = [copy.deepcopy(m.state_dict()) for m in (encoder, critic)]
-    X = np.random.RandomState(0).randn(2000, 1).astype(np.float32)
-    values, rows = refit_critic_bounds(encoder, critic, X, estimator="nwj", batch_size=128,
-                                       max_iter=60, seed=0)
+    X = torch.as_tensor(np.random.RandomState(0).randn(2000, 1).astype(np.float32))
+    train_x, test_x = X[:1000], X[1000:]
+
+    def held_out_values():
+        fresh, batch_size = fresh_critic(critic, train_x, CachedPosterior.of(encoder, train_x, 512),
+                                         bound=Bound("nwj"), batch_size=128, learning_rate=1e-3,
+                                         max_iter=60, seed=0)
+        posterior = CachedPosterior.of(encoder, test_x, 512)
+        return batch_bounds(SingleCritic(fresh), fixed_batches(test_x, posterior, batch_size, 1),
+                            Bound("nwj", pairs="blocks")).numpy()
+
+    values = held_out_values()
     for module, state in zip((encoder, critic), before):
         for k, v in module.state_dict().items():
             assert torch.equal(v, state[k])
     assert np.all(np.isfinite(values)) and len(values) == 1000 // 128
-    assert len(rows) == 1000 and len(set(rows)) == 1000
     assert abs(values.mean() - np.log(5) / 2) < 0.15
-    again, rows_again = refit_critic_bounds(encoder, critic, X, estimator="nwj", batch_size=128,
-                                            max_iter=60, seed=0)
-    np.testing.assert_array_equal(values, again)
-    np.testing.assert_array_equal(rows, rows_again)
+    np.testing.assert_array_equal(values, held_out_values())  # the seed fixes the result
 
 
 def test_stacked_critic_scores_equal_its_members():
@@ -152,7 +178,7 @@ def test_stacked_critic_scores_equal_its_members():
     matrix = stack.score_matrix(x, z)
     joint, shifted = stack.joint_and_shifted(x, z, [2, 3])
     for m in range(2):
-        critic = stack.member(m)
+        critic = member(stack, m)
         torch.testing.assert_close(matrix[m], critic.score_matrix(x[m], z[m]))
         torch.testing.assert_close(joint[m], critic(x[m], z[m]))
         torch.testing.assert_close(shifted[m], torch.cat(
@@ -160,9 +186,9 @@ def test_stacked_critic_scores_equal_its_members():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         assert torch.equal(build_critic(3, 2, (8, 4, 4)).embed_x.weight,
-                           stack.member(1).embed_x.weight)
+                           member(stack, 1).embed_x.weight)
     mean = MeanCritic(stack).score_matrix(x[:1], z[:1])[0]
-    expected = torch.stack([stack.member(m).score_matrix(x[0], z[0]) for m in range(2)]).mean(0)
+    expected = torch.stack([member(stack, m).score_matrix(x[0], z[0]) for m in range(2)]).mean(0)
     torch.testing.assert_close(mean, expected)
 
 
@@ -171,10 +197,9 @@ def test_other_bounds_train(estimator):
     X, Z = gaussian_pairs(600)
     rows = [(torch.arange(400), torch.arange(400, 500))]
     stack = StackedCritic.build(1, 1, (32, 32), [0])
-    train(stack, X, Z, rows, CriticConfig(estimator=estimator, batch_size=50, max_iter=30), [0])
-    held_out = torch.arange(500, 600)
-    value = batch_bounds(SingleCritic(stack.member(0)), X[held_out], FixedCodes(Z[held_out]),
-                         estimator, 50, 0, pairs="all").mean()
+    train(stack, X, Z, rows, CriticConfig(bound=Bound(estimator), batch_size=50, max_iter=30), [0])
+    rows = torch.arange(500, 600)
+    value = held_out(SingleCritic(member(stack, 0)), X[rows], Z[rows], estimator, 50, "all").mean()
     assert 0.5 < value < np.log(5) / 2 + 0.15
 
 
@@ -206,7 +231,7 @@ def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
 
     stack = StackedCritic.build(3, 2, (8, 4), [0, 1, 2])
     x, z = torch.randn(3, 9, 3), torch.randn(3, 7, 2)
-    single = SingleCritic(stack.member(1))
+    single = SingleCritic(member(stack, 1))
     whole, whole_single = stack.score_matrix(x, z), single.score_matrix(x[1:2], z[1:2])
     joint, shifted = stack.joint_and_shifted(x, x[:, :, :2], [2, 5])
     monkeypatch.setattr(utils, "MAX_PAIRS_PER_PASS", {"cpu": 40})  # 1-2 rows a block
@@ -217,14 +242,14 @@ def test_score_matrices_in_small_row_blocks_equal_one_pass(monkeypatch):
     torch.testing.assert_close(blocked[1], shifted)
     assert whole.shape == (3, 9, 7) and shifted.shape == (3, 18)
     for m in range(3):  # and each equals its member's own pairs, computed one by one
-        member = stack.member(m)
-        expected = torch.stack([torch.stack([member(x[m, i:i + 1], z[m, j:j + 1])[0]
+        critic = member(stack, m)
+        expected = torch.stack([torch.stack([critic(x[m, i:i + 1], z[m, j:j + 1])[0]
                                              for j in range(7)]) for i in range(9)])
         torch.testing.assert_close(whole[m], expected)
         codes = x[m, :, :2]
-        torch.testing.assert_close(joint[m], member(x[m], codes))
+        torch.testing.assert_close(joint[m], critic(x[m], codes))
         torch.testing.assert_close(  # shift-major: every row with codes 2 on, then 5 on
-            shifted[m], torch.cat([member(x[m], codes.roll(-s, 0)) for s in (2, 5)]))
+            shifted[m], torch.cat([critic(x[m], codes.roll(-s, 0)) for s in (2, 5)]))
 
 
 @pytest.mark.parametrize("n_valid, shifts", [
@@ -291,7 +316,7 @@ def test_bound_pairs_are_the_documented_marginal_samples(estimator, formula):
                 [T[m][np.arange(b), (np.arange(b) + s) % b] for s in (3, 7)])),
         }
         for pairs, value in expected.items():
-            got = bound(critic, rows, rows, estimator, pairs, shifts=(3, 7))
+            got = Bound(estimator, pairs=pairs)(critic, rows, rows, shifts=(3, 7))
             assert got.shape == (2,)
             np.testing.assert_allclose(float(got[m]), value, rtol=1e-5, atol=1e-5)
 
@@ -306,9 +331,9 @@ def test_infonce_normalises_each_row_over_its_batch():
     whole = infonce(t)
     halves = (infonce(t[:16, :16]) + infonce(t[16:, 16:])) / 2
     for pairs in ("shift", "blocks", "all"):  # pairs does not change InfoNCE
-        np.testing.assert_allclose(float(bound(critic, rows, rows, "infonce", pairs)[0]), whole,
-                                   rtol=1e-5)
-    np.testing.assert_allclose(float(bound(critic, rows, rows, "infonce", batch=16)[0]), halves,
+        np.testing.assert_allclose(float(Bound("infonce", pairs=pairs)(critic, rows, rows)[0]),
+                                   whole, rtol=1e-5)
+    np.testing.assert_allclose(float(Bound("infonce", block=16)(critic, rows, rows)[0]), halves,
                                rtol=1e-5)
     assert halves <= np.log(16) and whole <= np.log(32)  # capped by the rows normalised over
 
@@ -329,10 +354,10 @@ def test_blocked_infonce_is_hand_computed_over_each_block():
     expected = ((r0 + r1 + r2) / 3 + (r3 + r4) / 2) / 2  # the mean of the blocks' bounds
     critic = TableCritic(torch.tensor(T, dtype=torch.float32)[None])
     rows = torch.arange(5, dtype=torch.float32)[None, :, None]
-    got = float(bound(critic, rows, rows, "infonce", batch=2)[0])
+    got = float(Bound("infonce", block=2)(critic, rows, rows)[0])
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert got <= (np.log(3) + np.log(2)) / 2  # each block capped at the log of its rows
-    assert not np.isclose(got, float(bound(critic, rows, rows, "infonce")[0]))
+    assert not np.isclose(got, float(Bound("infonce")(critic, rows, rows)[0]))
 
 
 def test_trainer_normalises_infonce_over_blocks_of_infonce_block_rows(monkeypatch):
@@ -350,8 +375,7 @@ def test_trainer_normalises_infonce_over_blocks_of_infonce_block_rows(monkeypatc
     # without blocks, whole batches of 50 (the validation rows in two).
     for block, sizes in ((8, {8, 9}), (None, {50})):
         rows_seen.clear()
-        config = CriticConfig(estimator="infonce", batch_size=50, max_iter=2,
-                              infonce_block=block)
+        config = CriticConfig(bound=Bound("infonce", block=block), batch_size=50, max_iter=2)
         train(StackedCritic.build(1, 1, SIZES, [0]), X, Z, rows, config, [0])
         assert set(rows_seen) == sizes
 
@@ -360,12 +384,12 @@ def test_influence_terms_average_to_the_bound():
     critic, T, rows = _table(n_members=1)
     for estimator in ("nwj", "infonce"):
         for pairs in ("shift", "all"):
-            value, terms = bound(critic, rows, rows, estimator, pairs, shifts=(5,),
-                                 influence=True)
+            value, terms = influence_terms(Bound(estimator, pairs=pairs), critic, rows, rows,
+                                           shifts=(5,))
             np.testing.assert_allclose(float(terms.mean()), float(value[0]), rtol=1e-5,
                                        atol=1e-6)
     with pytest.raises(ValueError, match="blocks"):
-        bound(critic, rows, rows, "nwj", "blocks", influence=True)
+        influence_terms(Bound("nwj", pairs="blocks"), critic, rows, rows)
 
 
 # -- the trainer's conventions: divergence and Ctrl-C, as the engine's -------------------
@@ -416,10 +440,11 @@ def test_capped_critic_lets_one_pair_lower_a_batch_bound_by_at_most_one_nat():
     assert cap == pytest.approx(1 + np.log(b))
     critic, _, rows = _table(n_members=1, b=b)
     rows = rows[:1]
-    clean = float(bound(critic, rows, rows, "nwj", shifts=(1,), cap=cap)[0])
+    capped_bound = Bound("nwj", cap)
+    clean = float(capped_bound(critic, rows, rows)[0])
     critic.table[0, 5, 6] = 80.0  # one shifted pair (row 5 with code 6) scored absurdly high
-    uncapped = float(bound(critic, rows, rows, "nwj", shifts=(1,))[0])
-    capped = float(bound(critic, rows, rows, "nwj", shifts=(1,), cap=cap)[0])
+    uncapped = float(Bound("nwj")(critic, rows, rows)[0])
+    capped = float(capped_bound(critic, rows, rows)[0])
     assert uncapped < -1e6  # without the cap the one pair wrecks the batch
     # exp(cap - 1) / B = 1: at most one nat lower (the pair's old term was tiny).
     assert clean - 1.0 - 1e-4 <= capped < clean
@@ -431,18 +456,17 @@ def test_capped_critic_lets_one_pair_lower_a_batch_bound_by_at_most_one_nat():
 
 
 def test_a_step_budget_trains_the_whole_epochs_that_fit_in_it(monkeypatch):
-    # 1,000 training rows in batches of 10 and epochs of at least 16 batches: 1000 // 160 =
-    # 6 epochs of 166-167 rows, 16 steps each. A budget of 50 steps is 3 whole epochs, 48
-    # steps (no early stop: 10 epochs of patience); without a budget, max_iter=5 gives 80.
+    # 1,200 rows: the first fifth early-stops, 960 train in batches of 10 and epochs of at
+    # least 16 batches: 960 // 160 = 6 epochs of 160 rows, 16 steps each. A budget of 50
+    # steps is 3 whole epochs, 48 steps (no early stop: 10 epochs of patience); without a
+    # budget, max_iter=5 gives 80.
     X, Z = gaussian_pairs(1200)
-    rows = torch.arange(1200)
     steps = []
     step = torch.optim.AdamW.step
     monkeypatch.setattr(torch.optim.AdamW, "step",
                         lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
     for budget, expected in ((50, 48), (None, 80)):
         steps.clear()
-        train_fresh_critic(build_critic(1, 1, SIZES), X, FixedCodes(Z), rows[:1000],
-                           rows[1000:], estimator="nwj", batch_size=10, learning_rate=1e-3,
-                           max_iter=5, max_steps=budget, seeds=(0, 1, 2))
+        fresh_critic(build_critic(1, 1, SIZES), X, FixedCodes(Z), bound=Bound("nwj"),
+                     batch_size=10, learning_rate=1e-3, max_iter=5, max_steps=budget, seed=0)
         assert len(steps) == expected

@@ -73,7 +73,7 @@ def test_diagnostics_keys_and_values(trained, digits):
     # Closed-form KL of each z dimension from the encoder's posterior, averaged over samples.
     with torch.no_grad():
         # The networks see X in the model's standard units.
-        inputs = torch.as_tensor(trained._engine.inputs(X[160:]))
+        inputs = trained._engine.rows(X[160:]).tensor
         mean, log_var, _ = trained.encoder_(inputs)
     kl = (0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)).mean(0).double().numpy()
     np.testing.assert_allclose(report["kl_per_dimension"], kl, rtol=1e-5, atol=1e-7)

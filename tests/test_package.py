@@ -23,7 +23,8 @@ def test_every_public_name_is_exported_and_documented():
 def test_implementation_modules_are_private():
     modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert [m for m in modules if not m.startswith("_")] == []
-    assert len(modules) <= 16
+    # One idea a module: the engine, its evaluation and its CUDA-graph runner are apart.
+    assert len(modules) <= 18
 
 
 def _imports(path):

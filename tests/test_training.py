@@ -7,6 +7,7 @@ package's own objective functions. The engine is reached only through
 ``_step_loss(x, eps, shift, estimator, alpha, beta) -> (objective, sums)``.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -97,10 +98,15 @@ def batch(model, digits):
 
 
 # -- 1. the step loss ---------------------------------------------------------------
+def bound_of(model, estimator):
+    """The model's training bound (its cap) with ``estimator``."""
+    return dataclasses.replace(model._engine.config.bound, estimator=estimator)
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_step_sums_are_recon_kl_of_z_and_the_bound(model, batch, estimator):
     x, eps, shift = batch
-    _, sums = model._engine._step_loss(x, eps, shift, estimator, 2.5, 0.3)
+    _, sums = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), 2.5, 0.3)
     with torch.no_grad():
         recon, kl, mi = terms_by_hand(model, x, eps, shift, estimator)
     expected = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]])
@@ -110,8 +116,8 @@ def test_step_sums_are_recon_kl_of_z_and_the_bound(model, batch, estimator):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_step_objective_moves_with_beta_by_the_mean_kl(model, batch, estimator):
     x, eps, shift = batch
-    low, _ = model._engine._step_loss(x, eps, shift, estimator, 2.5, 0.3)
-    high, _ = model._engine._step_loss(x, eps, shift, estimator, 2.5, 4.3)
+    low, _ = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), 2.5, 0.3)
+    high, _ = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), 2.5, 4.3)
     with torch.no_grad():
         _, kl, _ = terms_by_hand(model, x, eps, shift, estimator)
     # Differences of two float32 values near 5e3 (the reconstruction NLL): ~1e-3 apart at best.
@@ -121,8 +127,8 @@ def test_step_objective_moves_with_beta_by_the_mean_kl(model, batch, estimator):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_step_objective_value_is_the_vae_loss(model, batch, estimator):
     x, eps, shift = batch
-    objective, _ = model._engine._step_loss(x, eps, shift, estimator, 2.5, 0.3)
-    more_alpha, _ = model._engine._step_loss(x, eps, shift, estimator, 102.5, 0.3)
+    objective, _ = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), 2.5, 0.3)
+    more_alpha, _ = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), 102.5, 0.3)
     with torch.no_grad():
         recon, kl, mi = terms_by_hand(model, x, eps, shift, estimator)
     assert abs(100.0 * mi.item()) > 0.1  # the alpha term is resolvable next to recon
@@ -137,7 +143,7 @@ def test_step_gradients_are_each_players_loss(model, batch, estimator, alpha, be
     """VAE parameters follow recon + beta KL - alpha I; the critic follows -I (alpha, beta apart)."""
     x, eps, shift = batch
     vae, critic = vae_parameters(model), list(model.critic_.parameters())
-    objective, _ = model._engine._step_loss(x, eps, shift, estimator, alpha, beta)
+    objective, _ = model._engine._step_loss(x, eps, shift, bound_of(model, estimator), alpha, beta)
     got = torch.autograd.grad(objective, vae + critic, allow_unused=True)
 
     recon, kl, mi = terms_by_hand(model, x, eps, shift, estimator)
@@ -157,7 +163,7 @@ def test_info_code_rows_get_no_kl_gradient(model, batch):
     head = model.encoder_.head.weight  # rows: z mean, z log-variance, c
 
     def c_rows_grad(alpha, beta):
-        objective, _ = model._engine._step_loss(x, eps, shift, "nwj", alpha, beta)
+        objective, _ = model._engine._step_loss(x, eps, shift, bound_of(model, "nwj"), alpha, beta)
         return torch.autograd.grad(objective, head)[0][2 * N_Z:]
 
     recon, _, mi = terms_by_hand(model, x, eps, shift, "nwj")
@@ -198,7 +204,7 @@ def test_history_records_the_engines_terms_of_the_epoch(near_deterministic):
     est, X = near_deterministic
     # The networks see X in the model's standard units; the history reports the
     # reconstruction NLL in X's units: plus the log-Jacobian sum(log scale).
-    x = torch.as_tensor(est._engine.inputs(X), device=est.device_)
+    x = est._engine.rows(X).tensor
     with torch.no_grad():
         eps = torch.zeros(len(X), N_Z, device=est.device_)
         recon, kl, mi = terms_by_hand(est, x, eps, 1, "infonce")
@@ -357,7 +363,7 @@ def test_one_wild_shifted_pair_lowers_the_step_bound_by_at_most_batch_size_over_
         model, batch, monkeypatch):
     x, eps, shift = batch
     engine = model._engine
-    _, sums = engine._step_loss(x, eps, shift, "nwj", 1.0, 1.0)
+    _, sums = engine._step_loss(x, eps, shift, bound_of(model, "nwj"), 1.0, 1.0)
     original = engine.critic.joint_and_shifted
 
     def one_wild_pair(x, codes, s):
@@ -365,7 +371,7 @@ def test_one_wild_shifted_pair_lowers_the_step_bound_by_at_most_batch_size_over_
         return joint, shifted + 80.0 * (torch.arange(len(shifted)) == 3)
 
     monkeypatch.setattr(engine.critic, "joint_and_shifted", one_wild_pair)
-    objective, wild = engine._step_loss(x, eps, shift, "nwj", 1.0, 1.0)
+    objective, wild = engine._step_loss(x, eps, shift, bound_of(model, "nwj"), 1.0, 1.0)
     # Capped at c = 1 + log B, the pair's exp(T - 1) is at most B: the batch
     # bound (sums[2] / n) falls by at most B / n nats, and by more than half of it.
     drop = float(sums[2] - wild[2]) / x.shape[0]
@@ -401,7 +407,7 @@ def test_a_plain_vae_fit_trains_no_critic_in_its_steps(tiny_vae, digits):
     vae = tiny_vae(alpha=0.0, max_iter=1).fit(X)
     engine = vae._engine
     built = [p.detach().clone() for p in engine.critic.parameters()]
-    engine.train(engine.inputs(X) if engine.units is None else X, 2)
+    engine.train(X, 2)
     for p, q in zip(engine.critic.parameters(), built):
         assert p.grad is None
         assert torch.equal(p.detach(), q)
@@ -431,7 +437,8 @@ def test_score_critic_depends_on_the_encoder_alone_not_on_alpha(tiny_vae, digits
     plain = tiny_vae(alpha=0.0, max_iter=2).fit(X)
     infomax = copy.deepcopy(plain)
     infomax.set_params(alpha=3.0)
-    infomax._engine.configure(infomax._training_config(plain.batch_size_, False))
+    infomax._engine.configure(infomax._training_config(plain.batch_size_, False,
+                                                         plain._engine.config.bound.cap))
     with torch.no_grad():  # a critic trained elsewhere: its weights must not matter
         for p in infomax.critic_.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))

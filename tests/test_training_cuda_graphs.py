@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from skinfomax import InfoMaxVAETransformer
-from skinfomax import _training as graphs
+from skinfomax import _cuda_graphs as graphs
 from skinfomax._networks import _rolled
 from skinfomax._training import Engine
 

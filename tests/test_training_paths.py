@@ -52,7 +52,7 @@ def test_compiled_fit_pickles_and_failures_fall_back(tiny_vae, digits, monkeypat
     vae.set_params(compile=True, warm_start=True)
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         vae.fit(X)
-    assert vae.n_iter_ == 2 and not vae._engine.compiles
+    assert vae.n_iter_ == 2 and vae._engine._compile_failed
     # A compiled function held by the engine is dropped from the pickle.
     vae._engine._compiled = lambda *a: None
     clone = pickle.loads(pickle.dumps(vae))

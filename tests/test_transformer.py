@@ -388,10 +388,10 @@ def test_critic_cap_is_one_plus_log_batch_size_and_survives_a_model_file(tiny_va
                                                                          tmp_path):
     X, _ = digits
     vae = tiny_vae(batch_size=40, max_iter=1).fit(X)
-    assert vae._engine.critic_cap == pytest.approx(1 + np.log(40))
+    assert vae._engine.config.bound.cap == pytest.approx(1 + np.log(40))
     vae.save(tmp_path / "m.safetensors")
     again = InfoMaxVAETransformer.load(tmp_path / "m.safetensors")
-    assert again._engine.critic_cap == vae._engine.critic_cap
+    assert again._engine.config.bound.cap == vae._engine.config.bound.cap
     assert again.score(X) == vae.score(X)
 
 
@@ -399,7 +399,7 @@ def test_implausible_score_warning_names_the_term_and_its_pairs(tiny_vae, digits
     X, _ = digits
     vae = tiny_vae(batch_size=128, max_iter=1).fit(X)
     with torch.no_grad():  # every pair now scores far above anything trained: at the cap
-        vae._engine.scoring_critic.head[-1][-1].bias.add_(60.0)
+        vae._engine.score_critic.head[-1][-1].bias.add_(60.0)
     with pytest.warns(RuntimeWarning) as caught:
         score = vae.score(X)
     # Capped outputs: joint ~ cap, marginal term ~ exp(cap - 1) = 128.

@@ -1,0 +1,147 @@
+"""What a trained engine computes without training: codes, decoder means, held-out losses and
+MI bounds, and the refitted critic's bounds. Functions of an engine, numpy out; every value is
+checked finite (ValueError rather than NaN).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ._critics import (CachedPosterior, SingleCritic, batch_bounds, fixed_batches,
+                       fresh_critic, marginal_terms, reparameterise)
+from ._objectives import gaussian_kl
+from ._units import Rows
+from ._utils import EVAL_CHUNK, batch_slices, generators, named_seed, split_rows
+
+
+def _check_finite(values, what):
+    if not all(np.isfinite(v).all() for v in values):
+        raise ValueError(f"The trained networks give NaN or infinite values for {what} of this "
+                         "input: it lies too far outside the data they were trained on.")
+
+
+def _posterior_batches(engine, rows):
+    """Fixed batches of ``rows`` with posterior means, log-variances and codes drawn with
+    noise from the engine's seed: the same draws on every call.
+    """
+    engine.set_train(False)
+    _, noise = generators(engine.seed, engine.device)
+    for x in rows.batches(engine.config.batch_size):
+        with engine.autocast():
+            mean, log_var, c = (t.float() for t in engine.encoder(x))
+        yield x, mean, log_var, reparameterise(mean, log_var, c, noise)
+
+
+def _batch_sizes(engine, rows):
+    return np.asarray([len(i) for i in batch_slices(rows.n_rows, engine.config.batch_size)])
+
+
+def _batch_mi(engine, rows, critic):
+    """The held-out bound of ``critic`` on each fixed batch (``pairs="blocks"``: the training
+    bound with far less variance), a float tensor.
+    """
+    pairs = ((x, codes) for x, _, _, codes in _posterior_batches(engine, rows))
+    with engine.autocast():
+        return batch_bounds(SingleCritic(critic), pairs, replace(engine.config.bound,
+                                                                 pairs="blocks"))
+
+
+@torch.no_grad()
+def summary(engine, rows, critic=None):
+    """Per-sample means of reconstruction NLL (data units), KL, MI bound of ``critic`` (None:
+    not estimated, NaN) and loss on ``rows``: the validation record of an epoch.
+    """
+    recons, kls = [], []
+    for x, mean, log_var, codes in _posterior_batches(engine, rows):
+        with engine.autocast():
+            recons.append(engine.likelihood.nll(x, engine.decoder(codes).float()))
+        kls.append(gaussian_kl(mean, log_var))
+    recon, kl = (torch.cat(t).sum().item() for t in (recons, kls))
+    mi_sum = 0.0
+    if critic is not None:
+        sizes = torch.as_tensor(_batch_sizes(engine, rows), dtype=torch.float64)
+        mi_sum = float(_batch_mi(engine, rows, critic).cpu().double() @ sizes)
+    return engine.summary([recon, kl, mi_sum], rows.n_rows, critic is not None)
+
+
+def elbo_terms(engine, X, stream=False):
+    """Per-sample means of the reconstruction NLL (data units) and of the KL on X."""
+    terms = summary(engine, engine.rows(X, stream))
+    _check_finite([terms["reconstruction"], terms["kl"]], "the losses")
+    return terms
+
+
+def held_out_mi(engine, X, stream=False):
+    """The score critic's bound on each fixed batch of X and the batch sizes (numpy)."""
+    rows = engine.rows(X, stream)
+    mi = _batch_mi(engine, rows, engine.score_critic).cpu().numpy().astype(float)
+    _check_finite(mi, "the MI bounds")
+    return mi, _batch_sizes(engine, rows)
+
+
+@torch.no_grad()
+def marginal_tail(engine, X):
+    """For warnings: the held-out NWJ / DV bound's pairs on X, how many carry half of its
+    marginal term, and the largest critic output among them.
+    """
+    critic = SingleCritic(engine.score_critic)
+    terms = []
+    for x, _, _, codes in _posterior_batches(engine, engine.rows(X)):
+        with engine.autocast():
+            terms.append(marginal_terms(engine.config.bound, critic, x[None], codes[None])
+                         .double().cpu())
+    terms = torch.cat(terms).sort(descending=True).values
+    half = int(torch.searchsorted(terms.cumsum(0), 0.5 * terms.sum())) + 1
+    return {"n_pairs": terms.numel(), "n_half": half, "max_output": 1.0 + float(terms[0].log())}
+
+
+def refitted_mi(engine, X, max_iter, verbose=0):
+    """``mi_bounds(refit_critic=True)``: the fresh-critic protocol on half of X's rows (at
+    random), its bound on each fixed batch of the other half (``pairs="blocks"``, as score)
+    and those rows, on which the rate must be computed to match. The engine is not changed.
+    """
+    seed = named_seed(engine.seed, "refitted critic")
+    held_out, rest = split_rows(X.shape[0], [X.shape[0] // 2], named_seed(seed, "rows"))
+    engine.set_train(False)
+    X_rest, X_held_out = (engine.rows(X[rows]).tensor for rows in (rest, held_out))
+    critic, batch_size = fresh_critic(
+        engine.critic, X_rest, CachedPosterior.of(engine.encoder, X_rest, EVAL_CHUNK),
+        bound=engine.config.bound, batch_size=min(engine.config.batch_size, len(held_out)),
+        learning_rate=engine.config.critic_learning_rate, max_iter=max_iter, seed=seed,
+        verbose=verbose)
+    posterior = CachedPosterior.of(engine.encoder, X_held_out, EVAL_CHUNK)
+    values = batch_bounds(SingleCritic(critic), fixed_batches(
+        X_held_out, posterior, batch_size, named_seed(seed, "held out")),
+        replace(engine.config.bound, pairs="blocks"))
+    return values.cpu().numpy().astype(float), held_out
+
+
+@torch.no_grad()
+def _chunked(engine, function, rows, what):
+    """Apply ``function`` in fixed-shape chunks of ``rows``; a tuple of finite numpy arrays."""
+    engine.set_train(False)
+    with engine.autocast():
+        parts = [[t.float() for t in function(chunk)] for chunk in rows.chunks(EVAL_CHUNK)]
+    outputs = tuple(torch.cat(p)[: rows.n_rows].cpu().numpy() for p in zip(*parts))
+    _check_finite(outputs, what)
+    return outputs
+
+
+def encode(engine, X, stream=False):
+    """Posterior means, log-variances and info codes (numpy)."""
+    return _chunked(engine, engine.encoder, engine.rows(X, stream), "the codes")
+
+
+def kl_per_dimension(engine, X, stream=False):
+    """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
+    (kl,) = _chunked(engine, lambda x: (gaussian_kl(*engine.encoder(x)[:2], per_dimension=True),),
+                     engine.rows(X, stream), "the KL terms")
+    return kl
+
+
+def decode(engine, codes, stream=False):
+    """Decoder means of codes ``[z, c]`` in the data's units."""
+    (out,) = _chunked(engine, lambda c: (engine.likelihood.mean(engine.decoder(c)),),
+                      Rows(codes, engine.device, stream, what="the codes"), "the decoder's means")
+    return out if engine.units is None else engine.units.restore(out)
