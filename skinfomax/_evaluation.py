@@ -3,13 +3,15 @@ MI bounds, and the refitted critic's bounds. Functions of an engine, numpy out; 
 checked finite (ValueError rather than NaN).
 """
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from ._critics import (CachedPosterior, SingleCritic, batch_bounds, fixed_batches,
-                       fresh_critic, marginal_terms, reparameterise)
+from ._critics import (SCORE_CRITIC_EPOCHS, SCORE_CRITIC_ROWS, SCORE_CRITIC_STEP_SHARE,
+                       CachedPosterior, SingleCritic, batch_bounds, fixed_batches, fresh_critic,
+                       marginal_terms, reparameterise)
 from ._objectives import gaussian_kl
 from ._units import Rows
 from ._utils import EVAL_CHUNK, batch_slices, generators, named_seed, split_rows
@@ -19,6 +21,19 @@ def _check_finite(values, what):
     if not all(np.isfinite(v).all() for v in values):
         raise ValueError(f"The trained networks give NaN or infinite values for {what} of this "
                          "input: it lies too far outside the data they were trained on.")
+
+
+def per_sample(engine, sums, n_samples, with_mi=True):
+    """Per-sample ``loss``, ``reconstruction`` (NLL in the data's units), ``kl`` and ``mi``
+    from the sums of reconstruction NLL, KL and MI over ``n_samples`` rows (MI NaN without
+    ``with_mi``): an epoch's record.
+    """
+    recon, kl, mi = (s / n_samples for s in sums)
+    if engine.units is not None:  # NLL in the data's units: the Jacobian of standardising
+        recon += engine.units.log_scale_sum
+    config = engine.config
+    loss = recon + config.beta * kl - (config.alpha * mi if with_mi else 0.0)
+    return {"loss": loss, "reconstruction": recon, "kl": kl, "mi": mi if with_mi else math.nan}
 
 
 def _posterior_batches(engine, rows):
@@ -62,7 +77,7 @@ def summary(engine, rows, critic=None):
     if critic is not None:
         sizes = torch.as_tensor(_batch_sizes(engine, rows), dtype=torch.float64)
         mi_sum = float(_batch_mi(engine, rows, critic).cpu().double() @ sizes)
-    return engine.summary([recon, kl, mi_sum], rows.n_rows, critic is not None)
+    return per_sample(engine, [recon, kl, mi_sum], rows.n_rows, critic is not None)
 
 
 def elbo_terms(engine, X, stream=False):
@@ -94,6 +109,29 @@ def marginal_tail(engine, X):
     terms = torch.cat(terms).sort(descending=True).values
     half = int(torch.searchsorted(terms.cumsum(0), 0.5 * terms.sum())) + 1
     return {"n_pairs": terms.numel(), "n_half": half, "max_output": 1.0 + float(terms[0].log())}
+
+
+def fresh_score_critic(engine, X, n_epochs):
+    """The critic ``score`` uses after a fit: the fresh-critic protocol on the frozen
+    encoder's posterior for at most ``SCORE_CRITIC_ROWS`` rows of X (at random), for at most
+    ``SCORE_CRITIC_EPOCHS`` epochs and ``SCORE_CRITIC_STEP_SHARE`` of the steps that
+    ``n_epochs`` VAE epochs over X took. The same at every alpha, so that held-out bounds
+    compare across a grid.
+    """
+    seed = named_seed(engine.seed, "score critic")
+    (chosen, _) = split_rows(X.shape[0], [min(X.shape[0], SCORE_CRITIC_ROWS)],
+                             named_seed(seed, "rows"))
+    vae_steps = n_epochs * max(1, X.shape[0] // engine.config.batch_size)
+    engine.set_train(False)
+    X = engine.rows(X[chosen]).tensor
+    with engine.autocast():
+        source = CachedPosterior.of(engine.encoder, X, EVAL_CHUNK)
+    critic, _ = fresh_critic(
+        engine.critic, X, source, bound=engine.config.bound, batch_size=engine.config.batch_size,
+        learning_rate=engine.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
+        max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
+        verbose=engine.config.verbose)
+    return critic
 
 
 def refitted_mi(engine, X, max_iter, verbose=0):

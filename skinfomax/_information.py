@@ -219,22 +219,16 @@ def mutual_information(
     the standard error.
 
     Cost. Every estimator scores all ``B(B - 1)`` mismatched pairs of each held-out batch.
-    In training and early stopping NWJ and DV score 2 pairs per row (the joint one and one
-    shifted one), InfoNCE 16: it normalises each row over a block of 16 rows of its batch
-    (up to 31 where ``B`` is not a multiple of 16). An InfoNCE step costs about 7 times an
-    NWJ step; on 2 CPU threads a call took 32 s against NWJ's 7 s at 2,000 samples and
-    163 s against 23 s at 20,000 (5 + 2 dimensions), so from 10,000 samples on InfoNCE
-    warns before it starts (UserWarning). Normalising over whole batches of 256, as before,
-    made a step 100 times NWJ's. Measurements and the benchmark command: :doc:`/science`
-    ("InfoNCE's cost").
+    In training and early stopping NWJ and DV score 2 pairs per row, InfoNCE
+    ``INFONCE_BLOCK``: it normalises each row over a block of that many rows of its batch,
+    several times NWJ's cost, so from ``INFONCE_SLOW_SAMPLES`` samples on it warns before it
+    starts (UserWarning). Measurements: :doc:`/science` ("InfoNCE's cost").
 
-    InfoNCE's ceiling. A held-out row is normalised over the B rows of its batch, B from
-    ``batch_size`` (capped at the smallest part) to twice that, so the estimate cannot
-    pass about ``log(batch_size)``: 5.5 nats at the default 256. A RuntimeWarning says when
-    it comes within a nat; "nwj" has no ceiling. The training blocks' InfoNCE cannot pass
-    ``log(16) = 2.8`` nats, but it is maximised by the same critic (the log density ratio,
-    up to a function of x), so it does not cap the estimate: on a 4.5-nat channel the
-    held-out estimate was 4.05 nats with critics trained on blocks, 4.08 on whole batches.
+    InfoNCE's ceiling. A held-out row is normalised over the B rows of its batch (B from
+    ``batch_size``, capped at the smallest part, to twice that), so the estimate cannot
+    pass about ``log(batch_size)``; a RuntimeWarning says when it comes within a nat. "nwj"
+    has no ceiling. The training blocks do not cap the estimate: their InfoNCE is maximised
+    by the same critic (:doc:`/science`).
 
     Examples
     --------

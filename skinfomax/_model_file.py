@@ -228,7 +228,7 @@ def engine_state(engine):
     return tensors, metadata
 
 
-def _training_config(metadata):
+def _config_of(metadata):
     config = dict(metadata["config"])
     if "bound" in config:
         return TrainingConfig(**{**config, "bound": Bound(**config["bound"])})
@@ -256,7 +256,7 @@ def engine_from_state(metadata, tensors, *, device, encoder=None, decoder=None, 
     # Placeholder variances: every value of the likelihood is then loaded.
     likelihood = build_likelihood(spec.likelihood, np.ones(spec.n_features))
     engine = Engine(spec, networks, likelihood, device=device, seed=seed, units=units,
-                    config=_training_config(metadata), cuda_graphs=metadata["cuda_graphs"])
+                    config=_config_of(metadata), cuda_graphs=metadata["cuda_graphs"])
     engine.history = list(metadata["history"])
     if any(name.startswith("score_critic.") for name in tensors):
         engine.score_critic = copy.deepcopy(engine.critic)

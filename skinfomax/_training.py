@@ -20,15 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _evaluation
-from ._critics import (SCORE_CRITIC_EPOCHS, SCORE_CRITIC_ROWS, SCORE_CRITIC_STEP_SHARE, Bound,
-                       CachedPosterior, SingleCritic, fresh_critic)
+from ._critics import Bound, SingleCritic
 from ._cuda_graphs import GraphedSteps, warn_fallback
 from ._likelihoods import build_likelihood
 from ._networks import build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl, standard_normal
 from ._units import InputUnits, Rows
-from ._utils import (EVAL_CHUNK, EarlyStopping, default_dtype, deferred_interrupt, generators,
-                     named_seed, seeded, split_rows)
+from ._utils import EarlyStopping, default_dtype, deferred_interrupt, generators, seeded
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -72,6 +70,22 @@ class TrainingConfig:
     critic_in_every_step: bool = True
 
 
+def _divergence_message(config, epoch, what):
+    return (
+        f"Training diverged in epoch {epoch}: {what} became NaN or infinite. Likely causes: "
+        f"a learning rate too high for this data (learning_rate={config.learning_rate:g}, "
+        f"critic_learning_rate={config.critic_learning_rate:g}), an alpha "
+        f"({config.alpha:g}) large enough for the MI term to run away, or inputs the "
+        "networks cannot take as they are (unscaled X with likelihood='bernoulli', "
+        "custom networks). Lower them and train again.")
+
+
+@torch.no_grad()
+def _weight_sum(modules):
+    """Sum of every weight: finite exactly when all of them are (short of overflow)."""
+    return torch.stack([p.sum() for m in modules for p in m.parameters()]).sum()
+
+
 def _fused_adam_available(device):
     # Fused Adam: one kernel for all parameters; CUDA always, CPU since torch 2.4.
     if device.type == "cuda":
@@ -89,7 +103,7 @@ class Engine:
     """Trains an InfoMax VAE built from ``spec``; owns every piece of training state.
 
     ``units`` (or None) standardise inputs; ``seed`` starts the training streams and fixes
-    evaluation's. ``score_critic`` is the critic held-out bounds use: one trained afresh on
+    evaluation's; a new ``config`` applies from the next training call on. ``score_critic`` is the critic held-out bounds use: one trained afresh on
     the frozen encoder after a fit (:meth:`train_score_critic`), else the one trained
     alongside.
     """
@@ -129,10 +143,6 @@ class Engine:
         check_networks(engine.encoder, engine.decoder, engine.critic, engine.rows(X[:2]).tensor,
                        spec.n_components, spec.n_info_components)
         return engine
-
-    def configure(self, config):
-        """Use ``config`` from the next training call on (weights and optimiser states stay)."""
-        self.config = config
 
     # Compiled functions and CUDA graphs do not pickle; they are rebuilt on use.
     def __getstate__(self):
@@ -188,10 +198,9 @@ class Engine:
 
     # -- one step -----------------------------------------------------------
     def _step_loss(self, x, eps, shift, bound, alpha, beta, with_critic=True):
-        """The objective and the batch's loss sums (the compiled unit); sums and exponentials
-        in float32. Its value is ``recon + beta * KL - alpha * I``; the detached
-        ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``. Without the critic
-        the MI sum is 0 (recorded as NaN: not estimated).
+        """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32;
+        the compiled unit). The detached ``(1 - alpha) * I`` leaves the critic the gradient
+        of ``-I``. Without the critic the MI sum is 0 (recorded as NaN: not estimated).
         """
         with self.autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
@@ -261,44 +270,28 @@ class Engine:
             shift = derangement_shift(x.shape[0], cpu_gen)
             eps = standard_normal((x.shape[0], self.spec.n_components), noise_gen, self.device)
             totals += step(x, eps, shift)
-        *sums, weight_sum = torch.cat([totals, self._weight_sum().reshape(1)]).tolist()
-        return self.summary(sums, rows.n_rows, self.trains_critic), math.isfinite(weight_sum)
-
-    @torch.no_grad()
-    def _weight_sum(self):
-        """Sum of every weight: finite exactly when all of them are (short of overflow)."""
-        return torch.stack([p.sum() for m in self.modules() for p in m.parameters()]).sum()
-
-    def summary(self, sums, n_samples, with_mi=True):
-        """Per-sample ``loss``, ``reconstruction`` (NLL in the data's units), ``kl``, ``mi``
-        from the sums of recon, KL and MI over ``n_samples`` (MI NaN ``without_mi``).
-        """
-        recon, kl, mi = (s / n_samples for s in sums)
-        if self.units is not None:  # NLL in the data's units: the Jacobian of standardising
-            recon += self.units.log_scale_sum
-        loss = recon + self.config.beta * kl - (self.config.alpha * mi if with_mi else 0.0)
-        return {"loss": loss, "reconstruction": recon, "kl": kl,
-                "mi": mi if with_mi else math.nan}
+        *sums, weight_sum = torch.cat([totals, _weight_sum(self.modules()).reshape(1)]).tolist()
+        summary = _evaluation.per_sample(self, sums, rows.n_rows, self.trains_critic)
+        return summary, math.isfinite(weight_sum)
 
     # -- a training call ----------------------------------------------------
     def _checkpoint(self):
         """Copies of everything a training call changes: weights, optimiser states, streams."""
         optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
         return {"modules": [copy.deepcopy(m.state_dict()) for m in self.modules()],
-                "optimizers": [o if o is None else copy.deepcopy(o.state_dict()) for o in optimizers],
+                "optimizers": [o and copy.deepcopy(o.state_dict()) for o in optimizers],
                 "rng_state": self.rng_state, "n_epochs": len(self.history),
                 "score_critic": self.score_critic, "units": self.units}
 
     def _restore(self, checkpoint):
         for module, state in zip(self.modules(), checkpoint["modules"]):
             module.load_state_dict(state)
-        if any(state is None for state in checkpoint["optimizers"][:2]):
-            self.vae_optimizer = self.critic_optimizer = self.scaler = None  # built at first use
-        else:
-            for optimizer, state in zip((self.vae_optimizer, self.critic_optimizer, self.scaler),
-                                        checkpoint["optimizers"]):
-                if optimizer is not None and state is not None:
-                    optimizer.load_state_dict(state)
+        optimizers = (self.vae_optimizer, self.critic_optimizer, self.scaler)
+        for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
+            if optimizer is not None and state is not None:
+                optimizer.load_state_dict(state)
+        if checkpoint["optimizers"][0] is None:  # none before the call: built at first use
+            self.vae_optimizer = self.critic_optimizer = self.scaler = None
         self.rng_state, self.units = checkpoint["rng_state"], checkpoint["units"]
         self.score_critic = checkpoint["score_critic"]
         del self.history[checkpoint["n_epochs"]:]
@@ -314,15 +307,11 @@ class Engine:
         re-raised after the current step; completed epochs stay (none completed: the engine
         is as before the call).
         """
+        units = self.units.covering(X) if cover and self.units is not None else self.units
+        rows = Rows(X, self.device, stream, units)  # input errors first, before any change
+        valid = None if X_valid is None else Rows(X_valid, self.device, stream, units, "X_valid")
         checkpoint = self._checkpoint()
-        if cover and self.units is not None:
-            self.units = self.units.covering(X)
-        try:  # input errors first, before any state changes
-            rows = self.rows(X, stream)
-            valid = None if X_valid is None else self.rows(X_valid, stream, "X_valid")
-        except ValueError:
-            self.units = checkpoint["units"]
-            raise
+        self.units = units
         self.score_critic = self.critic  # a critic trained apart was of the encoder before
         with deferred_interrupt() as interrupt:
             # Graphs bake in this call's alpha, beta and learning rates.
@@ -338,7 +327,7 @@ class Engine:
                                         interrupt)
             except KeyboardInterrupt:  # raised inside a step: no deferral (not the main thread)
                 interrupt.requested, diverged = True, None
-                if not math.isfinite(self._weight_sum().item()):
+                if not math.isfinite(_weight_sum(self.modules()).item()):
                     diverged = (len(self.history) + 1, "the weights")
             finally:
                 if self._graphs is not None:  # their memory pools and gradient buffers go
@@ -391,14 +380,7 @@ class Engine:
         return None
 
     def _after_divergence(self, checkpoint, stopping, completed, epoch, what):
-        config = self.config
-        message = (
-            f"Training diverged in epoch {epoch}: {what} became NaN or infinite. Likely causes: "
-            f"a learning rate too high for this data (learning_rate={config.learning_rate:g}, "
-            f"critic_learning_rate={config.critic_learning_rate:g}), an alpha "
-            f"({config.alpha:g}) large enough for the MI term to run away, or inputs the "
-            "networks cannot take as they are (unscaled X with likelihood='bernoulli', "
-            "custom networks). Lower them and train again.")
+        message = _divergence_message(self.config, epoch, what)
         if stopping is None or completed == 0:
             self._restore(checkpoint)
             raise TrainingDiverged(message)
@@ -411,22 +393,7 @@ class Engine:
                       RuntimeWarning, stacklevel=3)
 
     def train_score_critic(self, X, n_epochs):
-        """Train :attr:`score_critic` with the fresh-critic protocol on the frozen encoder's
-        posterior for at most ``SCORE_CRITIC_ROWS`` rows of X (at random), for at most
-        ``SCORE_CRITIC_EPOCHS`` epochs and ``SCORE_CRITIC_STEP_SHARE`` of the steps that
-        ``n_epochs`` VAE epochs over X took: the same protocol at every alpha, so that
-        held-out bounds compare across a grid.
+        """Train :attr:`score_critic` afresh on the frozen encoder after a fit of ``n_epochs``
+        epochs over X (:func:`~skinfomax._evaluation.fresh_score_critic`).
         """
-        seed = named_seed(self.seed, "score critic")
-        (chosen, _) = split_rows(X.shape[0], [min(X.shape[0], SCORE_CRITIC_ROWS)],
-                                 named_seed(seed, "rows"))
-        vae_steps = n_epochs * max(1, X.shape[0] // self.config.batch_size)
-        self.set_train(False)
-        X = self.rows(X[chosen]).tensor
-        with self.autocast():
-            source = CachedPosterior.of(self.encoder, X, EVAL_CHUNK)
-        self.score_critic, _ = fresh_critic(
-            self.critic, X, source, bound=self.config.bound, batch_size=self.config.batch_size,
-            learning_rate=self.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
-            max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
-            verbose=self.config.verbose)
+        self.score_critic = _evaluation.fresh_score_critic(self, X, n_epochs)

@@ -430,7 +430,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         config = self._training_config(batch_size, incremental, cap)
         if continuing:
             engine, previous_config = self._engine, self._engine.config
-            engine.configure(config)
+            engine.config = config
         else:
             engine = Engine.build(spec, X_train, device=resolve_device(self.device), seed=seed,
                                   config=config, encoder=self.encoder, decoder=self.decoder,
@@ -448,7 +448,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
                     self._set_fitted(engine, X, X_train, continuing)
                 elif continuing:
-                    engine.configure(previous_config)
+                    engine.config = previous_config
                 raise
             return self._set_fitted(engine, X, X_train, continuing)
 

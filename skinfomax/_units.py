@@ -90,20 +90,24 @@ class InputUnits:
         return out
 
     def covering(self, X):
-        """These units with each feature's scale widened where X (a later chunk of a stream)
-        lies more than ``1 / _RANGE_FRACTION`` scales from the centre, as the range floor of
-        :meth:`fit` keeps training data: no value reaches the networks far outside the
-        range they trained on. Centres stay; ``self`` when nothing needs widening.
+        """These units, with the scale of each feature that X (a later chunk of a stream)
+        takes more than ``1 / _RANGE_FRACTION`` scales from the centre widened to X's own
+        spread about the centre (at least that fraction of its reach): no value reaches the
+        networks far outside the range they trained on. Centres stay; ``self`` when no
+        feature needs it.
         """
         reach = np.zeros(self.scale.shape)
         for block in _blocks(X):
             np.maximum(reach, np.abs(block - self.center).max(axis=0), out=reach)
-        needed = _RANGE_FRACTION * reach
-        wider = needed > self.scale
+        wider = reach > self.scale / _RANGE_FRACTION
         if not wider.any():
             return self
-        return InputUnits(self.center, np.where(wider, needed, self.scale),
-                          self.feature_variance, self.constant & ~wider)
+        # Divided by the reach first, so that squares cannot overflow float64.
+        unit = np.where(wider, reach, 1.0)
+        spread = unit * np.sqrt(sum(np.square((block - self.center) / unit).sum(axis=0)
+                                    for block in _blocks(X)) / X.shape[0])
+        scale = np.where(wider, np.maximum(spread, _RANGE_FRACTION * reach), self.scale)
+        return InputUnits(self.center, scale, self.feature_variance, self.constant & ~wider)
 
     def restore(self, X):
         """``X * scale + center`` in float64; constant features get their constant exactly."""

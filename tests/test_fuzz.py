@@ -167,3 +167,35 @@ def test_fitted_methods_work_or_name_the_problem(fitted_on_six, X):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             assert np.isfinite(vae.score(X))
+
+
+# -- tiny samples: 2 to 10 rows at every alpha and bound ---------------------------------
+@st.composite
+def tiny_fits(draw):
+    """Finite X of 2-10 rows and a fit of any alpha, bound and info codes on it."""
+    n_rows = draw(st.integers(2, 10))
+    X = np.random.RandomState(draw(st.integers(0, 2**16))).rand(n_rows, draw(st.integers(1, 6)))
+    params = {**draw(parameters()), "precision": "float32",
+              "alpha": draw(st.sampled_from([0.0, 1.0, 10.0]))}
+    return X, params, draw(st.sampled_from(["fit", "partial_fit"]))
+
+
+@PROFILE
+@given(case=tiny_fits())
+def test_tiny_samples_give_a_model_or_a_named_error(case):
+    """The scoring critic, the held-out blocks and early stopping all split the rows: on 2
+    rows (the fewest X may have) to 10, fit gives a usable model or the documented error,
+    never an arithmetic exception.
+    """
+    X, params, method = case
+    expected = expected_fit_error(X, params, method)
+    if expected is not None:
+        with pytest.raises(ValueError, match=expected):
+            _fit(X, params, method)
+        return
+    vae = _fit(X, params, method)
+    assert np.isfinite(vae.transform(X)).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # implausible bounds of tiny critics
+        assert np.isfinite(vae.score(X))
+        assert np.isfinite(vae.mi_bounds(X).lower)

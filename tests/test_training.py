@@ -437,8 +437,8 @@ def test_score_critic_depends_on_the_encoder_alone_not_on_alpha(tiny_vae, digits
     plain = tiny_vae(alpha=0.0, max_iter=2).fit(X)
     infomax = copy.deepcopy(plain)
     infomax.set_params(alpha=3.0)
-    infomax._engine.configure(infomax._training_config(plain.batch_size_, False,
-                                                         plain._engine.config.bound.cap))
+    infomax._engine.config = infomax._training_config(plain.batch_size_, False,
+                                                      plain._engine.config.bound.cap)
     with torch.no_grad():  # a critic trained elsewhere: its weights must not matter
         for p in infomax.critic_.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))

@@ -135,6 +135,50 @@ def test_memmap_input_is_streamed_and_matches_in_memory(tiny_vae, digits, tmp_pa
     assert a.score(X_map) == b.score(X)
 
 
+def test_mi_bounds_streams_a_memmap_and_matches_in_memory(tiny_vae, digits, tmp_path,
+                                                         monkeypatch):
+    from skinfomax import _units
+
+    X, _ = digits
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    X_map = np.load(tmp_path / "X.npy", mmap_mode="r")
+    vae = tiny_vae().fit(X)
+    in_memory = vae.mi_bounds(X.astype(np.float32))
+    streamed = []
+    rows = _units.Rows.__init__
+
+    def recorded(self, X, device, stream=False, *args, **kwargs):
+        streamed.append(stream)
+        rows(self, X, device, stream, *args, **kwargs)
+
+    monkeypatch.setattr(_units.Rows, "__init__", recorded)
+    assert vae.mi_bounds(X_map) == in_memory
+    assert streamed == [True, True]  # the held-out bound's batches, then the rate's chunks
+
+
+def test_partial_fit_chunks_beyond_the_first_chunks_units_train_without_swings(tiny_vae):
+    """A first chunk in which a pixel is zero but for one 1/16 gives that pixel a scale of
+    1/160; later chunks, where it reaches 1, came 160 scales from the centre and their
+    losses were 16 times the first chunk's. The units now widen to each chunk's spread.
+    """
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data / 16
+    pixel = X[:, 13]
+    first = np.r_[np.flatnonzero(pixel == 0)[:127], np.flatnonzero(pixel == 1 / 16)[:1]]
+    rest = np.random.RandomState(0).permutation(np.setdiff1d(np.arange(len(X)), first))
+    chunks = [X[first], *np.array_split(X[rest[:512]], 4)]
+    vae = tiny_vae(n_components=2)
+    for _ in range(5):
+        for chunk in chunks:
+            vae.partial_fit(chunk)
+    losses = np.array([record["loss"] for record in vae.history_]).reshape(5, 5)
+    assert losses.max() < 1.5 * losses[0, 0]  # no chunk far above the first one
+    assert losses[-1].mean() < 0.75 * losses[0].mean()  # and the stream goes on learning
+    units = vae._engine.units  # every value sent lies within the units' reach
+    assert (np.abs(X[np.r_[first, rest[:512]]] - units.center) <= 10 * units.scale).all()
+
+
 def test_threads_restored_after_partial_fit(tiny_vae, digits):
     X, _ = digits
     previous = torch.get_num_threads()

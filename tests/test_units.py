@@ -76,6 +76,24 @@ def test_raw_features_fit_as_if_standard_scaled(cancer):
     assert score > -1.0
 
 
+def test_a_later_chunk_beyond_reach_widens_that_features_scale_to_its_spread():
+    from skinfomax._units import InputUnits
+
+    first = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0], [0.1, 4.0]])
+    units = InputUnits.fit(first)
+    # Feature 0: centre 0.025, sd 0.0433 (range floor 0.01); feature 1: centre 2.5, sd 1.118.
+    np.testing.assert_allclose(units.scale, [np.sqrt(0.1 ** 2 * 3 / 16), np.sqrt(1.25)])
+    assert units.covering(first) is units  # the data it was fitted on: nothing to widen
+    later = np.array([[1.0, 2.0], [0.0, 3.0], [1.0, 2.5], [0.5, 4.0]])
+    wider = units.covering(later)
+    # Feature 0 reaches 0.975 from its centre, 22 scales: widened to the root mean square of
+    # its distances to the centre; feature 1 stays within reach and keeps its scale.
+    distances = later[:, 0] - 0.025
+    np.testing.assert_allclose(wider.scale, [np.sqrt(np.mean(distances ** 2)), np.sqrt(1.25)])
+    np.testing.assert_array_equal(wider.center, units.center)
+    assert wider.log_scale_sum > units.log_scale_sum
+
+
 def test_constant_training_feature_gives_finite_codes_off_its_value(cancer):
     vae = small_vae().fit(cancer)
     x = cancer[:3].copy()
