@@ -21,7 +21,7 @@ def linear_gaussian(d, mi, n, seed=0):
 
 
 # Tolerance: 0.15 nats absolute (30% at 0.5 nats, 15% at 1 nat) with 3,000
-# samples; the benchmark (benchmarks/ground_truth.py) covers d 1-20, 0.1-5 nats.
+# samples; the benchmark (benchmarks/studies/ground_truth.py) covers d 1-20, 0.1-5 nats.
 @pytest.mark.parametrize("estimator", ["nwj", "dv"])
 @pytest.mark.parametrize("d, truth", [(1, 0.5), (2, 1.0)])
 def test_linear_gaussian_ground_truth(estimator, d, truth):

@@ -6,20 +6,20 @@ One process, the same data and threads, the contenders in turn (A B C A B C
 step made of nothing but the matrix multiplies of one tight step (batch 128),
 recorded with their shapes and layouts and replayed back to back.
 
-    PYTHONPATH=. python benchmarks/bench_fit.py --n-samples 5000 --repeats 5
-    PYTHONPATH=. python benchmarks/bench_fit.py --variants estimator,compiled,bf16,tight,typical
+    PYTHONPATH=. python benchmarks/speed/bench_fit.py --n-samples 5000 --repeats 5
+    PYTHONPATH=. python benchmarks/speed/bench_fit.py --variants estimator,bf16,tight,typical
 """
 
 import os
 import sys
-import time
-import warnings
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
 import handwritten
-from _common import MODEL, header, load_after, load_data, median, parse_args, timed
+from _common import (MODEL, header, interleave, load_after, load_data, median, parse_args, quiet,
+                     timed)
 from skinfomax import InfoMaxVAETransformer
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
@@ -50,22 +50,20 @@ def matmul_ceiling(X, batch_size=128, repeats=200):
         ops.append((func, tensors))
     for func, tensors in ops * 5:  # warm-up
         func(*tensors)
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
+
+    def replay():
         for _ in range(repeats):
             for func, tensors in ops:
                 func(*tensors)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return len(ops), flops, best
+
+    return len(ops), flops, min(timed(replay)[0] for _ in range(5)) / repeats
 
 
 def estimator_runner(**params):
     def run(X, epochs):
         est = InfoMaxVAETransformer(max_iter=epochs, device="cpu", random_state=0,
                                     **{**MODEL, **params})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet():
             return est.fit(X)
     return run
 
@@ -81,29 +79,19 @@ CONTENDERS = {
 
 
 def main():
-    args = parse_args(__doc__, dict(n_samples=512, epochs=1, repeats=1, threads=1,
-                                    ceiling_repeats=3),
+    args = parse_args(__doc__, dict(n_samples=512, epochs=1, repeats=1, threads=1),
                       n_samples=5000, epochs=5, repeats=5, threads=2,
-                      variants="estimator,tight,typical",
-                      ceiling_repeats=(200, "replays of the step's matmuls per timing round"))
-    names = args.variants.split(",")
-    if set(names) - set(CONTENDERS):
-        sys.exit(f"unknown variants {sorted(set(names) - set(CONTENDERS))}; "
-                 f"choose from {sorted(CONTENDERS)}")
+                      variants="estimator,tight,typical")
+    replays = 3 if args.quick else 200  # of the step's matmuls per timing round
+    names = args.variants.split(",")  # keys of CONTENDERS
     header(threads=args.threads)
     X = load_data(args.n_samples)
     for name in names:  # warm-up: allocator, lazy init, compile caches
         CONTENDERS[name](X[:512], 1)
-    n_ops, flops, step_seconds = matmul_ceiling(X, repeats=args.ceiling_repeats)
-    times = {name: [] for name in names}
-    for r in range(args.repeats):
-        for name in names:
-            seconds, _ = timed(lambda: CONTENDERS[name](X, args.epochs))
-            times[name].append(seconds)
-        print(f"round {r + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}s" for n in names),
-              f"| load {os.getloadavg()[0]:.2f}", flush=True)
+    n_ops, flops, step_seconds = matmul_ceiling(X, repeats=replays)
+    times = interleave({n: lambda n=n: CONTENDERS[n](X, args.epochs) for n in names}, args.repeats)
     # Again after the runs; the faster of the two is the ceiling.
-    step_seconds = min(step_seconds, matmul_ceiling(X, repeats=args.ceiling_repeats)[2])
+    step_seconds = min(step_seconds, matmul_ceiling(X, repeats=replays)[2])
     ceiling = 128 / step_seconds
 
     n = args.n_samples * args.epochs
@@ -119,7 +107,8 @@ def main():
         print(f"{name:12s} {median(times[name]):9.2f} {rate[name]:10,.0f} {best[name]:9,.0f} "
               f"{share:>10s}")
     if {"plain", "estimator"} <= set(names):
-        print(f"ratio estimator / plain time: {median(times['estimator']) / median(times['plain']):.2f}x")
+        ratio = median(times["estimator"]) / median(times["plain"])
+        print(f"ratio estimator / plain time: {ratio:.2f}x")
     for ref in ("tight", "typical"):
         for name in (n for n in names if ref in rate and n not in ("tight", "typical")):
             print(f"ratio {name} / {ref}: {rate[name] / rate[ref]:.2f}x "

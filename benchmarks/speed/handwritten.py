@@ -1,21 +1,9 @@
-"""The same InfoMax VAE written as a plain PyTorch loop, the way a user would.
-
-Two variants, both on the model of :mod:`benchmarks._common`:
-
-- ``tight``: what a careful user writes. Data is one tensor, batches are
-  slices of a random permutation (no DataLoader), the critic is an MLP over
-  ``[x, z]`` run once over the joint and shuffled pairs stacked together, and
-  one backward of ``recon + KL - I`` serves both optimisers (alpha = 1, so
-  the VAE's and the critic's gradients of that one scalar are the right ones,
-  no gradient scaling needed). No host sync inside the epoch.
-- ``typical``: the reference designs' structure. A DataLoader, a VAE step
-  (critic in the loss, critic fixed) and then a separate critic step on
-  detached codes (a second critic forward and backward), and ``loss.item()``
-  per step for the running average that such loops print.
-
-Nothing here imports skinfomax's engine; only the initial Gaussian variance
-follows the same rule (data variance, floored), so the losses are comparable.
-"""
+"""The same InfoMax VAE (``_common.MODEL``) written as plain PyTorch loops, as a user would:
+``tight`` (one data tensor, batches sliced from a permutation, the critic run once over the
+joint and shuffled pairs stacked, one backward for both optimisers, no host sync inside an
+epoch) and ``typical`` (a DataLoader, a VAE step then a separate critic step on detached
+codes, ``loss.item()`` per step). Nothing here imports skinfomax; only the initial Gaussian
+variance follows the same rule (data variance, floored), so the losses are comparable."""
 
 import math
 

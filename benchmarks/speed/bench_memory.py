@@ -1,24 +1,19 @@
 """Peak memory of fit on 70,000 x 784 float32, in memory and streamed.
 
 Each case runs in a fresh subprocess that imports everything, records its
-resident memory, loads the data, fits, and reports:
+resident memory, loads the data, fits, and reports ``VmHWM`` (peak resident
+set, which also counts the pages of a memory-mapped file that were read:
+page cache the kernel may drop) and peak ``RssAnon`` (the process's own
+allocations, polled every 5 ms; the honest figure for the memmap cases).
+Cases: ``array`` (X in memory), ``memmap`` (np.load(mmap_mode="r"), streamed)
+and ``partial_fit`` (chunks of ``--chunk`` rows copied from the memmap).
 
-- ``VmHWM``: peak resident set (what ``ru_maxrss`` reports), which also
-  counts pages of a memory-mapped file that were read (page cache the
-  kernel may drop at any time);
-- peak ``RssAnon``: anonymous memory only (the process's own allocations),
-  polled every 5 ms; the honest figure for the memmap cases.
-
-Cases: ``array`` (X in memory, fit), ``memmap`` (np.load(mmap_mode="r"),
-fit streams batches), ``partial_fit`` (chunks of 10,000 rows copied from the
-memmap, one partial_fit each; ``--chunk`` sets the size).
-
-    PYTHONPATH=. python benchmarks/bench_memory.py --n-samples 70000 --epochs 1
+    PYTHONPATH=. python benchmarks/speed/bench_memory.py --n-samples 70000 --epochs 1
 """
 
-import argparse
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
 from _common import MODEL, header, load_after, load_data, parse_args, proc_status, run_worker
 from skinfomax import InfoMaxVAETransformer
 
@@ -56,20 +52,13 @@ def worker(case, path, epochs, threads, chunk):
     seconds = time.perf_counter() - start
     stop.set()
     time.sleep(0.02)
-    print(json.dumps({
-        "case": case, "base": base, "hwm": proc_status("VmHWM")["VmHWM"],
-        "peak_anon": peak_anon[0], "data": X.nbytes, "seconds": seconds,
-        "n": X.shape[0] * epochs,
-    }))
+    print(json.dumps({"base": base, "hwm": proc_status("VmHWM")["VmHWM"], "n": X.shape[0] * epochs,
+                      "peak_anon": peak_anon[0], "data": X.nbytes, "seconds": seconds}))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = parse_args(parser, dict(n_samples=1000, threads=1, chunk=400,
-                                   cases="memmap,partial_fit"),
-                      n_samples=70000, epochs=1, threads=2,
-                      chunk=(10000, "rows per partial_fit call"), cases="array,memmap,partial_fit")
+    args = parse_args(__doc__, dict(n_samples=1000, threads=1, chunk=400),
+                      n_samples=70000, epochs=1, threads=2, chunk=(10000, "rows per partial_fit"))
     if args.worker:
         return worker(*args.worker, args.epochs, args.threads, args.chunk)
     header(f"children: {args.threads} torch thread(s) each")
@@ -80,7 +69,7 @@ def main():
               f"{os.path.getsize(path) / MiB:.0f} MiB, {args.epochs} epoch(s), batch 128")
         print(f"{'case':12s} {'imports':>8s} {'peak RSS':>9s} {'peak anon':>10s} "
               f"{'RSS - imports':>14s} {'over data':>10s} {'samples/s':>10s}")
-        for case in args.cases.split(","):
+        for case in ("memmap", "partial_fit") if args.quick else ("array", "memmap", "partial_fit"):
             r = run_worker(__file__, case, path, "--epochs", args.epochs, "--threads",
                            args.threads, "--chunk", args.chunk,
                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -88,10 +77,9 @@ def main():
             print(f"{case:12s} {r['base'] / MiB:7.0f}M {r['hwm'] / MiB:8.0f}M "
                   f"{r['peak_anon'] / MiB:9.0f}M {grown / MiB:13.0f}M "
                   f"{(grown - r['data']) / MiB:9.0f}M {r['n'] / r['seconds']:10,.0f}")
-    print("imports: RSS after importing numpy, torch, sklearn, skinfomax (before data);")
-    print("over data: peak RSS - imports - size of X (target: <= 300 MiB);")
-    print("for memmap cases peak RSS includes file pages read (droppable page cache); "
-          "peak anon is the process's own memory.")
+    print("imports: RSS after importing numpy, torch, sklearn, skinfomax (before data); over data:"
+          " peak RSS - imports - size of X (target: <= 300 MiB); for memmap cases peak RSS\n"
+          "includes file pages read (droppable page cache); peak anon is the process's own memory.")
     load_after()
 
 

@@ -1,16 +1,11 @@
 """Soak: many fit / transform / score / save / load cycles in one process; memory must not grow.
 
-Each cycle fits a fresh small model on 500 digits, transforms, scores, saves
-it to a model file, loads it back and transforms again (checking the loaded
-model's output equals the original's). Resident memory (``VmRSS``, and
-``RssAnon``: the process's own allocations, without mapped files) is read
-from /proc/self/status after every cycle, and CUDA allocated/reserved memory
-where a GPU is used. The figures at cycle 10 (after warm-up: allocator pools
-and lazily loaded libraries are in place) and at the last cycle are
-compared; growth above 5% exits with status 1.
+Each cycle fits a small model on 500 digits, transforms, scores, saves, loads and
+checks the loaded model transforms the same. ``VmRSS``, ``RssAnon`` (the process's own
+allocations) and CUDA memory at cycle 10 (after warm-up) are compared with the last
+cycle's; growth above 5% exits with status 1.
 
-    PYTHONPATH=. python benchmarks/soak.py --cycles 200
-    PYTHONPATH=. python benchmarks/soak.py --cycles 200 --device cuda
+    PYTHONPATH=. python benchmarks/speed/soak.py --cycles 200 [--device cuda]
 
 ``--quick`` runs 4 cycles against cycle 2 and reports without judging the growth.
 """
@@ -24,20 +19,12 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from _common import header, parse_args, proc_status
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
+from _common import header, load_after, parse_args, proc_status
 from skinfomax import InfoMaxVAETransformer
 
 MiB = 2**20
 LIMIT = 0.05
-
-
-def memory(device):
-    """Current resident and anonymous memory (and CUDA memory), in bytes."""
-    figures = proc_status("VmRSS", "RssAnon")
-    if device.startswith("cuda"):
-        figures["cuda_allocated"] = torch.cuda.memory_allocated()
-        figures["cuda_reserved"] = torch.cuda.memory_reserved()
-    return figures
 
 
 def cycle(X, device, path):
@@ -65,7 +52,10 @@ def main():
         for i in range(1, args.cycles + 1):
             cycle(X, args.device, path)
             gc.collect()
-            figures = memory(args.device)
+            figures = proc_status("VmRSS", "RssAnon")
+            if args.device.startswith("cuda"):
+                figures.update(cuda_allocated=torch.cuda.memory_allocated(),
+                               cuda_reserved=torch.cuda.memory_reserved())
             if i == args.reference:
                 base = figures
             if i in (1, args.reference, args.cycles) or i % 50 == 0:
@@ -78,7 +68,7 @@ def main():
         failed |= growth > LIMIT
         print(f"{field:15s} cycle {args.reference}: {base[field] / MiB:8.2f} MiB   "
               f"cycle {args.cycles}: {value / MiB:8.2f} MiB   growth {100 * growth:+.2f}%")
-    print("load    :", "%.2f %.2f %.2f (1/5/15 min)" % os.getloadavg())
+    load_after()
     if args.quick:
         print(f"quick run: {args.cycles} cycles are too few to judge growth; limit not enforced")
         return 0

@@ -3,37 +3,31 @@
 The search: 4 candidates (alpha x beta) x 3 folds = 12 fits. "sequential" is
 ``n_jobs=1`` in this process on ``--threads`` torch threads (default 1, like a
 worker; joblib's dask backend on a 1-worker cluster also runs it here).
-``--backends`` picks the parallel runs: ``loky`` (joblib's default,
-``n_jobs=2``; the estimator's default ``n_threads=None`` inherits the worker's
-torch threads, which loky caps to ``cpus // n_jobs``: reported) and ``dask`` (a
-``LocalCluster`` of 2 processes, one task slot and one torch thread each).
-Every arm runs once untimed first (not with ``--quick``), then the arms
-alternate; medians are reported.
-
-Last, the bound on the speed-up: the same fits in this process on 1 and on 2
-torch threads. If 2 threads make a fit S times faster, two 1-thread workers
+``--backends``: ``loky`` (``n_jobs=2``; loky caps a worker's torch threads to
+``cpus // n_jobs``: reported) and ``dask`` (a ``LocalCluster`` of 2 processes,
+one task slot and one torch thread each). Every arm runs once untimed first
+(not with ``--quick``), then the arms alternate. Last, the bound on the
+speed-up: if 2 torch threads make a fit S times faster, two 1-thread workers
 reach at best a speed-up of 2 / S.
 
-    PYTHONPATH=. python benchmarks/bench_gridsearch.py --n-samples 3000 --repeats 2
-    PYTHONPATH=. python benchmarks/bench_gridsearch.py --backends loky,dask --n-samples 1500
+    PYTHONPATH=. python benchmarks/speed/bench_gridsearch.py --n-samples 3000 --repeats 2
+    PYTHONPATH=. python benchmarks/speed/bench_gridsearch.py --backends loky,dask --n-samples 1500
 """
 
 import contextlib
 import importlib.util
 import os
+import sys
 
 import joblib
 import torch
 from sklearn.model_selection import GridSearchCV
 
-from _common import MODEL, header, load_after, load_data, median, parse_args, timed
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
+from _common import MODEL, header, interleave, load_after, load_data, median, parse_args
 from skinfomax import InfoMaxVAETransformer, elbo_scorer
 
 GRID = {"alpha": [0.0, 1.0], "beta": [0.5, 1.0]}
-
-
-def _worker_threads(_):
-    return torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
 
 
 @contextlib.contextmanager
@@ -42,8 +36,9 @@ def arms(backends):
     with contextlib.ExitStack() as stack:
         found = {"sequential": (contextlib.nullcontext, 1)}
         if "loky" in backends:
-            print("torch threads in 2 loky workers (threads, OMP_NUM_THREADS):",
-                  joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)(i) for i in (0, 1)))
+            threads = joblib.Parallel(n_jobs=2)(joblib.delayed(lambda _: (
+                torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")))(i) for i in (0, 1))
+            print("torch threads in 2 loky workers (threads, OMP_NUM_THREADS):", threads)
             found["loky"] = (contextlib.nullcontext, 2)
         if "dask" in backends:
             from distributed import Client, LocalCluster
@@ -74,11 +69,7 @@ def main():
 
         for arm in found if not args.quick else ():
             search(arm)  # warm-up
-        times = {arm: [] for arm in found}
-        for _ in range(args.repeats):
-            for arm in found:
-                times[arm].append(timed(lambda: search(arm))[0])
-                print(f"{arm}: {times[arm][-1]:.2f}s | load {os.getloadavg()[0]:.2f}", flush=True)
+        times = interleave({arm: lambda arm=arm: search(arm) for arm in found}, args.repeats)
     n_train = args.n_samples * 2 // 3
     print(f"\n12 fits of {n_train} samples x {args.epochs} epochs, "
           f"{os.cpu_count()} cores; median of {args.repeats}")
@@ -88,11 +79,11 @@ def main():
 
     def fits(threads):  # 4 fits on ``threads`` torch threads
         torch.set_num_threads(threads)
-        return timed(lambda: [est.set_params(random_state=i).fit(X[:n_train])
-                              for i in range(4)])[0]
+        for i in range(4):
+            est.set_params(random_state=i).fit(X[:n_train])
 
-    rounds = [(fits(1), fits(2)) for _ in range(args.repeats)]
-    one, two = median([r[0] for r in rounds]), median([r[1] for r in rounds])
+    t = interleave({"1 thread": lambda: fits(1), "2 threads": lambda: fits(2)}, args.repeats)
+    one, two = median(t["1 thread"]), median(t["2 threads"])
     print(f"4 fits in this process: 1 thread {one:.2f}s, 2 threads {two:.2f}s; "
           f"S = {one / two:.2f}, so 2 one-thread workers reach at most a speed-up of "
           f"2 / S = {2 * two / one:.2f}")
