@@ -632,21 +632,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
         The ``mi_estimator`` bound of a critic on fixed batches of the fitted batch size B,
-        each taking every mismatched pair within blocks of 16 rows as its draws from
-        p(x) p(z); repeatable for a fixed model and data. After :meth:`fit`, at every alpha,
-        the critic is one trained afresh on the frozen encoder: re-initialised under
-        ``random_state``, trained on posterior draws for (at most 65,536 of) the training
-        rows for at most 1,600 steps and a quarter of the fit's VAE steps, early-stopped on
-        a fifth of the rows, so that scores compare across a grid of alpha
-        (:ref:`what score means <score-meaning>`). After :meth:`partial_fit` it is the
-        critic trained alongside the VAE, in every step at every alpha (a stream has no
-        later pass). For NWJ and DV the critic's
-        outputs are capped at ``1 + log B`` nats, so that no single pair can lower a batch's
-        bound by more than a nat: the bound is that of the capped critic, a lower bound on
-        I(x; z) in expectation like any critic's, and at most ``1 + log B`` (:doc:`what
-        score reports </science>`). It grows with ``alpha`` and ``n_components`` by
-        construction (see Notes of the class). A value below -1 nat warns
-        (RuntimeWarning), naming the pairs that made it.
+        each taking every mismatched pair within blocks of rows as its draws from p(x) p(z);
+        repeatable for a fixed model and data. After :meth:`fit`, at every alpha, the critic
+        is one trained afresh on the frozen encoder's posterior for the training rows, so
+        that scores compare across a grid of alpha; after :meth:`partial_fit`, the critic
+        trained alongside the VAE (:ref:`what score means <score-meaning>`). For NWJ and DV
+        the critic's outputs are capped at ``1 + log B`` nats, so that no single pair can
+        lower a batch's bound by more than a nat; the bound stays a valid lower bound and
+        is at most ``1 + log B`` (:doc:`what score reports </science>`). A value below -1
+        nat warns (RuntimeWarning), naming the pairs that made it.
 
         Parameters
         ----------
