@@ -85,8 +85,9 @@ def main():
         f"{cpu_model()}, {os.cpu_count()} cores, load average "
         f"{load_before:.2f} before the fit, {load_after:.2f} after"
     )
+    threads = torch.get_num_threads()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {threads} thread{'s' if threads != 1 else ''}, "
         f"{platform.machine()}"
     )
     print(
