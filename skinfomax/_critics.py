@@ -1,10 +1,6 @@
-"""Critics and the mutual-information lower bound they give, for every caller.
-
-The training engine, ``mi_bounds(refit_critic=True)`` and
-:func:`skinfomax.mutual_information` all bound I(x; z) here, so their numbers
-mean the same thing. A critic *stack* scores ``M`` critics at once: inputs and
-outputs carry a leading member axis (``x`` of shape ``(M, B, ...)``, ``codes``
-``(M, B, n_codes)``). Codes come from a *code source*
+"""Critics and the MI lower bound they give, one for the engine, ``mi_bounds`` and
+:func:`skinfomax.mutual_information`. A critic *stack* scores ``M`` critics at once (a leading
+member axis on ``x``, ``codes`` and scores); codes come from a *code source*
 ``source(x, idx, noise) -> codes`` (``idx``: row indices of any leading shape).
 """
 
@@ -25,28 +21,18 @@ from ._objectives import (CRITIC_BOUND, MI_BOUNDS, all_pairs_influence, bound_in
 from ._utils import (EarlyStopping, batch_slices, deferred_interrupt, default_dtype,
                      generators, named_seed, pair_row_blocks, seeded, spawn_seeds, take_rows)
 
-# Held-out NWJ / DV bounds (``pairs="blocks"``) take every mismatched pair in blocks of at
-# least this many rows: 15 pairs per row, near the standard error of all B - 1 pairs at a
-# fraction of the critic passes (the performance page of the docs).
+# Held-out NWJ / DV bounds (pairs="blocks") pair rows within blocks of at least this many:
+# 15 pairs per row come near all pairs' standard error at a fraction of the critic passes.
 PAIR_BLOCK = 16
-
-# InfoNCE in mutual_information trains and early-stops on the B x B score matrix within
-# blocks of this many rows, so a step scores B * INFONCE_BLOCK pairs, not B^2 (256 times
-# NWJ's 2 B pairs at B = 256); the held-out bound still normalises over whole batches.
+# mutual_information's InfoNCE trains and early-stops on score matrices within blocks of this
+# many rows (B * INFONCE_BLOCK pairs a step, not B^2); its held-out bound takes whole batches.
 INFONCE_BLOCK = 16
-
-# Pairs per member the early-stopping score of NWJ and DV aims at: shifted pairings of every
-# validation row, this / validation rows of them, 1 to 4.
+# Pairs per member NWJ / DV early stopping aims at (1 to 4 shifted pairings per row).
 VALIDATION_PAIRS = 4096
-
-# The critic that score uses after fit trains on at most this many rows of the training data
-# (drawn at random): its steps do not grow with the sample (CriticConfig.epoch_batches), so
-# more rows would only cost memory.
+# score's critic after fit: at most this many training rows, epochs and share of the fit's VAE
+# steps (a critic step costs about 40% of an InfoMax step: it adds at most ~10% to a fit).
 SCORE_CRITIC_ROWS = 65_536
-# ...for at most this many epochs of CriticConfig.epoch_batches steps (as mi_bounds' refit)
 SCORE_CRITIC_EPOCHS = 100
-# ...and at most this share of the VAE's steps in the fit: a critic-only step costs about
-# 40% of an InfoMax step, so the scoring critic adds at most ~10% to a fit.
 SCORE_CRITIC_STEP_SHARE = 0.25
 
 
@@ -67,9 +53,7 @@ class FixedCodes:
 
 
 class CachedPosterior:
-    """Code source drawing ``[z, c]`` from a frozen encoder's posterior parameters, computed
-    once for the rows of X (a critic takes many steps over the same rows).
-    """
+    """Code source drawing ``[z, c]`` from a frozen encoder's posterior, computed once for X."""
 
     def __init__(self, mean, log_var, c):
         self.mean, self.log_var, self.c = mean, log_var, c
@@ -97,11 +81,8 @@ class CachedPosterior:
 
 # -- critic stacks -----------------------------------------------------------------------
 class StackedCritic(nn.Module):
-    """``M`` MLP critics of one architecture as stacked weights: one ``baddbmm`` per layer
-    and one optimiser step for all members. Weights are ``(M, in, out)`` so that a layer is
-    ``baddbmm(bias, h, weight)``; member ``m`` computes what its :class:`~skinfomax.Critic`
-    computes, up to float rounding.
-    """
+    """``M`` MLP critics of one architecture as stacked ``(M, in, out)`` weights, one ``baddbmm``
+    a layer; member ``m`` computes what its :class:`~skinfomax.Critic` does, to float rounding."""
 
     def __init__(self, x_weight, x_bias, codes_weight, head_weights, head_biases,
                  requires_grad=True):
@@ -113,8 +94,7 @@ class StackedCritic(nn.Module):
         self.head_biases = nn.ParameterList([param(b) for b in head_biases])
         self.n_members = x_weight.shape[0]
         # (n_features, n_codes, joint width, head widths ...), as build_critic takes them.
-        self.sizes = (x_weight.shape[1], codes_weight.shape[1],
-                      *(w.shape[1] for w in head_weights))
+        self.sizes = (x_weight.shape[1], codes_weight.shape[1], *(w.shape[1] for w in head_weights))
         self._members = None  # the members the forward pass computes (None: all)
 
     @classmethod
@@ -128,8 +108,7 @@ class StackedCritic(nn.Module):
             stack([embed_x.bias[None] for embed_x, _, _ in layers]),
             stack([embed_codes.weight.T for _, embed_codes, _ in layers]),
             [stack([head[i].weight.T for _, _, head in layers]) for i in range(n_head)],
-            [stack([head[i].bias[None] for _, _, head in layers]) for i in range(n_head)],
-        )
+            [stack([head[i].bias[None] for _, _, head in layers]) for i in range(n_head)])
 
     @classmethod
     def build(cls, n_features, n_codes, hidden_layer_sizes, seeds):
@@ -145,9 +124,8 @@ class StackedCritic(nn.Module):
         return list(self.parameters())
 
     def compute_only(self, members):
-        """Compute only ``members`` (indices; None: all) from now on: the member axis of inputs
-        and outputs is then ``len(members)``, and only their weights get gradients.
-        """
+        """Compute only ``members`` (indices; None: all) from now on, inputs and outputs then
+        having ``len(members)`` members."""
         self._members = None if members is None else torch.as_tensor(
             members, device=self.x_weight.device)
 
@@ -168,10 +146,8 @@ class StackedCritic(nn.Module):
                 torch.bmm(codes, self._take(self.codes_weight)))
 
     def _head(self, h):
-        """Scores ``(M, P)`` of pre-activations ``(M, P, width)``.
-
-        ReLU in place: no op needs its output for backward, and these are the largest tensors.
-        """
+        """Scores ``(M, P)`` of pre-activations ``(M, P, width)``; ReLU in place (these are the
+        largest tensors, and no op needs its output for backward)."""
         for weight, bias in zip(self.head_weights, self.head_biases):
             h = torch.baddbmm(self._take(bias), h.relu_(), self._take(weight))
         return h.squeeze(-1)
@@ -200,10 +176,8 @@ class StackedCritic(nn.Module):
 
 
 class SingleCritic:
-    """Any critic module with the methods of :class:`~skinfomax.Critic` as a stack of one.
-
-    A view, not a copy: training the stack trains the module.
-    """
+    """Any critic module with :class:`~skinfomax.Critic`'s methods as a stack of one (a view:
+    training the stack trains the module)."""
 
     n_members = 1
 
@@ -235,9 +209,8 @@ class SingleCritic:
 
 
 class MeanCritic:
-    """The mean of a stack's members' scores, as a stack of one: any function of (x, z) gives
-    a valid bound, and averaging cancels much of what each member overfits.
-    """
+    """The mean of a stack's members' scores as a stack of one (a valid critic, cancelling much
+    of what each member overfits)."""
 
     n_members = 1
 
@@ -264,30 +237,21 @@ class MeanCritic:
 
 # -- the bound -----------------------------------------------------------------------------
 def critic_cap_for(batch_size):
-    """The cap on critic outputs in NWJ and DV bounds: ``1 + log(batch_size)``.
-
-    One mismatched pair's ``exp(T - 1)`` is then at most ``batch_size``, so it lowers a
-    batch's bound by at most a nat. Uncapped, a critic can score a rare pair (near-duplicate
-    inputs, unseen codes) tens of nats above the rest and wreck its batch's bound.
-    """
+    """``1 + log(batch_size)``, NWJ and DV's cap on critic outputs: one mismatched pair's
+    ``exp(T - 1)`` is then at most ``batch_size``, lowering a batch's bound by at most a nat."""
     return 1.0 + math.log(batch_size)
 
 
 @dataclass(frozen=True)
 class Bound:
-    """One lower bound on I(x; codes), passed whole: ``bound(critic, x, codes)`` gives its
-    float32 values ``(M,)``, one per member of a stack.
-
-    Row ``i`` of ``x`` and of ``codes`` form the joint pairs. ``estimator``: "nwj", "dv" or
-    "infonce". ``cap``: NWJ and DV take critic outputs softly capped there
-    (:func:`critic_cap_for`), which keeps a valid bound; None caps only against float32
-    overflow. ``pairs``: the mismatched pairs NWJ and DV take as draws from p(x) p(z):
-    ``(x_i, codes_{i+s})`` for each roll offset ``s`` of the call's ``shifts`` ("shift",
-    training; a 0-dim tensor lets a CUDA graph take a new offset each replay), all within
-    blocks of :data:`PAIR_BLOCK` rows ("blocks", held out), or all of them ("all"): more
-    pairs, the same bound with less variance. ``block``: the rows each InfoNCE row is
-    normalised over (None: the whole batch).
-    """
+    """One lower bound on I(x; codes): ``bound(critic, x, codes)`` gives its float32 values
+    ``(M,)``, one per member of a stack, row ``i`` of ``x`` and ``codes`` a joint pair.
+    ``estimator``: "nwj", "dv" or "infonce". ``cap``: NWJ and DV's soft cap on critic outputs
+    (:func:`critic_cap_for`; None: only against float32 overflow). ``pairs``: NWJ and DV's
+    draws from p(x) p(z): ``(x_i, codes_{i+s})`` for each roll offset of ``shifts`` ("shift";
+    a 0-dim tensor lets a CUDA graph replay new offsets), every pair within blocks of
+    :data:`PAIR_BLOCK` rows ("blocks") or every pair ("all"). ``block``: the rows each InfoNCE
+    row is normalised over (None: the whole batch)."""
 
     estimator: str = "nwj"
     cap: float | None = None
@@ -306,9 +270,8 @@ class Bound:
 
 
 def _outputs(bound, critic, x, codes, shifts):
-    """The critic outputs ``bound`` takes: InfoNCE's score matrices (one per block), else
-    joint and mismatched outputs (and, for "blocks" / "all", the last block's matrix).
-    """
+    """InfoNCE's score matrices (one per block), else joint and mismatched outputs (and, for
+    "blocks" / "all", the last block's matrix)."""
     if bound.estimator == "infonce":
         n = x.shape[1]
         parts = batch_slices(n, bound.block or n, device=x.device)
@@ -328,8 +291,7 @@ def _outputs(bound, critic, x, codes, shifts):
 
 def influence_terms(bound, critic, x, codes, shifts=(1,)):
     """``bound``'s values and per-sample terms ``(B,)`` of a stack of one, whose mean has the
-    bound's variance to first order (for paired standard errors); not for ``pairs="blocks"``.
-    """
+    bound's variance to first order (for paired standard errors); not for ``pairs="blocks"``."""
     outputs = _outputs(bound, critic, x, codes, shifts)
     if bound.estimator == "infonce":
         terms = torch.cat([bound_influence("infonce", scores[0]) for scores in outputs])
@@ -344,18 +306,15 @@ def influence_terms(bound, critic, x, codes, shifts=(1,)):
 
 @torch.no_grad()
 def marginal_terms(bound, critic, x, codes):
-    """``exp(T(x_i, z_j) - 1)`` of the pairs of a held-out NWJ bound (one member, capped):
-    their mean is the marginal term, so they say which pairs make it.
-    """
+    """``exp(T(x_i, z_j) - 1)`` of a held-out NWJ bound's pairs (one member, capped), whose
+    mean is the marginal term."""
     _, marginal, _ = _outputs(replace(bound, pairs="blocks"), critic, x, codes, ())
-    return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if bound.cap is None else bound.cap)
-                     - 1.0)
+    return torch.exp(soft_clip(marginal[0], CRITIC_BOUND if bound.cap is None else bound.cap) - 1.0)
 
 
 def fixed_batches(X, source, batch_size, seed):
-    """``(x, codes)`` of consecutive batches of ``X`` (a tensor), codes drawn from ``source``
-    with noise from ``seed``: the same batches and draws on every call.
-    """
+    """``(x, codes)`` of consecutive batches of ``X``, codes drawn from ``source`` with noise
+    from ``seed``: the same on every call."""
     _, noise = generators(seed, X.device)
     for idx in batch_slices(X.shape[0], batch_size, device=X.device):
         x = take_rows(X, idx)
@@ -364,9 +323,7 @@ def fixed_batches(X, source, batch_size, seed):
 
 @torch.no_grad()
 def batch_bounds(critic, batches, bound):
-    """The held-out bound of a stack of one on each of ``batches`` (``(x, codes)`` pairs), as
-    a float tensor on the batches' device; the one place held-out bounds are computed.
-    """
+    """The held-out bound of a stack of one on each ``(x, codes)`` of ``batches``, a tensor."""
     critic.train(False)
     return torch.stack([bound(critic, x[None], codes[None])[0] for x, codes in batches])
 
@@ -374,14 +331,9 @@ def batch_bounds(critic, batches, bound):
 # -- the training loop -------------------------------------------------------------------
 @dataclass(frozen=True)
 class CriticConfig:
-    """How to train critics (names as in the engine's ``TrainingConfig``).
-
-    ``bound`` is maximised (its pairs: one shift per step in training, several in
-    validation; InfoNCE validates over blocks of ``bound.block`` rows, else of the batch).
-    An epoch is a pass over a member's training rows, or ``epoch_batches`` batches when
-    shorter: the steps a critic needs do not grow with the sample, so large samples are
-    validated several times a pass. ``weight_decay`` is AdamW's (0 is Adam).
-    """
+    """How to train critics to maximise ``bound``. An epoch is a pass over a member's rows or
+    ``epoch_batches`` batches, whichever is shorter (a critic's steps do not grow with the
+    sample). ``weight_decay`` is AdamW's (0 is Adam)."""
 
     bound: Bound = Bound()
     batch_size: int = 128
@@ -410,16 +362,13 @@ class _Members:
     """One stack's training state: rows, batch order, early stopping, members still training."""
 
     def __init__(self, stack, train_rows, valid_rows, seeds, config):
-        self.stack = stack
-        self.train_rows = train_rows
+        self.stack, self.train_rows = stack, train_rows
         # Folds' validation parts differ by at most a row: keep the common length.
         n_valid = min(len(r) for r in valid_rows)
         self.valid_rows = torch.stack([r[:n_valid] for r in valid_rows])
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.stopping = EarlyStopping(stack.member_tensors(), config.n_iter_no_change,
-                                      config.tol)
-        self.training = list(range(len(seeds)))
-        self.diverged = []
+        self.stopping = EarlyStopping(stack.member_tensors(), config.n_iter_no_change, config.tol)
+        self.training, self.diverged = list(range(len(seeds))), []
 
     def shuffle(self, n_rows):
         """A fresh order of every member's training rows, ``n_rows`` each: ``(M, n_rows)``."""
@@ -430,10 +379,7 @@ class _Members:
         ])
 
     def update(self, scores, epoch):
-        """Early stopping on an epoch's scores; a non-finite score stops its member at once.
-
-        One host sync: the stopped and the newly diverged members come back together.
-        """
+        """Early stopping on an epoch's scores (a non-finite one stops its member), one sync."""
         diverged = ~torch.isfinite(scores) & ~self.stopping.stopped
         self.stopping.stop(diverged)
         self.stopping.update(torch.where(diverged, -math.inf, scores))
@@ -459,19 +405,14 @@ def epoch_steps(n_rows, config):
 
 def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, member_seeds,
                   verbose=0, rates=None):
-    """Train critic stacks together to maximise the bound, early-stopped per member.
-
-    Each step takes one batch per member from its own ``train_rows`` (per stack, per member:
-    indices into ``X``), one batched pass over all stacks and one AdamW step (``rates``: per
-    stack, its learning rate and weight decay). After each epoch a member's bound on its
-    ``valid_rows`` (fixed shifts and noise) drives its early stopping; a stopped or diverged
-    (non-finite; warned) member is held at its best weights, which all hold at the end.
-    Members are independent: one trained in a stack equals it trained alone (tested). Ctrl-C
-    stops after the current step and is re-raised with a RuntimeWarning. Returns, per stack,
-    each member's best epoch (0: never improved).
-    """
-    states = [_Members(*args, config)
-              for args in zip(stacks, train_rows, valid_rows, member_seeds)]
+    """Train critic stacks together to maximise the bound, early-stopped per member: a step
+    takes a batch per member from its ``train_rows`` (per stack, per member: indices into
+    ``X``) and one AdamW step (``rates``: per stack, learning rate and weight decay); each
+    epoch, a member's bound on its ``valid_rows`` drives its early stopping, stopped and
+    diverged (warned) members holding their best weights, as all do at the end. Ctrl-C stops
+    after the step and is re-raised with a RuntimeWarning. Returns, per stack, each member's
+    best epoch (0: never improved)."""
+    states = [_Members(*args, config) for args in zip(stacks, train_rows, valid_rows, member_seeds)]
     rates = rates or [(config.learning_rate, config.weight_decay)] * len(stacks)
     groups = [{"params": [p for p in stack.parameters() if p.requires_grad], "lr": lr,
                "weight_decay": decay} for stack, (lr, decay) in zip(stacks, rates, strict=True)]
@@ -481,8 +422,7 @@ def train_critics(stacks, X, source, train_rows, valid_rows, config, seed, membe
     n_rows = min(len(r) for rows in train_rows for r in rows)
     n_valid = min(s.valid_rows.shape[1] for s in states)
     batch_size, epochs = epoch_layout(n_rows, config)
-    valid_shifts = [derangement_shift(n_valid, cpu_gen)
-                    for _ in range(validation_shifts(n_valid))]
+    valid_shifts = [derangement_shift(n_valid, cpu_gen) for _ in range(validation_shifts(n_valid))]
     progress = tqdm(total=config.max_iter, desc="critics", unit="epoch", disable=not verbose)
     with deferred_interrupt() as interrupt:
         try:
@@ -566,19 +506,12 @@ def _warn_diverged(states):
 # -- the fresh critic on a frozen encoder ------------------------------------------------
 def fresh_critic(critic, X, source, *, bound, batch_size, learning_rate, max_iter, seed,
                  max_steps=None, verbose=0):
-    """The fresh-critic protocol, behind ``score`` after ``fit`` and behind
-    ``mi_bounds(refit_critic=True)``: a copy of ``critic``, re-initialised, trained to maximise
-    ``bound`` on draws from a frozen encoder's posterior (``source``, a
-    :class:`CachedPosterior` of the rows of X, in random order).
-
-    The first fifth of the rows (2 to :data:`VALIDATION_PAIRS`) early-stops, the others train
-    (all rows train when fewer than 2 would be left), fresh draws ``[z, c]`` each step: at
-    most ``max_iter`` epochs and, given ``max_steps``, as many whole epochs as fit in that
-    many steps (at least one). Weights and training streams come from the streams "init",
-    "train" and "member" of ``seed``, so the result depends on the encoder, the rows and
-    the seed alone. Modules without ``reset_parameters`` keep their weights. Returns the
-    trained copy and the batch size it used.
-    """
+    """The fresh-critic protocol of ``score`` after ``fit`` and ``mi_bounds(refit_critic=True)``:
+    a re-initialised copy of ``critic`` trained on ``source``, a :class:`CachedPosterior` of X's
+    rows in random order. The first fifth (2 to :data:`VALIDATION_PAIRS`) early-stops, the rest
+    trains (all rows if under 2 are left), for at most ``max_iter`` epochs and the whole epochs
+    that fit in ``max_steps`` (at least one). Streams "init", "train" and "member" of ``seed``;
+    modules without ``reset_parameters`` keep their weights. Returns it and its batch size."""
     fresh = copy.deepcopy(critic)
     with seeded(named_seed(seed, "init")):
         for module in fresh.modules():

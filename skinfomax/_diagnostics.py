@@ -21,17 +21,13 @@ ACTIVE_UNIT_THRESHOLD = 0.05
 
 def active_units(posterior_means: ArrayLike,
                  threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
-    """Boolean mask of the active latent units.
-
-    A unit d is active when the variance over the data of its posterior mean,
-    ``Var_x E[z_d | x]``, is at least ``threshold`` (0.05 in the InfoMax VAE
-    paper, after Burda et al.).
+    """Boolean mask of the active latent units: those whose posterior mean varies over the
+    data by ``Var_x E[z_d | x] >= threshold`` (0.05 in the InfoMax VAE paper, after Burda et al.).
 
     Parameters
     ----------
     posterior_means : array-like of shape (n_samples, n_components)
-        Posterior means, e.g. the first ``n_components`` columns of
-        ``transform(X)``.
+        Posterior means, e.g. the first ``n_components`` columns of ``transform(X)``.
     threshold : float, default=0.05
 
     Returns
@@ -64,32 +60,28 @@ def diagnostics(model, X: ArrayLike, y: ArrayLike | None = None, *,
     X : array-like of shape (n_samples, n_features)
         Data to diagnose, ideally held out from fitting; at least 2 samples.
     y : array-like of shape (n_samples,), default=None
-        Class labels. When given, ``linear_probe_accuracy`` is the ``cv``-fold
-        stratified cross-validated accuracy of a logistic regression on the
-        standardised codes ``transform(X)``.
+        Class labels. When given, ``linear_probe_accuracy`` is the ``cv``-fold stratified
+        cross-validated accuracy of a logistic regression on the standardised codes.
     refit_critic : bool, default=False
         Passed to :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`.
     cv : int, default=5
         Folds of the linear probe.
     n_neighbors : int, default=5
-        Neighbours of the trustworthiness (:func:`sklearn.manifold.trustworthiness`);
-        less than half the number of samples. Its cost is quadratic in the samples (about
-        2 GB of memory at 10,000).
+        Neighbours of the trustworthiness (:func:`sklearn.manifold.trustworthiness`), less
+        than half the samples; its cost is quadratic in them (about 2 GB at 10,000).
 
     Returns
     -------
     report : dict
         ``n_active_units`` (int), ``active_units`` (bool array over z),
-        ``posterior_mean_variance`` (array over z), ``mi_lower``,
-        ``mi_lower_se``, ``mi_upper``, ``mi_upper_se`` (nats, from
-        :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`),
-        ``reconstruction_mse`` (of :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`),
-        ``kl_per_dimension`` (array over z, nats; sums to ``mi_upper`` without
-        info codes or ``refit_critic``), ``trustworthiness`` (in [0, 1]: 1 when the
-        ``n_neighbors`` nearest neighbours of every code are those of its input, in
-        Euclidean distance on X as the model takes it, after a pipeline's earlier
-        steps) and, with labels, ``linear_probe_accuracy``. ``pandas.Series(report)``
-        gives a table.
+        ``posterior_mean_variance`` (array over z), ``mi_lower``, ``mi_lower_se``,
+        ``mi_upper``, ``mi_upper_se`` (nats, from
+        :meth:`~skinfomax.InfoMaxVAETransformer.mi_bounds`), ``reconstruction_mse`` (of
+        :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`), ``kl_per_dimension`` (array
+        over z, nats; sums to ``mi_upper`` without info codes or ``refit_critic``),
+        ``trustworthiness`` (in [0, 1]: 1 when the ``n_neighbors`` nearest neighbours of every
+        code are those of its input, on X as the model takes it) and, with labels,
+        ``linear_probe_accuracy``. ``pandas.Series(report)`` gives a table.
 
     Examples
     --------

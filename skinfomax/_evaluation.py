@@ -1,6 +1,5 @@
 """What a trained engine computes without training: codes, decoder means, held-out losses and
-MI bounds, and the refitted critic's bounds. Functions of an engine, numpy out; every value is
-checked finite (ValueError rather than NaN).
+MI bounds; numpy out, every value checked finite (ValueError rather than NaN).
 """
 
 import math
@@ -24,10 +23,8 @@ def _check_finite(values, what):
 
 
 def per_sample(engine, sums, n_samples, with_mi=True):
-    """Per-sample ``loss``, ``reconstruction`` (NLL in the data's units), ``kl`` and ``mi``
-    from the sums of reconstruction NLL, KL and MI over ``n_samples`` rows (MI NaN without
-    ``with_mi``): an epoch's record.
-    """
+    """An epoch's record: per-sample ``loss``, ``reconstruction``, ``kl`` and ``mi`` (NaN
+    without ``with_mi``) from their sums over ``n_samples`` rows."""
     recon, kl, mi = (s / n_samples for s in sums)
     if engine.units is not None:  # NLL in the data's units: the Jacobian of standardising
         recon += engine.units.log_scale_sum
@@ -37,9 +34,8 @@ def per_sample(engine, sums, n_samples, with_mi=True):
 
 
 def _posterior_batches(engine, rows):
-    """Fixed batches of ``rows`` with posterior means, log-variances and codes drawn with
-    noise from the engine's seed: the same draws on every call.
-    """
+    """Fixed batches of ``rows``, posterior means, log-variances and codes drawn from the
+    engine's seed: the same on every call."""
     engine.set_train(False)
     _, noise = generators(engine.seed, engine.device)
     for x in rows.batches(engine.config.batch_size):
@@ -53,9 +49,7 @@ def _batch_sizes(engine, rows):
 
 
 def _batch_mi(engine, rows, critic):
-    """The held-out bound of ``critic`` on each fixed batch (``pairs="blocks"``: the training
-    bound with far less variance), a float tensor.
-    """
+    """The held-out bound (``pairs="blocks"``) of ``critic`` on each fixed batch, a tensor."""
     pairs = ((x, codes) for x, _, _, codes in _posterior_batches(engine, rows))
     with engine.autocast():
         return batch_bounds(SingleCritic(critic), pairs, replace(engine.config.bound,
@@ -64,9 +58,7 @@ def _batch_mi(engine, rows, critic):
 
 @torch.no_grad()
 def summary(engine, rows, critic=None):
-    """Per-sample means of reconstruction NLL (data units), KL, MI bound of ``critic`` (None:
-    not estimated, NaN) and loss on ``rows``: the validation record of an epoch.
-    """
+    """An epoch's validation record on ``rows``, with the MI bound of ``critic`` (None: NaN)."""
     recons, kls = [], []
     for x, mean, log_var, codes in _posterior_batches(engine, rows):
         with engine.autocast():
@@ -88,18 +80,18 @@ def elbo_terms(engine, X, stream=False):
 
 
 def held_out_mi(engine, X, stream=False):
-    """The score critic's bound on each fixed batch of X and the batch sizes (numpy)."""
+    """The score critic's bound on X, the batches' mean weighted by size, and on each batch."""
     rows = engine.rows(X, stream)
     mi = _batch_mi(engine, rows, engine.score_critic).cpu().numpy().astype(float)
     _check_finite(mi, "the MI bounds")
-    return mi, _batch_sizes(engine, rows)
+    sizes = _batch_sizes(engine, rows)
+    return float(np.dot(mi, sizes) / sizes.sum()), mi
 
 
 @torch.no_grad()
 def marginal_tail(engine, X):
-    """For warnings: the held-out NWJ / DV bound's pairs on X, how many carry half of its
-    marginal term, and the largest critic output among them.
-    """
+    """For warnings: the held-out NWJ / DV bound's pairs on X, how many make half of its
+    marginal term, and the largest critic output."""
     critic = SingleCritic(engine.score_critic)
     terms = []
     for x, _, _, codes in _posterior_batches(engine, engine.rows(X)):
@@ -112,12 +104,9 @@ def marginal_tail(engine, X):
 
 
 def fresh_score_critic(engine, X, n_epochs):
-    """The critic ``score`` uses after a fit: the fresh-critic protocol on the frozen
-    encoder's posterior for at most ``SCORE_CRITIC_ROWS`` rows of X (at random), for at most
-    ``SCORE_CRITIC_EPOCHS`` epochs and ``SCORE_CRITIC_STEP_SHARE`` of the steps that
-    ``n_epochs`` VAE epochs over X took. The same at every alpha, so that held-out bounds
-    compare across a grid.
-    """
+    """``score``'s critic after a fit of ``n_epochs`` epochs over X: the fresh-critic protocol
+    on at most ``SCORE_CRITIC_ROWS`` random rows, within ``SCORE_CRITIC_EPOCHS`` and a
+    ``SCORE_CRITIC_STEP_SHARE`` of the fit's steps; the same at every alpha."""
     seed = named_seed(engine.seed, "score critic")
     (chosen, _) = split_rows(X.shape[0], [min(X.shape[0], SCORE_CRITIC_ROWS)],
                              named_seed(seed, "rows"))
@@ -126,19 +115,16 @@ def fresh_score_critic(engine, X, n_epochs):
     X = engine.rows(X[chosen]).tensor
     with engine.autocast():
         source = CachedPosterior.of(engine.encoder, X, EVAL_CHUNK)
-    critic, _ = fresh_critic(
+    return fresh_critic(
         engine.critic, X, source, bound=engine.config.bound, batch_size=engine.config.batch_size,
         learning_rate=engine.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
         max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
-        verbose=engine.config.verbose)
-    return critic
+        verbose=engine.config.verbose)[0]
 
 
 def refitted_mi(engine, X, max_iter, verbose=0):
-    """``mi_bounds(refit_critic=True)``: the fresh-critic protocol on half of X's rows (at
-    random), its bound on each fixed batch of the other half (``pairs="blocks"``, as score)
-    and those rows, on which the rate must be computed to match. The engine is not changed.
-    """
+    """``mi_bounds(refit_critic=True)``: the fresh-critic protocol on a random half of X, its
+    bound on each fixed batch of the other half (as score's) and that half's rows."""
     seed = named_seed(engine.seed, "refitted critic")
     held_out, rest = split_rows(X.shape[0], [X.shape[0] // 2], named_seed(seed, "rows"))
     engine.set_train(False)
@@ -173,9 +159,8 @@ def encode(engine, X, stream=False):
 
 def kl_per_dimension(engine, X, stream=False):
     """KL(q(z|x) || N(0, I)) per sample and z dimension, shape ``(n, n_components)``."""
-    (kl,) = _chunked(engine, lambda x: (gaussian_kl(*engine.encoder(x)[:2], per_dimension=True),),
-                     engine.rows(X, stream), "the KL terms")
-    return kl
+    return _chunked(engine, lambda x: (gaussian_kl(*engine.encoder(x)[:2], per_dimension=True),),
+                    engine.rows(X, stream), "the KL terms")[0]
 
 
 def decode(engine, codes, stream=False):

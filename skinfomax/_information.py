@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import namedtuple
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -54,21 +54,16 @@ class MIEstimate(namedtuple("MIEstimate", ["mi", "se"])):
         return (self.mi, self.se, self.critic, self.validation_mi)
 
 
-def _layer_sizes(value):
-    """``value`` as a non-empty tuple of positive ints, or None if it is not one."""
-    return as_positive_ints(value) or None
-
-
 def _critic_candidates(value, learning_rate, weight_decay):
     """The critics to try, from the ``critic_hidden_layer_sizes`` argument."""
     if isinstance(value, str):
         return (*(CriticCandidate(sizes, learning_rate, weight_decay) for sizes in AUTO_CRITICS),
                 CriticCandidate(STEEP_CRITIC, STEEP_RATE * learning_rate, 0.0))
-    single = _layer_sizes(value)
-    if single is not None:
+    single = as_positive_ints(value)
+    if single:
         return (CriticCandidate(single, learning_rate, weight_decay),)
-    candidates = [_layer_sizes(v) for v in value] if not np.isscalar(value) else [None]
-    if not candidates or any(c is None for c in candidates):
+    candidates = [as_positive_ints(v) for v in value] if not np.isscalar(value) else [None]
+    if not candidates or not all(candidates):
         raise ValueError(
             "critic_hidden_layer_sizes must be 'auto', a non-empty sequence of positive "
             "integers, or a list of such sequences (candidates chosen by validation bound), "
@@ -88,9 +83,8 @@ def _as_2d(a, name):
 
 
 def _scaled(train, *others, scaling="standard", seed=0):
-    """The parts in float32, scaled by the train part's statistics: the transformer's standard
-    units (:class:`~skinfomax._units.InputUnits`), or ranks mapped to a standard normal.
-    """
+    """The parts in float32, in the train part's standard units (as the transformer's) or its
+    ranks mapped to a standard normal."""
     if scaling == "quantile":
         qt = QuantileTransformer(n_quantiles=min(1000, train.shape[0]),
                                  output_distribution="normal", random_state=seed).fit(train)
@@ -137,14 +131,13 @@ def mutual_information(
 ) -> MIEstimate:
     """Estimate I(X; Z) in nats with a trained critic, on held-out samples.
 
-    The samples are cross-fitted: each of ``n_folds`` folds is held out once while critics
-    T(x, z) (:class:`~skinfomax.Critic`) train on the others, early-stopped on a validation
-    part (best epoch kept), ``n_critics`` times from different seeds. The bound of the mean
-    of their scores is evaluated on the held-out fold in fixed batches of ``batch_size``,
-    every mismatched pair of a batch a draw from the product of the marginals, so every
-    sample is scored once, by critics that never saw it. X and Z are first scaled with each
-    train part's statistics (``scaling``; MI is invariant to such maps). Why these choices,
-    and accuracy against ground truth: :doc:`/science`.
+    The samples are cross-fitted: each of ``n_folds`` folds is held out once while
+    ``n_critics`` critics T(x, z) (:class:`~skinfomax.Critic`) from different seeds train on
+    the others, early-stopped on a validation part. The bound of their mean score is evaluated
+    on the held-out fold in fixed batches of ``batch_size``, every mismatched pair a draw from
+    p(x) p(z), so every sample is scored once, by critics that never saw it. X and Z are first
+    scaled with each train part's statistics (``scaling``). Why these choices, and accuracy
+    against ground truth: :doc:`/science`.
 
     Parameters
     ----------
@@ -167,38 +160,33 @@ def mutual_information(
         Share of the samples not held out that is used for early stopping.
     critic_hidden_layer_sizes : tuple of int, list of tuple of int or "auto", \
             default="auto"
-        The critic's layers; the first is its joint (x, z) layer. A list gives candidates,
-        simplest first, trained together on the first fold and compared on half of its
-        validation part: the first within one standard error of the best is chosen and used
-        in every fold (the one-standard-error rule). "auto" is ``[(32, 32), (64, 32),
-        (128, 32), (256, 32)]``, then a (32, 32) critic without weight decay at 3 times the
-        learning rate (for steep low-dimensional channels that decay flattens).
+        The critic's layers, the first its joint (x, z) layer. A list gives candidates,
+        simplest first, trained on the first fold and compared on half its validation part;
+        the first within one standard error of the best is used in every fold. "auto" is
+        ``[(32, 32), (64, 32), (128, 32), (256, 32)]``, then a (32, 32) critic without weight
+        decay at 3 times the learning rate (for steep low-dimensional channels).
     batch_size : int, default=256
-        Batch size of training and of the held-out evaluation; capped at the size of the
-        smallest part.
+        Batch size of training and held-out evaluation, capped at the smallest part's size.
     max_iter : int, default=200
         Maximum number of critic epochs.
     learning_rate : float, default=1e-3
         AdamW learning rate of the critics.
     n_iter_no_change : int, default=20
         Early-stopping patience, in epochs of one pass over the train part or 16 batches,
-        whichever is shorter. Shorter patience stops high-dimensional channels further short
-        of the truth.
+        whichever is shorter; shorter patience stops high-dimensional channels further short.
     weight_decay : float, default=0.5
-        Decoupled (AdamW) weight decay of the critics; 0 is plain Adam. It curbs overfitting
-        in many dimensions.
+        AdamW weight decay of the critics (0 is Adam); it curbs overfitting in many dimensions.
     n_critics : int, default=5
-        Critics per fold, from different seeds, whose mean score is evaluated; averaging
-        cancels much of what each overfits. Run time grows linearly with it.
+        Critics per fold, from different seeds, whose mean score is evaluated (cancelling much
+        of what each overfits); run time is linear in it.
     device : str, default="cpu"
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
         Torch CPU threads for the call; None keeps the current setting.
     n_jobs : int or None, default=None
-        Worker processes (joblib; CPU only) that train groups of candidates, then of folds,
-        side by side, each with ``cpu_count // n_jobs`` threads. None means 1 and -1 all
-        CPUs. The estimate changes only by float rounding; speed-ups are on the
-        :doc:`performance page </performance>`.
+        Worker processes (joblib; CPU only) training groups of candidates, then of folds, each
+        with ``cpu_count // n_jobs`` threads; None means 1, -1 all CPUs. The estimate changes
+        only by float rounding (:doc:`speed-ups </performance>`).
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the critics' weights, batch order and shifts.
     verbose : int or bool, default=0
@@ -207,28 +195,24 @@ def mutual_information(
     Returns
     -------
     result : MIEstimate
-        ``(mi, se)``: the mean of the per-batch bounds on the held-out parts and its
-        standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch), with
-        the chosen critic's details as attributes.
+        ``(mi, se)``: the mean of the held-out per-batch bounds and its standard error
+        ``sd / sqrt(n_batches)`` (nan for one batch); the chosen critic's details as attributes.
 
     Notes
     -----
-    Every bound is a *lower* bound in expectation. A bound below -1 nat warns
-    (RuntimeWarning): heavy-tailed features want ``scaling="quantile"``. NWJ's variance
-    grows like ``exp(I)``: above a few nats use more samples and larger batches, and read
-    the standard error.
+    Every bound is a *lower* bound in expectation; one below -1 nat warns (RuntimeWarning):
+    heavy-tailed features want ``scaling="quantile"``. NWJ's variance grows like ``exp(I)``:
+    above a few nats use more samples and larger batches, and read the standard error.
 
-    Cost. Every estimator scores all ``B(B - 1)`` mismatched pairs of each held-out batch.
-    In training and early stopping NWJ and DV score 2 pairs per row, InfoNCE
-    ``INFONCE_BLOCK``: it normalises each row over a block of that many rows of its batch,
-    several times NWJ's cost, so from ``INFONCE_SLOW_SAMPLES`` samples on it warns before it
-    starts (UserWarning). Measurements: :doc:`/science` ("InfoNCE's cost").
+    Cost: every estimator scores all ``B(B - 1)`` mismatched pairs of each held-out batch. In
+    training and early stopping NWJ and DV score 2 pairs per row, InfoNCE 16 (it normalises
+    each row over a block of 16 rows of its batch), so InfoNCE warns (UserWarning) before it
+    starts on 10,000 samples or more (:doc:`/science`, "InfoNCE's cost").
 
-    InfoNCE's ceiling. A held-out row is normalised over the B rows of its batch (B from
-    ``batch_size``, capped at the smallest part, to twice that), so the estimate cannot
-    pass about ``log(batch_size)``; a RuntimeWarning says when it comes within a nat. "nwj"
-    has no ceiling. The training blocks do not cap the estimate: their InfoNCE is maximised
-    by the same critic (:doc:`/science`).
+    InfoNCE's ceiling: a held-out row is normalised over the ``B`` to ``2B - 1`` rows of its
+    batch (``B``: ``batch_size`` capped at the smallest part), so the estimate cannot pass
+    about ``log(batch_size)``, and warns (RuntimeWarning) within a nat of it; the training
+    blocks do not cap it (:doc:`/science`). "nwj" has no ceiling.
 
     Examples
     --------
@@ -282,8 +266,7 @@ def mutual_information(
         held_out = [(rest, test)]
     else:
         held_out = KFold(n_folds, shuffle=True, random_state=seed).split(X)
-    folds = [_fold(X, Z, rest, test, validation_fraction, scaling, seed)
-             for rest, test in held_out]
+    folds = [_fold(X, Z, rest, test, validation_fraction, scaling, seed) for rest, test in held_out]
     # Learning rate and weight decay travel with each candidate.
     config = CriticConfig(bound=Bound(estimator, block=INFONCE_BLOCK),
                           batch_size=min(batch_size, n_test, n_valid, n_rest - n_valid),
@@ -302,12 +285,7 @@ def mutual_information(
 
 
 def _warn_near_infonce_ceiling(mi, batch_size):
-    """RuntimeWarning when a held-out InfoNCE bound is within a nat of ``log(batch_size)``.
-
-    Each row is normalised over the rows of its held-out batch (``batch_size`` to
-    ``2 * batch_size - 1``), so the bound cannot pass about ``log(batch_size)`` and falls
-    short well before it, whatever the true MI.
-    """
+    """RuntimeWarning when a held-out InfoNCE bound is within a nat of ``log(batch_size)``."""
     ceiling = math.log(batch_size)
     if mi > ceiling - 1.0:
         warnings.warn(
@@ -328,9 +306,8 @@ def _fold(X, Z, rest, test, validation_fraction, scaling, seed):
 
 # -- the protocol: folds, the width choice, the held-out bound ----------------------------
 def one_standard_error_choice(values, terms):
-    """The first candidate (simplest first) whose bound in ``values`` is within one SE of the
-    best's: the SE of the paired difference of their influence ``terms``.
-    """
+    """The first candidate (simplest first) whose bound in ``values`` is within one SE (of the
+    paired difference of influence ``terms``) of the best's."""
     best = max(values, key=values.get)
     for candidate in values:
         diff = terms[best] - terms[candidate]
@@ -345,34 +322,21 @@ def _deal(items, n_groups):
     return [items[k::n_groups] for k in range(min(n_groups, len(items)))]
 
 
-def _job(stacks, X, Z, train_rows, valid_rows, member_seeds, rates, config, seed, verbose):
-    """The keyword arguments of one :func:`train_critics` call on given samples."""
-    return dict(stacks=stacks, X=X, source=FixedCodes(Z), train_rows=train_rows,
-                valid_rows=valid_rows, config=config, seed=seed, member_seeds=member_seeds,
-                verbose=verbose, rates=rates)
-
-
-def _trained_stacks(job):
-    train_critics(**job)
-    return job["stacks"]
+def _trained_stacks(stacks, *args):
+    train_critics(stacks, *args)
+    return stacks
 
 
 def _train_jobs(jobs, n_jobs):
-    """Every job's stacks, trained; jobs in parallel processes (results differ only by
-    float rounding, whichever job a critic is in).
-    """
+    """The stacks of every job (a :func:`train_critics` call's arguments), trained in parallel
+    processes: results differ only by float rounding, whichever job a critic is in."""
     if n_jobs == 1 or len(jobs) == 1:
-        return [_trained_stacks(job) for job in jobs]
-    return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_trained_stacks)(job) for job in jobs)
+        return [_trained_stacks(*job) for job in jobs]
+    return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_trained_stacks)(*job) for job in jobs)
 
 
-@dataclass(frozen=True)
-class _FoldRows:
-    """Row indices of one fold's parts in the stacked tensors of :func:`estimate_mi`."""
-
-    train: torch.Tensor
-    valid: torch.Tensor
-    test: torch.Tensor
+# Row indices of one fold's parts in the stacked tensors of estimate_mi.
+_FoldRows = namedtuple("_FoldRows", ["train", "valid", "test"])
 
 
 def _stacked_folds(folds, device):
@@ -390,8 +354,7 @@ def _stacked_folds(folds, device):
 
 def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
     """All-pairs bounds of the mean critic of ``members`` on fixed batches of ``rows`` (numpy),
-    and with ``influence`` each sample's influence term.
-    """
+    and with ``influence`` each sample's influence term."""
     critic = MeanCritic(stack.select(members))
     bound = replace(config.bound, pairs="all", block=None)
     batches = fixed_batches(X[rows], FixedCodes(Z[rows]), config.batch_size, seed)
@@ -406,23 +369,21 @@ def _mean_critic_bounds(stack, members, X, Z, rows, config, seed, influence):
 
 
 def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_jobs=1):
-    """Pick one :class:`CriticCandidate` on one fold; returns it and every candidate's bound.
-
-    Candidates early-stop on one half of the validation part and are compared on the other
-    (early stopping flatters flexible critics on its own rows).
-    """
+    """One :class:`CriticCandidate` picked on one fold, and every candidate's bound: they
+    early-stop on half the validation part and are compared on the other (early stopping
+    flatters flexible critics on its own rows)."""
     half = len(fold.valid) // 2
     stop, compare = fold.valid[:half], fold.valid[half:]
     train_seed, compare_seed, *seeds = spawn_seeds(seed, 2 + n_members)
-    # One stack per candidate: padding narrow ones to the widest was slower.
+    # One stack per candidate: padding narrow ones to the widest is slower.
     groups, jobs = _deal(candidates, n_jobs), []
     for group in groups:
-        jobs.append(_job(
+        jobs.append((
             [StackedCritic.build(X.shape[1], Z.shape[1], c.sizes, seeds).to(device)
-             for c in group], X, Z,
+             for c in group], X, FixedCodes(Z),
             [[fold.train] * n_members] * len(group), [[stop] * n_members] * len(group),
-            [seeds] * len(group), [(c.learning_rate, c.weight_decay) for c in group],
-            config, train_seed, verbose))
+            config, train_seed, [seeds] * len(group), verbose,
+            [(c.learning_rate, c.weight_decay) for c in group]))
     stack_of = dict(zip([c for group in groups for c in group],
                         [stack for stacks in _train_jobs(jobs, n_jobs) for stack in stacks]))
     values, terms = {}, {}
@@ -435,11 +396,9 @@ def _choose(candidates, X, Z, fold, config, seed, n_members, device, verbose, n_
 
 
 def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0, n_jobs=1):
-    """Pick a candidate on the first fold, train it in every fold (``n_critics`` members, one
-    stack per job) and score each test part with its fold's mean critic.
-
-    ``folds``: ``(X_train, Z_train, X_valid, Z_valid, X_test, Z_test)`` per fold, float32,
-    scaled. Returns ``(estimate, se, chosen, validation bounds)``.
+    """Pick a candidate on the first fold, train it in every fold (``n_critics`` members) and
+    score each test part with its fold's mean critic; ``folds``: ``(X_train, Z_train, X_valid,
+    Z_valid, X_test, Z_test)``, scaled float32. Returns ``(mi, se, chosen, validation bounds)``.
     """
     X, Z, rows = _stacked_folds(folds, device)
     choice_seed, train_seed, test_seed, *member_seeds = spawn_seeds(seed, 3 + len(rows) * n_critics)
@@ -454,11 +413,11 @@ def estimate_mi(folds, candidates, config, seed, device, n_critics=1, verbose=0,
     jobs = []
     for folds_of_job in groups:
         seeds = [member_seeds[f * n_critics + k] for f in folds_of_job for k in range(n_critics)]
-        jobs.append(_job(
-            [StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)], X, Z,
-            [[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
-            [[rows[f].valid for f in folds_of_job for _ in range(n_critics)]],
-            [seeds], [(chosen.learning_rate, chosen.weight_decay)], config, train_seed, verbose))
+        jobs.append((
+            [StackedCritic.build(X.shape[1], Z.shape[1], chosen.sizes, seeds).to(device)], X,
+            FixedCodes(Z), [[rows[f].train for f in folds_of_job for _ in range(n_critics)]],
+            [[rows[f].valid for f in folds_of_job for _ in range(n_critics)]], config,
+            train_seed, [seeds], verbose, [(chosen.learning_rate, chosen.weight_decay)]))
     test = []
     for folds_of_job, (stack,) in zip(groups, _train_jobs(jobs, n_jobs)):
         for i, f in enumerate(folds_of_job):

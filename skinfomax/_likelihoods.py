@@ -1,6 +1,5 @@
-"""Decoder likelihoods p(x | z), modules since the Gaussian learns its variances: each has
-``nll(x, decoder_output)`` (per sample) and ``mean(decoder_output)``.
-"""
+"""Decoder likelihoods p(x | z), each with ``nll(x, decoder_output)`` (per sample) and
+``mean(decoder_output)``; modules, as the Gaussian learns its variances."""
 
 import math
 
@@ -15,9 +14,8 @@ RELATIVE_MIN_VARIANCE = 1e-3
 
 
 def build_likelihood(kind, feature_variance=None):
-    """The ``"gaussian"`` (starting at ``feature_variance``, floored so that a constant
-    feature gets the floor, not zero) or ``"bernoulli"`` likelihood.
-    """
+    """The ``"gaussian"`` (from ``feature_variance``, floored: a constant feature gets the
+    floor, not zero) or ``"bernoulli"`` likelihood."""
     if kind == "bernoulli":
         return BernoulliLikelihood()
     variance = np.asarray(feature_variance, dtype=np.float64)
@@ -25,10 +23,8 @@ def build_likelihood(kind, feature_variance=None):
 
 
 class GaussianLikelihood(torch.nn.Module):
-    """N(decoder output, diag(sigma^2)) with learned variances: a proper likelihood, so the
-    balance of reconstruction and KL does not hang on the data's scale; floored at
-    ``min_variance`` so constant features cannot drive it to infinity.
-    """
+    """N(decoder output, diag(sigma^2)) with learned variances, floored at ``min_variance``:
+    a proper likelihood, so the balance of reconstruction and KL does not hang on the scale."""
 
     def __init__(self, feature_variance, min_variance):
         super().__init__()

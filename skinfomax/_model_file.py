@@ -1,10 +1,6 @@
-"""Saving and loading: model files that cannot run code, and pickling.
-
-A model file is one safetensors file of tensors (weights, optimiser and stream states) with
-string metadata ``format``, ``format_version``, ``document`` (all else as JSON) and ``sha256``
-over the version, the document and every tensor. Reading parses JSON and copies numbers;
-nothing is imported, unpickled or executed. The digest guards against damage, not forgery:
-a forged file holds only numbers and JSON.
+"""Model files that cannot run code, and pickling. A model file is one safetensors file of
+tensors with metadata ``format``, ``format_version``, ``document`` (all else as JSON) and a
+``sha256`` over them (against damage); reading only parses JSON and copies numbers.
 """
 
 import copy
@@ -39,9 +35,8 @@ _TAG = "$type"  # key that marks a tagged (non-JSON) value
 
 # -- JSON values ------------------------------------------------------------------
 def to_json(value, name):
-    """``value`` as JSON-ready data, tuples, arrays, devices and RandomStates tagged;
-    TypeError naming ``name`` when it has no JSON form.
-    """
+    """``value`` as JSON-ready data (tuples, arrays, devices, RandomStates tagged); TypeError
+    naming ``name`` when it has no JSON form."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.bool_, np.integer, np.floating)):
@@ -117,17 +112,15 @@ def versions():
 
 
 def write_model_file(path, tensors, document):
-    """Write ``tensors`` and ``document`` (JSON-ready) next to ``path`` and rename it over
-    ``path``: a crash mid-write never leaves a half-written model under that name.
-    """
+    """Write ``tensors`` and ``document`` (JSON-ready) beside ``path``, then rename it over
+    ``path``: a crash mid-write never leaves a half-written model under that name."""
     text = json.dumps({**document, "written_by": versions()}, sort_keys=True)
     # Private copies: safetensors refuses tensors that share memory.
     tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "document": text,
                 "sha256": _digest(FORMAT_VERSION, text, tensors)}
     data = save_tensors(tensors, metadata=metadata)
-    path = os.fspath(path)
-    partial = f"{path}.partial"
+    partial = f"{os.fspath(path)}.partial"
     with open(partial, "wb") as file:
         file.write(data)
     os.replace(partial, path)
@@ -139,8 +132,7 @@ def _unusable(path, why):
 
 def read_model_file(path):
     """``(tensors, document)`` of a model file; ValueError naming the file and the reason
-    for anything else (FileNotFoundError when missing).
-    """
+    for anything else (FileNotFoundError when missing)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {os.fspath(path)!r}.")
     try:
@@ -168,9 +160,7 @@ def read_model_file(path):
     return tensors, document
 
 
-# -- pickling -----------------------------------------------------------------------
-# Modules and optimisers travel as one ``torch.save`` blob, so shared references survive,
-# and ``map_location`` lets a GPU model load on a CPU-only machine.
+# -- pickling: modules and optimisers as one torch.save blob, so shared references survive --
 def dump_torch_state(objects):
     """Serialise a dict of torch objects (modules, optimisers, engine) to bytes."""
     buffer = io.BytesIO()
@@ -182,8 +172,7 @@ def load_torch_state(blob, device):
     """``(objects, device used)``: ``device``, else the CPU with a warning."""
     device = resolve_device(device, fallback=True)
     # weights_only=False: whole modules, from a pickle the caller already chose to trust.
-    objects = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
-    return objects, device
+    return torch.load(io.BytesIO(blob), map_location=device, weights_only=False), device
 
 
 # -- the engine's state ---------------------------------------------------------------
@@ -205,10 +194,9 @@ def _with_prefix(tensors, prefix):
 
 
 def engine_state(engine):
-    """``(tensors, metadata)``: every tensor training needs to resume, by name (not copied:
-    ``<module>.<key>``, ``<optimizer>.state.<parameter index>.<key>``, ``rng.cpu`` /
-    ``rng.noise``, ``units.*``), and the rest as plain Python values.
-    """
+    """``(tensors, metadata)``: every tensor training needs to resume, by name and not copied
+    (``<module>.<key>``, ``<optimizer>.state.<index>.<key>``, ``rng.*``, ``units.*``), and the
+    rest as plain Python values."""
     tensors = {f"{name}.{key}": tensor for name, module in _named_modules(engine).items()
                for key, tensor in module.state_dict().items()}
     for name, optimizer in _named_optimizers(engine).items():
@@ -240,11 +228,8 @@ def _config_of(metadata):
 
 
 def engine_from_state(metadata, tensors, *, device, encoder=None, decoder=None, critic=None):
-    """The engine :func:`engine_state` describes, on ``device``.
-
-    Training resumes exactly on the same kind of device; on another the noise stream
-    restarts from the seed (CPU and CUDA generators share no state).
-    """
+    """The engine :func:`engine_state` describes, on ``device``; on another kind of device
+    the noise stream restarts from the seed (CPU and CUDA generators share no state)."""
     spec = NetworkSpec(**metadata["spec"])
     seed = metadata["seed"]
     with seeded(seed):
@@ -307,8 +292,7 @@ def save_estimator(model, path):
     params = model.get_params(deep=False)
     custom = {name: _describe_code(params[name]) for name in _CUSTOM_NETWORKS
               if params[name] is not None}
-    fitted = {k: v for k, v in vars(model).items()
-              if k not in params and k not in TORCH_ATTRIBUTES}
+    fitted = {k: v for k, v in vars(model).items() if k not in params and k not in TORCH_ATTRIBUTES}
     tensors, engine = engine_state(model._engine)
     document = {
         "estimator": _qualified_name(type(model)),

@@ -1,10 +1,6 @@
-"""Encoder, decoder and critic modules and their builders, MLP (tables) and conv (images).
-
-The critic is T(x, codes) = head(relu(embed_x(x) + embed_codes(codes))): the function class
-of an MLP over ``[x, codes]``, but x is embedded once per batch and reused for every pairing.
-The engine sees flat float32 rows; conv modules reshape to ``(B, C, H, W)`` and flatten back,
-so image models stay 2-D transformers. Their layout follows bacdavid/InfomaxVAE (5x5,
-stride 2); the decoder doubles each side per layer and is cropped back, so any size works.
+"""Encoder, decoder and critic modules and their builders, MLP (tables) and conv (images, on
+flat rows). The critic is T(x, codes) = head(relu(embed_x(x) + embed_codes(codes))), an MLP over
+``[x, codes]`` whose x is embedded once per batch and reused for every pairing.
 """
 
 import copy
@@ -14,8 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# Bounds on the encoder's log-variance: exp() of it stays finite in float32
-# and the posterior cannot shrink to a point mass.
+# The encoder's log-variance bounds: exp() stays finite in float32, no point-mass posterior.
 _LOG_VAR_MIN, _LOG_VAR_MAX = -20.0, 20.0
 
 
@@ -55,9 +50,8 @@ class Encoder(nn.Module):
 
 
 def _rolled(t, shift):
-    """``t.roll(-shift, dims=0)``; a 0-dim tensor ``shift`` lets a CUDA graph take a new shift
-    each replay (``roll`` bakes a Python int into the graph).
-    """
+    """``t.roll(-shift, dims=0)``, also for a 0-dim tensor ``shift``, which a CUDA graph can
+    take anew each replay (``roll`` bakes a Python int into the graph)."""
     if isinstance(shift, torch.Tensor):
         n = t.shape[0]
         return t.index_select(0, (torch.arange(n, device=t.device) + shift) % n)
@@ -95,10 +89,7 @@ class Critic(nn.Module):
         return self.head(self.embed_x(x) + self.embed_codes(codes)).squeeze(-1)
 
     def joint_and_shifted(self, x, codes, shift):
-        """Scores of ``(x_i, codes_i)`` and of ``(x_i, codes_{i+shift})``.
-
-        One pass of the head over both sets of pairs, with x embedded once.
-        """
+        """Scores of ``(x_i, codes_i)`` and ``(x_i, codes_{i+shift})``, in one pass of the head."""
         hx, hc = self.embed_x(x), self.embed_codes(codes)
         pairs = torch.cat([hx + hc, hx + _rolled(hc, shift)])
         return self.head(pairs).squeeze(-1).chunk(2)
@@ -121,7 +112,7 @@ def build_mlp_networks(
     """Encoder, decoder and critic for flat (tabular) data.
 
     The decoder mirrors the encoder's hidden layers. The critic's first size is its joint
-    (x, codes) layer; the remaining sizes form its head.
+    (x, codes) layer, the rest its head.
     """
     hidden = list(hidden_layer_sizes)
     n_codes = n_components + n_info_components
@@ -148,10 +139,8 @@ class NetworkSpec:
 
 
 def build_networks(spec, encoder=None, decoder=None, critic=None):
-    """Encoder, decoder and critic for ``spec``, each replaced by the user's when given.
-
-    Weights come from torch's global generator: seed it (``_utils.seeded``).
-    """
+    """Encoder, decoder and critic for ``spec``, each replaced by the user's when given; weights
+    come from torch's global generator (seed it: ``_utils.seeded``)."""
     if spec.architecture == "conv":
         built = build_conv_networks(spec.image_shape, spec.n_components, spec.n_info_components,
                                     spec.conv_channels, spec.critic_hidden_layer_sizes)
@@ -168,8 +157,7 @@ def build_networks(spec, encoder=None, decoder=None, critic=None):
 
 def custom_module(given, name, input_shape, n_components, n_info_components):
     """A deep copy of a user's module (fitting never changes the caller's), or the module a
-    user's factory ``given(input_shape, n_components, n_info_components)`` builds.
-    """
+    user's factory ``given(input_shape, n_components, n_info_components)`` builds."""
     if isinstance(given, nn.Module):
         return copy.deepcopy(given)
     module = given(tuple(input_shape), n_components, n_info_components)
@@ -179,21 +167,18 @@ def custom_module(given, name, input_shape, n_components, n_info_components):
     return module
 
 
-def _shape_error(name, what, expected, got):
-    return ValueError(f"The {name} must return {what} of shape {expected}; on 2 samples it "
-                      f"returned {got}. Check the module against the data shape and "
-                      "n_components / n_info_components.")
-
-
-def _shape_of(out):
-    return tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+def _check_shape(out, expected, name, what="scores"):
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != expected:
+        raise ValueError(f"The {name} must return {what} of shape {expected}; on 2 samples it "
+                         f"returned {got}. Check the module against the data shape and "
+                         "n_components / n_info_components.")
 
 
 @torch.no_grad()
 def check_networks(encoder, decoder, critic, x, n_components, n_info_components):
-    """One dry forward pass on 2 rows ``x``, in eval mode (BatchNorm statistics untouched):
-    ValueError on a shape misfit, before any training time is spent.
-    """
+    """One dry forward pass on 2 rows ``x`` in eval mode (BatchNorm statistics untouched):
+    ValueError on a shape misfit, before any training time is spent."""
     for method in ("joint_and_shifted", "score_matrix"):
         if not callable(getattr(critic, method, None)):
             raise TypeError(f"The critic must provide forward, joint_and_shifted and "
@@ -215,15 +200,13 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
                              f"{type(out).__name__}.")
         for what, tensor, size in zip(("z_mean", "z_log_var", "c"), out,
                                       (n_components, n_components, n_info_components)):
-            if _shape_of(tensor) != (n, size):
-                raise _shape_error("encoder", what, (n, size), _shape_of(tensor))
+            _check_shape(tensor, (n, size), "encoder", what)
         codes = torch.cat([out[0], out[2]], dim=1)
         try:
             x_hat = decoder(codes)
         except RuntimeError as exc:
             raise ValueError(f"The decoder fails on codes of shape {(n, n_codes)}: {exc}") from None
-        if _shape_of(x_hat) != (n, n_features):
-            raise _shape_error("decoder", "flat output", (n, n_features), _shape_of(x_hat))
+        _check_shape(x_hat, (n, n_features), "decoder", "flat output")
         try:
             scores = critic(x, codes)
             pair = critic.joint_and_shifted(x, codes, 1)
@@ -231,24 +214,20 @@ def check_networks(encoder, decoder, critic, x, n_components, n_info_components)
         except RuntimeError as exc:
             raise ValueError(f"The critic fails on x of shape {tuple(x.shape)} and codes of shape "
                              f"{(n, n_codes)}: {exc}") from None
-        if _shape_of(scores) != (n,):
-            raise _shape_error("critic", "scores", (n,), _shape_of(scores))
+        _check_shape(scores, (n,), "critic")
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise ValueError("The critic's joint_and_shifted must return two score tensors.")
         for part in pair:
-            if _shape_of(part) != (n,):
-                raise _shape_error("critic's joint_and_shifted", "scores", (n,), _shape_of(part))
-        if _shape_of(matrix) != (n, n):
-            raise _shape_error("critic's score_matrix", "scores", (n, n), _shape_of(matrix))
+            _check_shape(part, (n,), "critic's joint_and_shifted")
+        _check_shape(matrix, (n, n), "critic's score_matrix")
     finally:
         for module, mode in modes:
             module.train(mode)
 
 
-# -- convolutional networks for images (the Keras design) ------------------------------
+# -- convolutional networks for images (bacdavid/InfomaxVAE's layout) --------------------
 _KERNEL, _STRIDE, _PADDING = 5, 2, 2
-# Side of the critic's pooled feature grid.
-_CRITIC_GRID = 4
+_CRITIC_GRID = 4  # side of the critic's pooled feature grid
 
 
 def conv_output_size(size, n_layers):
@@ -283,10 +262,8 @@ def _conv_stack(channels, batch_norm_from):
 
 
 class ConvDecoder(nn.Module):
-    """Codes ``(B, n_codes)`` -> flat images ``(B, C*H*W)``: a dense layer to
-    ``(channels[0], h, w)``, transposed convolutions through ``channels`` (the encoder's
-    reversed) and a linear one to ``C``, cropped to ``H x W``.
-    """
+    """Codes ``(B, n_codes)`` -> flat images ``(B, C*H*W)``: a dense layer to ``(channels[0],
+    h, w)``, side-doubling transposed convolutions through ``channels`` and to ``C``, cropped."""
 
     def __init__(self, n_codes, image_shape, channels):
         super().__init__()
@@ -335,11 +312,9 @@ def build_conv_networks(
     decoder : ConvDecoder
     critic : Critic
 
-    The critic embeds x with a small convolutional feature extractor (the first two of
-    ``conv_channels``, no BatchNorm so that its score of a pair does not depend on the rest
-    of the batch), average-pooled to at most a 4x4 grid, then one linear layer to the joint
-    width: its size does not grow with the image, where a dense layer over the raw pixels
-    would dwarf the rest of the critic.
+    The critic embeds x with convolutions through the first two of ``conv_channels`` (no
+    BatchNorm: a pair's score does not depend on the rest of the batch), average-pooled to at
+    most 4x4, then one linear layer to the joint width, whose size does not grow with the image.
     """
     n_channels, height, width = image_shape
     channels = tuple(conv_channels)
@@ -357,9 +332,7 @@ def build_conv_networks(
     embed_x = nn.Sequential(
         ImageView(image_shape),
         *_conv_stack((n_channels, *critic_channels), batch_norm_from=n_critic),
-        nn.AdaptiveAvgPool2d(pooled),
-        nn.Flatten(),
-        nn.Linear(critic_channels[-1] * math.prod(pooled), joint_width),
-    )
+        nn.AdaptiveAvgPool2d(pooled), nn.Flatten(),
+        nn.Linear(critic_channels[-1] * math.prod(pooled), joint_width))
     critic = Critic(embed_x, n_codes, joint_width, head_sizes)
     return encoder, decoder, critic

@@ -1,15 +1,13 @@
 """Negative log-likelihoods, the KL term and the MI lower bounds: pure functions of tensors,
-per sample or per batch, in nats (which critic outputs a bound takes: ``_critics.bound``).
-"""
+per sample or per batch, in nats (which critic outputs a bound takes: ``_critics.Bound``)."""
 
 import math
 
 import torch
 import torch.nn.functional as F
 
-# Critic outputs are softly capped below CRITIC_BOUND: any T(x, z) gives a valid bound, and
-# exp(T - 1) stays finite in float32 (overflow near T = 89) with a gradient above the cap,
-# unlike a clamp. Below CRITIC_BOUND - 20 it is exactly the identity in float32.
+# Critic outputs are softly capped below CRITIC_BOUND (any T gives a valid bound): exp(T - 1)
+# stays finite in float32, with a gradient, unlike a clamp; identity below CRITIC_BOUND - 20.
 CRITIC_BOUND = 50.0
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -27,9 +25,8 @@ def gaussian_nll(x, mean, log_var):
 
 
 def bernoulli_nll(x, logits):
-    """Negative Bernoulli log-likelihood ``(n_samples,)`` from logits, summed over features;
-    ``x`` may hold probabilities in [0, 1] (grey levels).
-    """
+    """Negative Bernoulli log-likelihood ``(n_samples,)`` from logits, summed over features
+    (``x`` in [0, 1], grey levels too)."""
     nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return nll.flatten(1).sum(dim=1)
 
@@ -52,8 +49,7 @@ def codes_from_noise(mean, log_var, c, eps):
 
 def derangement_shift(batch_size, generator=None):
     """A roll offset in ``[1, batch_size - 1]``: a derangement, so no pair stays joint (a random
-    permutation leaves about one fixed point per batch, biasing the marginal term by ~1/B).
-    """
+    permutation leaves about one fixed point per batch, biasing the marginal term by ~1/B)."""
     if batch_size < 2:
         raise ValueError(f"MI bounds need at least 2 samples per batch, got {batch_size}.")
     return int(torch.randint(1, batch_size, (1,), generator=generator))
@@ -65,8 +61,7 @@ def _log_mean_exp(t):
 
 def nwj_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
     """NWJ bound ``mean T(x, z) - mean exp(T(x, z') - 1)``, unbiased per batch, of critic
-    outputs ``(..., B)`` softly capped at ``cap``; one bound per leading index.
-    """
+    outputs ``(..., B)`` softly capped at ``cap``; one bound per leading index."""
     t_joint, t_marginal = soft_clip(t_joint, cap), soft_clip(t_marginal, cap)
     return t_joint.mean(-1) - torch.exp(_log_mean_exp(t_marginal) - 1.0)
 
@@ -79,8 +74,7 @@ def dv_bound(t_joint, t_marginal, cap=CRITIC_BOUND):
 
 def infonce_bound(scores):
     """InfoNCE ``mean_i [T(x_i, z_i) - log mean_j exp T(x_i, z_j)]`` of ``(..., B, B)`` score
-    matrices: low variance, but never above ``log B``.
-    """
+    matrices: low variance, but never above ``log B``."""
     scores = soft_clip(scores)
     log_norm = torch.logsumexp(scores, dim=-1) - math.log(scores.shape[-1])
     return (scores.diagonal(dim1=-2, dim2=-1) - log_norm).mean(-1)
@@ -92,8 +86,7 @@ MI_BOUNDS = {"nwj": nwj_bound, "dv": dv_bound}
 
 def bound_influence(estimator, *outputs):
     """Per-sample terms whose mean has the bound's sampling variance to first order (DV's log
-    linearised), from ``(t_joint, t_marginal)`` or InfoNCE's ``(scores,)``.
-    """
+    linearised), from ``(t_joint, t_marginal)`` or InfoNCE's ``(scores,)``."""
     if estimator == "infonce":
         scores = soft_clip(outputs[0])
         return scores.diagonal() - _log_mean_exp(scores)
@@ -106,16 +99,14 @@ def bound_influence(estimator, *outputs):
 
 def off_diagonal(scores):
     """The ``B(B - 1)`` scores ``T(x_i, z_j)``, ``i != j``, of ``(..., B, B)`` matrices, flat."""
-    b = scores.shape[-1]
-    lead = scores.shape[:-2]
+    b, lead = scores.shape[-1], scores.shape[:-2]
     return scores.flatten(-2)[..., 1:].view(*lead, b - 1, b + 1)[..., :-1].flatten(-2)
 
 
 def all_pairs_influence(estimator, scores):
     """:func:`bound_influence` when every mismatched pair of ``(B, B)`` scores is a marginal
-    draw: the U-statistic's first-order deviation is the mean of ``r_i + c_i - 2 U`` (row and
-    column means of the mismatched terms, ``U`` their mean).
-    """
+    draw: the U-statistic's first-order deviation, ``r_i + c_i - 2 U`` (row and column means
+    of the mismatched terms, ``U`` their mean)."""
     scores = soft_clip(scores)
     b = scores.shape[0]
     off = ~torch.eye(b, dtype=torch.bool, device=scores.device)

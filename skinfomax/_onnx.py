@@ -1,7 +1,6 @@
 """ONNX export of :meth:`InfoMaxVAETransformer.transform` through skl2onnx: ``torch.onnx.export``
-writes the encoder, with what ``transform`` does around it, as an ONNX graph, which onnx's
-version converter brings to the opset skl2onnx targets and skl2onnx's ``add_onnx_graph``
-splices into the model being converted. Any encoder torch can export converts."""
+writes the encoder with what ``transform`` does around it, onnx's version converter brings it to
+skl2onnx's opset, and ``add_onnx_graph`` splices it into the model being converted."""
 
 import copy
 import logging
@@ -21,13 +20,12 @@ def register_onnx_converter():
     """Teach skl2onnx to convert :class:`~skinfomax.InfoMaxVAETransformer`, alone or in a
     Pipeline.
 
-    After this call, ``skl2onnx.to_onnx`` converts a fitted transformer (and any
-    scikit-learn pipeline that contains one) to an ONNX graph of its
-    :meth:`~skinfomax.InfoMaxVAETransformer.transform`: the standardisation of X
-    (``likelihood="gaussian"``) and the encoder's posterior means ``[z_mean, c]``, the
-    encoder written by ``torch.onnx.export``: any encoder torch can export converts, built-in
-    or custom. Calling it again does nothing new. onnxruntime then runs the graph in any of
-    its languages, without Python or torch: :doc:`/deployment`.
+    After this call, ``skl2onnx.to_onnx`` converts a fitted transformer (and any pipeline that
+    contains one) to an ONNX graph of its :meth:`~skinfomax.InfoMaxVAETransformer.transform`:
+    the standardisation of X (``likelihood="gaussian"``) and the encoder's posterior means
+    ``[z_mean, c]``, for any encoder, built-in or custom, that ``torch.onnx.export`` can
+    export. Calling it again does nothing new. onnxruntime runs the graph without Python or
+    torch: :doc:`/deployment`.
 
     Raises
     ------
@@ -36,22 +34,18 @@ def register_onnx_converter():
 
     Notes
     -----
-    The graph's input dtype is the one given to ``to_onnx`` (its ``X`` or
-    ``initial_types``). As ``transform``, it standardises in float64, runs the encoder in
-    float32 and returns the input's float type (float64 for integer input). Its codes equal
-    ``transform``'s to within float32 rounding, not bit for bit: the tests hold the largest
-    absolute difference below 1e-5. Fitted with ``precision="bfloat16"`` or ``"float16"``,
-    ``transform`` rounds to that precision while the graph computes in float32, so they
-    differ by that rounding (a UserWarning says so). A 2-D input takes flat rows; a 4-D one
-    ``(n, C, H, W)`` images, with ``image_shape`` set. Unlike ``transform``, the graph does
-    not reject NaN or infinite values: they propagate to the codes.
+    The graph's input dtype is the one given to ``to_onnx`` (its ``X`` or ``initial_types``).
+    As ``transform``, it standardises in float64, runs the encoder in float32 and returns the
+    input's float type (float64 for integer input); its codes equal ``transform``'s to within
+    float32 rounding (below 1e-5). Fitted with ``precision="bfloat16"`` or ``"float16"``,
+    ``transform`` rounds to that precision and the graph does not (a UserWarning says so). A
+    2-D input takes flat rows, a 4-D one ``(n, C, H, W)`` images (with ``image_shape``). NaN
+    and infinite values are not rejected: they propagate to the codes.
 
-    Conversion raises ``NotFittedError`` for an unfitted transformer, ValueError for an
-    input shape the transformer does not take or a ``target_opset`` below what onnx can
-    convert the exported graph to, and TypeError, naming the encoder and the exporter's
-    reason, for an encoder torch cannot export (e.g. one whose ``forward`` branches in Python
-    on its input's values). Custom decoders and critics do not matter: ``transform`` uses
-    only the encoder.
+    Conversion raises ``NotFittedError`` for an unfitted transformer, ValueError for an input
+    shape the transformer does not take or a ``target_opset`` onnx cannot convert the graph
+    to, and TypeError, naming the encoder and the exporter's reason, for an encoder torch
+    cannot export (e.g. one whose ``forward`` branches in Python on its input's values).
 
     Examples
     --------
@@ -118,8 +112,7 @@ def _exported_transform(vae, input_type, opset):
     # A CPU copy in eval mode (BatchNorm's running statistics): the fitted model is untouched.
     module = _Transform(copy.deepcopy(vae.encoder_).cpu(), vae._engine.units, out_dtype).eval()
     name = type(vae.encoder_).__qualname__
-    # Silence the exporter's noise on every call: a log line per torchvision operator it skips
-    # and a FutureWarning torch raises against its own code.
+    # Silence the exporter's per-operator log lines and torch's FutureWarning on its own code.
     logger = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = logger.level
     logger.setLevel(logging.ERROR)

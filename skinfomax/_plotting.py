@@ -1,13 +1,7 @@
-"""Figures for image models: image grids, latent traversals, reconstructions, training curves.
-
-Needs matplotlib (``pip install skinfomax[plot]``), imported only when a
-function is called. Every function returns the matplotlib Figure; save it
-with ``fig.savefig(path)`` and close it with ``matplotlib.pyplot.close(fig)``.
-Images may be flat rows (give ``image_shape``) or ``(C, H, W)`` arrays; one
-channel is drawn in grey, three as RGB (values clipped to [0, 1]).
+"""Figures for image models: image grids, latent traversals, reconstructions, training curves,
+each a matplotlib Figure (``pip install skinfomax[plot]``). Images are flat rows (give
+``image_shape``) or ``(C, H, W)`` arrays; one channel is drawn in grey, three as RGB in [0, 1].
 """
-
-import math
 
 import numpy as np
 
@@ -96,9 +90,7 @@ def plot_images(images, image_shape=None, n_cols=8, titles=None):
     10
     """
     images = _as_images(images, image_shape)
-    n_rows = math.ceil(len(images) / n_cols)
-    rows = [images[i * n_cols : (i + 1) * n_cols] for i in range(n_rows)]
-    fig = _grid(rows)
+    fig = _grid([images[i : i + n_cols] for i in range(0, len(images), n_cols)])
     if titles is not None:
         for ax, title in zip(fig.axes[: len(images)], titles):
             ax.set_title(title, fontsize=8)
@@ -111,9 +103,8 @@ def plot_traversal(traversals, values, image_shape=None, row_labels=None):
     Parameters
     ----------
     traversals : array-like
-        One traversal, ``(n_values, ...)`` as returned by
-        :meth:`~skinfomax.InfoMaxVAETransformer.latent_traversal`, or a stack of them,
-        ``(n_samples, n_values, ...)``.
+        One :meth:`~skinfomax.InfoMaxVAETransformer.latent_traversal` output ``(n_values,
+        ...)``, or a stack of them ``(n_samples, n_values, ...)``.
     values : array-like of shape (n_values,)
         The swept values, written above the columns.
     image_shape : tuple (C, H, W) or None
@@ -140,9 +131,8 @@ def plot_reconstructions(originals, reconstructions, image_shape=None, n_images=
     ----------
     originals : array-like of shape (n, ...)
     reconstructions : array-like of shape (n, ...) or dict of str -> array-like
-        One set of reconstructions, or several keyed by a row label (for
-        example the ``keep="c"``, ``"z"`` and ``"all"`` outputs of
-        :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`).
+        One set of reconstructions, or several keyed by a row label (e.g. the ``keep="c"``,
+        ``"z"`` and ``"all"`` outputs of :meth:`~skinfomax.InfoMaxVAETransformer.reconstruct`).
     image_shape : tuple (C, H, W) or None
         Needed for flat rows.
     n_images : int, default=8
@@ -159,19 +149,16 @@ def plot_reconstructions(originals, reconstructions, image_shape=None, n_images=
     for name, images in reconstructions.items():
         images = _as_images(images, image_shape)[:n_images]
         if images.shape != rows[0].shape:
-            raise ValueError(
-                f"reconstructions {name!r} have shape {images.shape[1:]} per image and "
-                f"{len(images)} images; the originals {rows[0].shape[1:]} and {len(rows[0])}."
-            )
+            raise ValueError(f"reconstructions {name!r} have shape {images.shape[1:]} per image "
+                             f"and {len(images)} images; the originals {rows[0].shape[1:]} and "
+                             f"{len(rows[0])}.")
         rows.append(images)
     return _grid(rows, row_labels=labels)
 
 
 def plot_history(history, keys=("loss", "reconstruction", "kl", "mi")):
-    """Training curves from ``history_``: one panel per quantity, per epoch.
-
-    Validation curves (``valid_<key>``, with early stopping) are drawn in the
-    same panel when present.
+    """Training curves from ``history_``: one panel per quantity, validation curves
+    (``valid_<key>``, with early stopping) in the same panel.
 
     Parameters
     ----------

@@ -1,13 +1,7 @@
-"""The training engine: numpy in, torch modules inside, no scikit-learn; it trains, and only
-that (evaluation: ``_evaluation``; model files: ``_model_file``; CUDA graphs: ``_cuda_graphs``).
-
-One forward and one backward pass per step serve both players: the VAE minimises
-``recon + beta * KL - alpha * I_hat``, the critic maximises ``I_hat``. Both want ``I_hat``
-larger, so the gradients of ``recon + beta * KL - I_hat``, with the gradient from ``I_hat``
-into the encoder scaled by alpha (``_ScaleGradient``), are the players' gradients: the
-reference designs' alternating scheme at half the cost. Data that fits moves to the device
-once (no DataLoader); a memmap is streamed. Loss sums stay on the device until one host sync
-per epoch, which catches a NaN in any step.
+"""The training engine: numpy in, torch inside, no scikit-learn. One forward and backward pass
+a step serves both players: the gradients of ``recon + beta * KL - I_hat``, those from ``I_hat``
+into the encoder scaled by alpha (``_ScaleGradient``), are the VAE's and the critic's. Loss sums
+stay on the device until one host sync per epoch, which catches a NaN in any step.
 """
 
 import contextlib
@@ -50,11 +44,8 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The hyper-parameters of training: the objective, the optimisers, early stopping, speed.
-
-    ``critic_in_every_step``: train the critic even where the loss does not use it
-    (alpha = 0), as a stream's score needs (it has no later pass for a critic of its own).
-    """
+    """The hyper-parameters of training. ``critic_in_every_step``: train the critic even where
+    the loss does not use it (alpha = 0), as a stream's score needs (no later pass trains one)."""
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -88,10 +79,8 @@ def _weight_sum(modules):
 
 def _fused_adam_available(device):
     # Fused Adam: one kernel for all parameters; CUDA always, CPU since torch 2.4.
-    if device.type == "cuda":
-        return True
     if device.type != "cpu":
-        return False
+        return device.type == "cuda"
     try:
         torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -100,13 +89,10 @@ def _fused_adam_available(device):
 
 
 class Engine:
-    """Trains an InfoMax VAE built from ``spec``; owns every piece of training state.
-
-    ``units`` (or None) standardise inputs; ``seed`` starts the training streams and fixes
-    evaluation's; a new ``config`` applies from the next training call on. ``score_critic`` is the critic held-out bounds use: one trained afresh on
-    the frozen encoder after a fit (:meth:`train_score_critic`), else the one trained
-    alongside.
-    """
+    """Trains an InfoMax VAE built from ``spec``; owns every piece of training state. ``units``
+    (or None) standardise inputs; ``seed`` starts the training streams and fixes evaluation's;
+    a new ``config`` applies from the next training call on. ``score_critic``, the critic of
+    held-out bounds, is trained afresh after a fit, else the one trained alongside."""
 
     def __init__(self, spec, networks, likelihood, *, device, seed, units, config,
                  cuda_graphs=True):
@@ -122,11 +108,8 @@ class Engine:
 
     @classmethod
     def build(cls, spec, X, *, device, seed, config, encoder=None, decoder=None, critic=None):
-        """An engine for ``spec`` and data like X, weights drawn under ``seed``.
-
-        The Gaussian likelihood works in standard units from X (per channel for conv); a dry
-        pass on two rows checks that the networks fit each other and the data.
-        """
+        """An engine for ``spec`` and data like X (the Gaussian likelihood's units: X's, per
+        channel for conv), weights drawn under ``seed``, its networks checked on two rows."""
         units = None
         if spec.likelihood == "gaussian":
             channels = spec.image_shape[0] if spec.architecture == "conv" else None
@@ -198,10 +181,9 @@ class Engine:
 
     # -- one step -----------------------------------------------------------
     def _step_loss(self, x, eps, shift, bound, alpha, beta, with_critic=True):
-        """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32;
-        the compiled unit). The detached ``(1 - alpha) * I`` leaves the critic the gradient
-        of ``-I``. Without the critic the MI sum is 0 (recorded as NaN: not estimated).
-        """
+        """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32; the
+        compiled unit); the detached ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
+        Without the critic the MI sum is 0 (recorded as NaN: not estimated)."""
         with self.autocast():
             mean, log_var, c = (t.float() for t in self.encoder(x))
             codes = codes_from_noise(mean, log_var, c, eps)
@@ -228,9 +210,8 @@ class Engine:
         self.critic_optimizer.zero_grad(set_to_none=True)
 
     def _optimise(self, x, eps, shift, capturing=False):
-        """One step of both optimisers; returns the loss sums. A failing compiled loss falls
-        back to the eager one with a warning (not under capture, where gradients are None).
-        """
+        """One step of both optimisers, returning the loss sums; a failing compiled loss falls
+        back to the eager one with a warning (not under capture, where gradients are None)."""
         config, with_critic = self.config, self.trains_critic
         args = (x, eps, shift, config.bound, config.alpha, config.beta, with_critic)
         optimizers = (self.vae_optimizer, self.critic_optimizer)[:1 + with_critic]
@@ -257,10 +238,8 @@ class Engine:
                 self._compile_failed, self._compiled = True, None
 
     def _train_epoch(self, rows, cpu_gen, noise_gen, interrupt):
-        """One epoch (less on interrupt): its summary, and whether the weights are finite.
-
-        One host sync: a NaN in any step's losses reaches the sums on the device.
-        """
+        """One epoch (less on interrupt): its summary and whether the weights are finite, in one
+        host sync (a NaN in any step's losses reaches the sums on the device)."""
         self.set_train(True)
         step = self._graphs or self._optimise
         totals = torch.zeros(3, dtype=torch.float32, device=self.device)
@@ -297,16 +276,12 @@ class Engine:
         del self.history[checkpoint["n_epochs"]:]
 
     def train(self, X, n_epochs, X_valid=None, stream=False, cover=False):
-        """Train up to ``n_epochs`` epochs; appends to and returns :attr:`history`.
-
-        Streams go on where the last call stopped, so calls act as one run. ``X_valid``
-        early-stops and restores the best epoch. ``cover`` widens the units to X's values
-        (a later chunk of a stream: :meth:`InputUnits.covering`). Divergence raises
-        :class:`TrainingDiverged` and restores the engine as before the call, unless
-        ``X_valid`` has a finite best epoch, which is kept (with a RuntimeWarning). Ctrl-C is
-        re-raised after the current step; completed epochs stay (none completed: the engine
-        is as before the call).
-        """
+        """Train up to ``n_epochs`` epochs, going on where the last call stopped; appends to and
+        returns :attr:`history`. ``X_valid`` early-stops and restores the best epoch; ``cover``
+        widens the units to X (:meth:`InputUnits.covering`). Divergence raises
+        :class:`TrainingDiverged` with the engine as before the call, unless ``X_valid`` has a
+        finite best epoch, kept with a RuntimeWarning. Ctrl-C is re-raised after the step,
+        completed epochs kept (none: the engine as before the call)."""
         units = self.units.covering(X) if cover and self.units is not None else self.units
         rows = Rows(X, self.device, stream, units)  # input errors first, before any change
         valid = None if X_valid is None else Rows(X_valid, self.device, stream, units, "X_valid")
@@ -393,7 +368,5 @@ class Engine:
                       RuntimeWarning, stacklevel=3)
 
     def train_score_critic(self, X, n_epochs):
-        """Train :attr:`score_critic` afresh on the frozen encoder after a fit of ``n_epochs``
-        epochs over X (:func:`~skinfomax._evaluation.fresh_score_critic`).
-        """
+        """Train :attr:`score_critic` afresh after a fit of ``n_epochs`` epochs over X."""
         self.score_critic = _evaluation.fresh_score_critic(self, X, n_epochs)

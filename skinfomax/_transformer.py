@@ -36,11 +36,6 @@ MIBounds.__doc__ = """Held-out bounds on I(x; codes) in nats, each with its stan
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def _is_streamed(X):
-    # Memory-mapped input is read batch by batch, never loaded whole.
-    return isinstance(X, np.memmap)
-
-
 def _check_image_shape(image_shape):
     if image_shape is None:
         return None
@@ -114,28 +109,25 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         the critic uses the first two. Only for "conv".
     encoder, decoder, critic : torch.nn.Module, callable or None, default=None
         Custom networks: a module (deep-copied at fit) or a factory
-        ``f(input_shape, n_components, n_info_components)`` returning one, called at fit
-        under the estimator's seed (``input_shape``: ``image_shape`` or ``(n_features,)``).
-        On flat rows, the encoder returns ``(z_mean, z_log_var, c)``, the decoder maps
-        ``[z, c]`` to ``(B, n_features)`` (Gaussian mean or Bernoulli logits), and the
-        critic has the methods of :class:`~skinfomax.Critic`. Shapes are checked on 2
-        samples before training.
+        ``f(input_shape, n_components, n_info_components)`` returning one, called at fit under
+        the estimator's seed (``input_shape``: ``image_shape`` or ``(n_features,)``). On flat
+        rows, the encoder returns ``(z_mean, z_log_var, c)``, the decoder maps ``[z, c]`` to
+        ``(B, n_features)`` (Gaussian mean or Bernoulli logits), and the critic has the
+        methods of :class:`~skinfomax.Critic`; shapes are checked on 2 samples before training.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        "gaussian" needs no scaler: the model works in standard units from the first fit's
-        X (per channel for "conv"), so X and ``a * X + b`` (``a > 0`` per feature) give the
-        same codes and :meth:`score`; :meth:`inverse_transform` answers in X's units, and
-        features constant in training come back as their constant. It learns one variance
-        per feature, floored at 1e-3 times their mean. "bernoulli" needs X in [0, 1]
-        (e.g. ``MinMaxScaler`` first); ``fit`` raises ValueError otherwise. When to scale:
-        :ref:`input-scaling`.
+        "gaussian" needs no scaler: it works in standard units of the first fit's X (per
+        channel for "conv"), so X and ``a * X + b`` (``a > 0`` per feature) give the same codes
+        and :meth:`score`, and learns one variance per feature, floored at 1e-3 times their
+        mean; :meth:`inverse_transform` answers in X's units (features constant in training as
+        their constant). "bernoulli" needs X in [0, 1] (``fit`` raises ValueError otherwise).
+        When to scale: :ref:`input-scaling`.
     mi_estimator : {"nwj", "dv", "infonce"}, default="nwj"
-        The bound: NWJ, Donsker-Varadhan or InfoNCE. NWJ and DV take the critic's outputs
-        capped at ``1 + log(batch_size)`` (the first fit's), InfoNCE is at most
-        ``log(batch_size)``: see :meth:`score`.
+        The bound: NWJ, Donsker-Varadhan or InfoNCE (at most ``log(batch_size)``); NWJ and DV
+        cap the critic's outputs at ``1 + log(batch_size)`` (the first fit's): see :meth:`score`.
     batch_size : int or "auto", default="auto"
-        At least 2; "auto" is ``min(128, n_samples)`` (larger batches train faster but
-        gave other codes: :ref:`batch-size`). An int above a call's training samples is
-        clipped to their number, with a UserWarning.
+        At least 2; "auto" is ``min(128, n_samples)`` (larger batches train faster but give
+        other codes: :ref:`batch-size`); an int above a call's training samples is clipped to
+        their number, with a UserWarning.
     max_iter : int, default=100
         Number of epochs.
     learning_rate : float, default=1e-3
@@ -144,9 +136,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Adam learning rate of the critic; a slower critic gives the encoder a weaker MI
         gradient (:doc:`Representation benchmark </science>`).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data, stop after ``n_iter_no_change`` epochs
-        without a validation loss improvement of ``tol`` (nats per sample), and keep the best
-        epoch's weights.
+        Hold out ``validation_fraction`` of the data and stop after ``n_iter_no_change`` epochs
+        without a validation loss improvement of ``tol`` nats per sample, keeping the best epoch.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     tol : float, default=1e-4
@@ -159,23 +150,19 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Autocast dtype of the networks' matrix work; weights, losses and the likelihood stay
         float32. "bfloat16" pays on GPUs and CPUs with bf16 units, may be slower elsewhere.
     compile : bool, default=False
-        Compile the training loss with ``torch.compile`` (on failure, fit warns and trains
-        uncompiled).
+        Compile the training loss with ``torch.compile``; on failure fit warns and trains eagerly.
     random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, batch order and sampling; torch's global generator is not
-        touched.
+        Seeds initialisation, batch order and sampling, not torch's global generator.
     verbose : int, default=0
         Show a progress bar with the running loss when > 0.
     warm_start : bool, default=False
-        Continue the fitted networks and optimiser states on the next :meth:`fit` instead of
-        starting afresh.
+        Continue the fitted networks and optimiser states on the next :meth:`fit`.
 
     Attributes
     ----------
     encoder_, decoder_, critic_, likelihood_ : torch.nn.Module
-        The fitted networks; ``critic_`` is the critic trained alongside the VAE (in the
-        steps of ``alpha > 0`` and of :meth:`partial_fit`), not the one :meth:`score` uses
-        after :meth:`fit`.
+        The fitted networks; ``critic_`` is the one trained alongside the VAE (in steps of
+        ``alpha > 0`` and of :meth:`partial_fit`), not :meth:`score`'s after :meth:`fit`.
     info_mean_ : ndarray of shape (n_info_components,)
         Training mean of the c codes, c's prior mean in :meth:`reconstruct`.
     history_ : list of dict
@@ -202,11 +189,10 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     a downstream task or :func:`~skinfomax.elbo_scorer`.
 
     In short (in full under :doc:`Behaviour you can rely on </user_guide>`): a
-    :class:`numpy.memmap` is streamed batch by batch. Divergence raises
-    :class:`~skinfomax.TrainingDiverged` and leaves the estimator as it was; other methods
-    raise ValueError rather than return NaN. Ctrl-C keeps the completed epochs, warns and
-    re-raises. An int ``random_state`` makes results repeatable bit for bit on one machine
-    and thread count.
+    :class:`numpy.memmap` is streamed batch by batch; divergence raises
+    :class:`~skinfomax.TrainingDiverged`, leaving the estimator as it was; other methods raise
+    ValueError rather than return NaN; Ctrl-C keeps the completed epochs, warns and re-raises;
+    an int ``random_state`` repeats results bit for bit on one machine and thread count.
 
     Examples
     --------
@@ -382,15 +368,15 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def partial_fit(self, X: ArrayLike, y: None = None) -> "InfoMaxVAETransformer":
         """Train for one epoch over X, continuing the fitted networks if any.
 
-        ``k`` calls on the same X train exactly as ``fit`` with ``max_iter=k``;
-        calls on successive chunks train on data that does not fit in memory.
-        ``max_iter``, ``warm_start`` and ``early_stopping`` do not apply.
+        ``k`` calls on the same X train exactly as ``fit`` with ``max_iter=k``; calls on
+        successive chunks train on data that does not fit in memory. ``max_iter``,
+        ``warm_start`` and ``early_stopping`` do not apply.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            A chunk of at least 2 samples (the MI bound pairs samples). A chunk
-            smaller than an int ``batch_size`` is one batch, with a warning.
+            A chunk of at least 2 samples (the MI bound pairs samples); one smaller than an
+            int ``batch_size`` is one batch, with a warning.
         y : None
             Ignored.
 
@@ -401,9 +387,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return self._fit(X, incremental=True)
 
     def _fit(self, X, *, incremental):
-        """``fit`` (``max_iter`` epochs) and ``partial_fit`` (one). Everything that can fail
-        runs before the first attribute is set, so a failed call changes nothing.
-        """
+        """``fit`` (``max_iter`` epochs) and ``partial_fit`` (one); whatever can fail runs before
+        the first attribute is set, so a failed call changes nothing."""
         continuing = hasattr(self, "_engine") and (incremental or self.warm_start)
         X = _flatten_images(X, _check_image_shape(self.image_shape))
         if continuing:  # scikit-learn's own message for a wrong number of features
@@ -415,15 +400,13 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                              "set early_stopping=False.")
         if continuing and spec != self._engine.spec:
             how = "partial_fit" if incremental else "warm_start=True"
-            raise ValueError(
-                f"{how} continues the fitted networks, so the number of features, "
-                "n_components, n_info_components, the layer sizes, the likelihood, "
-                "architecture, image_shape and conv_channels must stay as fitted; "
-                "call fit with warm_start=False to start afresh."
-            )
+            raise ValueError(f"{how} continues the fitted networks, so the number of features, "
+                             "n_components, n_info_components, the layer sizes, the likelihood, "
+                             "architecture, image_shape and conv_channels must stay as fitted; "
+                             "call fit with warm_start=False to start afresh.")
         seed = seed_from(self.random_state)
-        X_train, X_valid = ((X_checked, None) if incremental
-                            else self._validation_split(X_checked, seed))
+        # partial_fit has no early_stopping (checked above): no validation part.
+        X_train, X_valid = self._validation_split(X_checked, seed)
         batch_size = self._effective_batch_size(X_train.shape[0])
         # The cap is the first fit's: a model's bounds stay of one kind.
         cap = self._engine.config.bound.cap if continuing else critic_cap_for(batch_size)
@@ -439,12 +422,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with torch_threads(self.n_threads):
             try:
                 engine.train(X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
-                             stream=_is_streamed(X) and X_valid is None, cover=continuing)
+                             stream=isinstance(X, np.memmap) and X_valid is None,
+                             cover=continuing)
                 if not incremental:
                     engine.train_score_critic(X_train, len(engine.history) - n_epochs_before)
             except BaseException as exc:
-                # An interrupted engine keeps its completed epochs; any other failure leaves it
-                # (and so this estimator) as it was.
+                # Ctrl-C keeps the completed epochs; any other failure leaves the engine as it was.
                 if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
                     self._set_fitted(engine, X, X_train, continuing)
                 elif continuing:
@@ -453,12 +436,13 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             return self._set_fitted(engine, X, X_train, continuing)
 
     def _set_fitted(self, engine, X, X_train, continuing):
-        info_mean = self._info_mean(engine, X_train)
+        info_mean = np.zeros(0)
+        if engine.spec.n_info_components > 0:
+            info_mean = _evaluation.encode(engine, X_train)[2].mean(axis=0, dtype=np.float64)
         if not continuing:  # X was checked before training: only record its features here
             validate_data(self, X, reset=True, skip_check_array=True)
         self.history_, self.n_iter_ = list(engine.history), len(engine.history)
-        self.info_mean_ = info_mean
-        self.batch_size_ = engine.config.batch_size
+        self.info_mean_, self.batch_size_ = info_mean, engine.config.batch_size
         return self._with_engine(engine)
 
     def _with_engine(self, engine):
@@ -468,27 +452,16 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         self.critic_, self.likelihood_ = engine.critic, engine.likelihood
         return self
 
-    @staticmethod
-    def _info_mean(engine, X):
-        """Mean of the c codes over X: the stand-in for c's prior mean in ``reconstruct``."""
-        if engine.spec.n_info_components == 0:
-            return np.zeros(0)
-        return _evaluation.encode(engine, X)[2].mean(axis=0, dtype=np.float64)
-
     # -- using the fitted model ------------------------------------------------
-    def _validated(self, X):
-        check_is_fitted(self)
-        X = _flatten_images(X, self._engine.spec.image_shape)
-        return numeric_array(partial(validate_data, self), X, dtype=_FLOAT_DTYPES, reset=False,
-                             ensure_min_samples=1)
-
     @contextlib.contextmanager
     def _reading(self, X):
-        """``(X validated, whether to stream it)`` for a method of the fitted model, run with
-        ``n_threads`` torch threads: every method that reads X goes through here.
-        """
-        stream = _is_streamed(X)
-        X = self._validated(X)
+        """``(X validated, whether to stream it: a memmap)`` for a method of the fitted model,
+        run with ``n_threads`` torch threads: every method that reads X goes through here."""
+        check_is_fitted(self)
+        stream = isinstance(X, np.memmap)
+        image_shape = self._engine.spec.image_shape
+        X = numeric_array(partial(validate_data, self), _flatten_images(X, image_shape),
+                          dtype=_FLOAT_DTYPES, reset=False, ensure_min_samples=1)
         with torch_threads(self.n_threads):
             yield X, stream
 
@@ -524,11 +497,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Z = check_array(X, dtype=_FLOAT_DTYPES, input_name="X")
         n_codes = self.n_components_out_
         if Z.shape[1] != n_codes:
-            raise ValueError(
-                f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} codes "
-                f"(n_components={self._engine.spec.n_components} + "
-                f"n_info_components={self._engine.spec.n_info_components})."
-            )
+            raise ValueError(f"X has {Z.shape[1]} columns, but this transformer decodes {n_codes} "
+                             f"codes (n_components={self._engine.spec.n_components} + "
+                             f"n_info_components={self._engine.spec.n_info_components}).")
         with torch_threads(self.n_threads):
             return _evaluation.decode(self._engine, Z).astype(Z.dtype, copy=False)
 
@@ -546,11 +517,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                 kind, i = match.group(1), int(match.group(2))
                 if i < (n_z if kind == "z" else n_c):
                     return i if kind == "z" else n_z + i
-        raise ValueError(
-            f"component={component!r} names no latent code; use 'z0'..'z{n_z - 1}'"
-            + (f", 'c0'..'c{n_c - 1}'" if n_c else "")
-            + f" or an index in [0, {n_codes})."
-        )
+        raise ValueError(f"component={component!r} names no latent code; use 'z0'..'z{n_z - 1}'"
+                         + (f", 'c0'..'c{n_c - 1}'" if n_c else "")
+                         + f" or an index in [0, {n_codes}).")
 
     def _images_like(self, X_new, X):
         """Give ``X_new`` the (C, H, W) layout when X came as images."""
@@ -604,8 +573,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         return self._images_like(self.inverse_transform(codes), x)
 
     def reconstruct(self, X: ArrayLike, keep: str = "all") -> np.ndarray:
-        """Reconstruct X from some of its codes, the others at their prior mean (z at 0, c at
-        :attr:`info_mean_`), decoding the posterior means.
+        """Decode X's posterior means with some codes at their prior mean (z at 0, c at
+        :attr:`info_mean_`).
 
         Parameters
         ----------
@@ -632,15 +601,14 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         """Held-out lower bound on I(x; z) in nats (greater is better).
 
         The ``mi_estimator`` bound of a critic on fixed batches of the fitted batch size B,
-        each taking every mismatched pair within blocks of rows as its draws from p(x) p(z);
-        repeatable for a fixed model and data. After :meth:`fit`, at every alpha, the critic
-        is one trained afresh on the frozen encoder's posterior for the training rows, so
-        that scores compare across a grid of alpha; after :meth:`partial_fit`, the critic
-        trained alongside the VAE (:ref:`what score means <score-meaning>`). For NWJ and DV
-        the critic's outputs are capped at ``1 + log B`` nats, so that no single pair can
-        lower a batch's bound by more than a nat; the bound stays a valid lower bound and
-        is at most ``1 + log B`` (:doc:`what score reports </science>`). A value below -1
-        nat warns (RuntimeWarning), naming the pairs that made it.
+        every mismatched pair within blocks of rows a draw from p(x) p(z); repeatable for a
+        fixed model and data. After :meth:`fit`, at every alpha, the critic is trained afresh
+        on the frozen encoder's posterior for the training rows, so that scores compare across
+        alpha; after :meth:`partial_fit`, it is the one trained alongside the VAE
+        (:ref:`what score means <score-meaning>`). NWJ and DV cap the critic's outputs at
+        ``1 + log B`` nats, so that no pair lowers a batch's bound by more than a nat: a valid
+        lower bound, at most ``1 + log B`` (:doc:`what score reports </science>`). A value
+        below -1 nat warns (RuntimeWarning), naming the pairs that made it.
 
         Parameters
         ----------
@@ -656,8 +624,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         with self._reading(X) as (X, stream):
             if X.shape[0] < 2:
                 raise ValueError("Scoring needs at least 2 samples: the MI bound pairs samples.")
-            values, sizes = _evaluation.held_out_mi(self._engine, X, stream)
-        mi = float(np.dot(values, sizes) / sizes.sum())
+            mi, _ = _evaluation.held_out_mi(self._engine, X, stream)
         self._warn_if_implausible(mi, X)
         return mi
 
@@ -684,21 +651,20 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                   refit_max_iter: int = 100) -> MIBounds:
         """Lower and upper bounds on I(x; z) in nats, with standard errors.
 
-        ``lower`` is the bound of :meth:`score`'s critic on X, the mean over fixed batches,
-        with standard error ``sd(batch bounds) / sqrt(n_batches)`` (nan for a single batch).
-        ``upper`` is the encoder's rate ``E_x KL(q(z|x) || N(0, I))``, with standard error
-        ``sd / sqrt(n)``; with ``n_info_components > 0`` no finite upper bound exists, and
-        ``upper`` is inf (``upper_se`` nan).
+        ``lower`` is :meth:`score`'s bound on X, the mean over fixed batches, with standard
+        error ``sd(batch bounds) / sqrt(n_batches)`` (nan for one batch). ``upper`` is the
+        encoder's rate ``E_x KL(q(z|x) || N(0, I))``, standard error ``sd / sqrt(n)``; with
+        ``n_info_components > 0`` no finite upper bound exists: inf (``upper_se`` nan).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Held-out data; at least 2 samples (8 to refit).
         refit_critic : bool, default=False
-            The paper's protocol: train a fresh critic (capped as the trained one, see
-            :meth:`score`) on the frozen encoder's posterior draws for half of X and evaluate
-            both bounds on the other half; the model is not changed. Noisy on a few hundred
-            rows: check ``lower_se``. False uses the trained critic (``lower == score(X)``).
+            The paper's protocol: train a fresh critic (capped as :meth:`score`'s) on the
+            frozen encoder's posterior draws for half of X and evaluate both bounds on the
+            other half, the model unchanged; noisy on a few hundred rows (check ``lower_se``).
+            False uses :meth:`score`'s critic (``lower == score(X)``).
         refit_max_iter : int, default=100
             Maximum epochs of the fresh critic.
 
@@ -730,13 +696,11 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                                  f"got {X.shape[0]}.")
             engine = self._engine
             if refit_critic:
-                values, held_out = _evaluation.refitted_mi(engine, X, refit_max_iter,
-                                                           self.verbose)
+                values, held_out = _evaluation.refitted_mi(engine, X, refit_max_iter, self.verbose)
                 lower, lower_se = mean_and_se(values)
                 X, stream = X[held_out], False
             else:
-                values, sizes = _evaluation.held_out_mi(engine, X, stream)
-                lower = float(np.dot(values, sizes) / sizes.sum())
+                lower, values = _evaluation.held_out_mi(engine, X, stream)
                 lower_se = mean_and_se(values)[1]
             if not math.isfinite(lower):  # only a refitted critic can get here
                 raise FloatingPointError("The refitted critic diverged: its bound on this X is not "
@@ -829,10 +793,9 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one safetensors file, from which loading runs no code.
 
-        The file holds the weights and the optimiser and random-stream states as tensors,
-        the rest as JSON, and a SHA-256 digest; it is replaced whole. The model from
-        :meth:`load` transforms identically and trains on exactly as this one would. Custom
-        networks are saved as weights only.
+        The file holds the weights, optimiser and random-stream states as tensors, the rest as
+        JSON, and a SHA-256 digest, and is replaced whole; :meth:`load`'s model transforms and
+        trains on exactly as this one would. Custom networks are saved as weights only.
 
         Parameters
         ----------

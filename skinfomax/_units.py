@@ -1,7 +1,6 @@
-"""Input units: the networks see ``(X - center) / scale``, of order one whatever the data's
-units, so a fit on ``a * X + b`` equals the fit on X. An NLL in standard units plus
-``log_scale_sum`` is the NLL in the data's units. :class:`Rows`: X in those units on the
-device, whole or streamed.
+"""Input units: the networks see ``(X - center) / scale``, so a fit on ``a * X + b`` equals the
+fit on X (an NLL plus ``log_scale_sum`` is in the data's units); :class:`Rows`: X in those
+units on the device, whole or streamed.
 """
 
 import numpy as np
@@ -9,8 +8,8 @@ import torch
 
 from ._utils import batch_slices, host_blocks, take_rows
 
-# A group whose spread is below this fraction of its largest magnitude is
-# constant (float64 rounding, not data); it gets that magnitude as its scale.
+# A group whose spread is below this fraction of its largest magnitude is constant (float64
+# rounding, not data); it gets that magnitude as its scale.
 _RELATIVE_MIN_SPREAD = 1e-12
 # Each scale is at least this fraction of its group's training range (a Gaussian-like
 # feature of a few hundred rows spans over 6 sds, so its scale stays its sd).
@@ -33,12 +32,9 @@ def to_float32(X, what="X"):
 
 
 class InputUnits:
-    """Per-group centre and scale (float64, per feature), the maps to and from them, each
-    feature's variance in standard units, and which features were ``constant`` in training.
-
-    A group is a feature or, for images, a channel: per-pixel statistics would blow up
-    pixels that are almost always blank.
-    """
+    """Per-group centre and scale (float64, per feature), each feature's variance in standard
+    units and which were ``constant`` in training. A group is a feature or, for images, a
+    channel (per-pixel statistics would blow up pixels that are almost always blank)."""
 
     def __init__(self, center, scale, feature_variance, constant):
         self.center, self.scale = center, scale
@@ -47,28 +43,26 @@ class InputUnits:
 
     @classmethod
     def fit(cls, X, n_channels=None):
-        """The units of X (possibly a memmap) in three passes; each group is divided by its
-        largest magnitude first, so squares cannot overflow float64.
-        """
+        """The units of X (possibly a memmap) in three passes, each group divided by its largest
+        magnitude first so that squares cannot overflow float64."""
         n_rows, n_features = X.shape
         groups = n_features if n_channels is None else n_channels
         low, high = np.full(n_features, np.inf), np.full(n_features, -np.inf)
         for block in _blocks(X):
             np.minimum(low, block.min(axis=0), out=low)
             np.maximum(high, block.max(axis=0), out=high)
-        magnitude = _group_max(np.maximum(np.abs(low), np.abs(high)), groups)
+        magnitude = _per_group(np.max, np.maximum(np.abs(low), np.abs(high)), groups)
         magnitude[magnitude == 0] = 1.0  # an all-zero group: nothing to scale
         mean = sum((block / magnitude).sum(axis=0) for block in _blocks(X)) / n_rows
         variance = sum(np.square(block / magnitude - mean).sum(axis=0)
                        for block in _blocks(X)) / n_rows
-        group_mean = _group_mean(mean, groups)
-        group_variance = _group_mean(variance + np.square(mean - group_mean), groups)
+        group_mean = _per_group(np.mean, mean, groups)
+        group_variance = _per_group(np.mean, variance + np.square(mean - group_mean), groups)
         spread = np.sqrt(group_variance)
         constant = spread <= _RELATIVE_MIN_SPREAD
         spread[constant] = 1.0  # scaled by its magnitude
-        # A rarely non-blank pixel has a tiny sd: floored at a fraction of the range, no value
-        # lies more than 1 / _RANGE_FRACTION scales from the centre.
-        value_range = _group_max((high - low) / magnitude, groups)
+        # Floored so no value lies over 1 / _RANGE_FRACTION scales out (a rare pixel's sd is tiny).
+        value_range = _per_group(np.max, (high - low) / magnitude, groups)
         spread = np.maximum(spread, _RANGE_FRACTION * value_range)
         return cls(group_mean * magnitude, spread * magnitude, variance / np.square(spread),
                    constant)
@@ -90,12 +84,9 @@ class InputUnits:
         return out
 
     def covering(self, X):
-        """These units, with the scale of each feature that X (a later chunk of a stream)
-        takes more than ``1 / _RANGE_FRACTION`` scales from the centre widened to X's own
-        spread about the centre (at least that fraction of its reach): no value reaches the
-        networks far outside the range they trained on. Centres stay; ``self`` when no
-        feature needs it.
-        """
+        """These units (``self`` if none changes), the scale of each feature that X, a later
+        chunk of a stream, takes over ``1 / _RANGE_FRACTION`` scales from the centre widened to
+        X's spread about the centre (at least that fraction of its reach)."""
         reach = np.zeros(self.scale.shape)
         for block in _blocks(X):
             np.maximum(reach, np.abs(block - self.center).max(axis=0), out=reach)
@@ -115,19 +106,14 @@ class InputUnits:
         return np.where(self.constant, self.center, restored)
 
 
-def _group_max(values, groups):
-    return np.repeat(values.reshape(groups, -1).max(axis=1), values.size // groups)
-
-
-def _group_mean(values, groups):
-    return np.repeat(values.reshape(groups, -1).mean(axis=1), values.size // groups)
+def _per_group(reduce, values, groups):
+    """``reduce`` over each group's features, repeated for each of them."""
+    return np.repeat(reduce(values.reshape(groups, -1), axis=1), values.size // groups)
 
 
 class Rows:
-    """Rows of X as the networks take them (standardised on the host by ``units``, or just
-    float32), either resident on the device (one transfer) or streamed a batch at a time
-    (a memmap).
-    """
+    """Rows of X as the networks take them (standardised by ``units``, or just float32),
+    resident on the device or streamed a batch at a time (a memmap)."""
 
     def __init__(self, X, device, stream=False, units=None, what="X"):
         self.device, self.n_rows, self.units, self.what = device, X.shape[0], units, what

@@ -1,20 +1,19 @@
-"""Mechanisms shared by the engine, the critic trainer and the estimators, written once:
-devices and threads, seeds and streams, batches, early stopping, checks.
-"""
+"""Mechanisms shared by the engine, the critic trainer and the estimators: devices and threads,
+seeds and streams, batches, early stopping, checks."""
 
 import contextlib
 import hashlib
 import math
 import signal
 import threading
+import types
 import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
 
-# A held-out lower bound this far below zero is no estimate of I >= 0: the critic scores
-# some mismatched held-out pairs far above anything it saw.
+# A held-out bound below this is no estimate of I >= 0: the critic overrates some pairs.
 IMPLAUSIBLE_BOUND = -1.0
 
 
@@ -25,10 +24,8 @@ _ELSEWHERE = ("use device='auto' (CUDA, then MPS, then the CPU, whichever this m
 
 def resolve_device(device, fallback=False):
     """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) as an available
-    device. One this machine lacks raises ValueError naming the request or, with
-    ``fallback`` (a model loaded where it was not fitted), is replaced by the CPU with a
-    UserWarning.
-    """
+    device; one this machine lacks raises ValueError or, with ``fallback`` (a model loaded
+    where it was not fitted), becomes the CPU with a UserWarning."""
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -81,17 +78,11 @@ def torch_threads(n_threads):
     return _torch_setting(torch.get_num_threads, torch.set_num_threads, n_threads)
 
 
-class _InterruptRequest:
-    requested = False
-
-
 @contextlib.contextmanager
 def deferred_interrupt():
-    """Turn a first Ctrl-C inside the block into a ``requested`` flag that a training loop
-    polls at step boundaries; a second raises at once. Only in the main thread with Python's
-    own handler in place; elsewhere KeyboardInterrupt is raised as usual.
-    """
-    request = _InterruptRequest()
+    """Turn a first Ctrl-C in the block into a ``requested`` flag that training polls between
+    steps (a second raises at once), in the main thread with Python's own handler in place."""
+    request = types.SimpleNamespace(requested=False)
 
     def handle(signum, frame):
         if request.requested:
@@ -122,42 +113,36 @@ def seed_from(random_state):
 
 
 def spawn_seeds(seed, n):
-    """``n`` independent seeds from ``seed`` (``SeedSequence.spawn``): the one way to derive
-    streams, never by offsets (``seed + 1`` is another consumer's seed).
-    """
+    """``n`` independent seeds from ``seed`` (``SeedSequence.spawn``), never by offsets
+    (``seed + 1`` is another consumer's seed)."""
     return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
 
 
 def named_seed(seed, *names):
-    """The seed of the stream ``names`` (e.g. ``"score critic", "init"``) of ``seed``: a
-    ``SeedSequence`` keyed by the names, so no consumer depends on another's position.
-    """
+    """The seed of the stream ``names`` (e.g. ``"score critic", "init"``) of ``seed``, keyed
+    by the names: no consumer depends on another's position."""
     key = [int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") for name in names]
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
 
 
 def split_rows(n_rows, sizes, seed):
     """Disjoint random row sets of ``sizes`` and the rest, from one permutation of
-    ``RandomState(seed)``: ``split_rows(n, [k], seed)`` is ``(test, train)`` of scikit-learn's
-    ``train_test_split(range(n), test_size=k, random_state=seed)``.
-    """
+    ``RandomState(seed)``: ``split_rows(n, [k], seed)`` is ``(test, train)`` of
+    ``train_test_split(range(n), test_size=k, random_state=seed)``."""
     return np.split(np.random.RandomState(seed).permutation(n_rows), np.cumsum(sizes))
 
 
 @contextlib.contextmanager
 def seeded(seed):
-    """Seed torch's global CPU generator in the block (module initialisation draws from it),
-    restoring the caller's state.
-    """
+    """Seed torch's global CPU generator (module initialisation's) in the block, restoring
+    the caller's state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
 
 
 def generators(seed, device, state=None):
-    """A CPU generator (batch order, shifts) and one on ``device`` (noise), resumed from
-    ``state`` when given.
-    """
+    """CPU (batch order, shifts) and ``device`` (noise) generators, resumed from any ``state``."""
     cpu = torch.Generator().manual_seed(seed)
     noise = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
     if state is not None:
@@ -167,18 +152,13 @@ def generators(seed, device, state=None):
     return cpu, noise
 
 
-# -- row blocks and batches ------------------------------------------------------
-# Block sizes that only bound memory or fix shapes live here; sizes that change results
-# (batches, held-out pair blocks) are parameters.
-#
+# -- row blocks and batches: sizes that bound memory or fix shapes, never results ---------
 # Host rows per block when X is reduced or standardised in float64.
 HOST_BLOCK = 8192
-# Rows per forward pass of encode / decode, the last pass zero-padded: BLAS picks kernels
-# by matrix shape, so a fixed shape makes each row's result independent of the other rows,
-# bit for bit (transform(X)[i] == transform(X[i:i+1])[0]).
+# Rows per forward pass of encode / decode, the last zero-padded: BLAS picks kernels by shape,
+# so a fixed shape makes transform(X)[i] == transform(X[i:i+1])[0] bit for bit.
 EVAL_CHUNK = 512
-# Pairs one critic pass computes over all stacked critics: bounds the activations whatever
-# the batch. A quarter of that on the CPU keeps them in cache (the performance page).
+# Pairs one critic pass computes over all stacked critics (a quarter on the CPU: in cache).
 MAX_PAIRS_PER_PASS = {"cpu": 1 << 14}
 MAX_PAIRS_PER_PASS_DEFAULT = 1 << 16
 
@@ -196,9 +176,7 @@ def pair_row_blocks(rows, pairs_per_row, dim=0):
 
 def batch_slices(n_samples, batch_size, generator=None, device=None):
     """Row indices of ``floor(n / batch_size)`` near-equal batches (at least one), none
-    smaller than ``batch_size``: every batch has the >= 2 rows the MI bounds pair. Shuffled
-    (on the CPU, one transfer) with a ``generator``, else consecutive and fixed.
-    """
+    smaller than ``batch_size``; shuffled on the CPU with a ``generator``, else consecutive."""
     if generator is None:
         order = torch.arange(n_samples, device=device)
     else:
@@ -207,9 +185,8 @@ def batch_slices(n_samples, batch_size, generator=None, device=None):
 
 
 def take_rows(X, idx):
-    """``X[idx]`` for row indices of any shape, by ``index_select``: advanced indexing gathers
-    rows several times slower on the CPU (the performance page of the docs).
-    """
+    """``X[idx]`` for row indices of any shape, by ``index_select`` (advanced indexing gathers
+    rows several times slower on the CPU)."""
     return X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:])
 
 
@@ -222,8 +199,7 @@ def mean_and_se(values):
 
 def warn_if_implausible(bound, estimator, cause, advice, stacklevel=3):
     """RuntimeWarning when a held-out bound is below ``IMPLAUSIBLE_BOUND`` nats, ending with
-    ``cause()`` (only called then) and ``advice``.
-    """
+    ``cause()`` (only called then) and ``advice``."""
     if bound < IMPLAUSIBLE_BOUND:
         warnings.warn(f"The held-out {estimator} bound is {bound:.3g} nats, which no valid "
                       f"estimate of I >= 0 is: {cause()}; {advice}.", RuntimeWarning,
@@ -271,17 +247,13 @@ def _non_numeric_columns(X):
 
 # -- early stopping ----------------------------------------------------------------
 class EarlyStopping:
-    """Patience on a greater-is-better score, with a snapshot of the best weights.
-
-    ``tensors`` have a leading member axis (one model: ``t.unsqueeze(0)`` views, which share
-    storage). The bookkeeping stays on the device: checking costs no host sync.
-    """
+    """Patience on a greater-is-better score, with a snapshot of the best weights; ``tensors``
+    have a leading member axis (one model: ``t.unsqueeze(0)`` views); it needs no host sync."""
 
     def __init__(self, tensors, n_iter_no_change, tol):
         self.tensors = list(tensors)
         self.n_iter_no_change, self.tol = n_iter_no_change, tol
-        first = self.tensors[0]
-        n_members, device = first.shape[0], first.device
+        n_members, device = self.tensors[0].shape[0], self.tensors[0].device
         self.best = torch.full((n_members,), -math.inf, dtype=torch.float32, device=device)
         self.stale = torch.zeros(n_members, dtype=torch.long, device=device)
         self.best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
@@ -297,8 +269,7 @@ class EarlyStopping:
     @torch.no_grad()
     def update(self, scores):
         """Record one epoch's scores ``(n_members,)``, snapshotting improved members' weights
-        (stopped ones no longer move); returns the improved mask.
-        """
+        (stopped ones no longer move); returns the improved mask."""
         self._epoch += 1
         scores = torch.as_tensor(scores, dtype=self.best.dtype, device=self.best.device)
         scores = scores.reshape(self.best.shape)
@@ -334,9 +305,7 @@ def _per_member(mask, tensor):
 
 # -- checks -----------------------------------------------------------------------
 def as_positive_ints(value, length=None):
-    """``value`` as a tuple of positive ints (not bools), of ``length`` if given, or None;
-    callers decide whether empty is allowed.
-    """
+    """``value`` as a tuple of positive ints (not bools), of ``length`` if given, or None."""
     try:
         values = tuple(value)
     except TypeError:
