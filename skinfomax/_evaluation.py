@@ -48,9 +48,8 @@ def _batch_sizes(engine, rows):
     return np.asarray([len(i) for i in batch_slices(rows.n_rows, engine.config.batch_size)])
 
 
-def _batch_mi(engine, rows, critic):
-    """The held-out bound (``pairs="blocks"``) of ``critic`` on each fixed batch, a tensor."""
-    pairs = ((x, codes) for x, _, _, codes in _posterior_batches(engine, rows))
+def _batch_mi(engine, pairs, critic):
+    """The held-out bound (``pairs="blocks"``) of ``critic`` on each ``(x, codes)``, a tensor."""
     with engine.autocast():
         return batch_bounds(SingleCritic(critic), pairs, replace(engine.config.bound,
                                                                  pairs="blocks"))
@@ -59,16 +58,18 @@ def _batch_mi(engine, rows, critic):
 @torch.no_grad()
 def summary(engine, rows, critic=None):
     """An epoch's validation record on ``rows``, with the MI bound of ``critic`` (None: NaN)."""
-    recons, kls = [], []
+    recons, kls, pairs = [], [], []
     for x, mean, log_var, codes in _posterior_batches(engine, rows):
         with engine.autocast():
             recons.append(engine.likelihood.nll(x, engine.decoder(codes).float()))
         kls.append(gaussian_kl(mean, log_var))
+        if critic is not None:  # the same draws score the bound: one encoder pass
+            pairs.append((x, codes))
     recon, kl = (torch.cat(t).sum().item() for t in (recons, kls))
     mi_sum = 0.0
     if critic is not None:
-        sizes = torch.as_tensor(_batch_sizes(engine, rows), dtype=torch.float64)
-        mi_sum = float(_batch_mi(engine, rows, critic).cpu().double() @ sizes)
+        sizes = torch.as_tensor([len(x) for x, _ in pairs], dtype=torch.float64)
+        mi_sum = float(_batch_mi(engine, pairs, critic).cpu().double() @ sizes)
     return per_sample(engine, [recon, kl, mi_sum], rows.n_rows, critic is not None)
 
 
@@ -82,7 +83,8 @@ def elbo_terms(engine, X, stream=False):
 def held_out_mi(engine, X, stream=False):
     """The score critic's bound on X, the batches' mean weighted by size, and on each batch."""
     rows = engine.rows(X, stream)
-    mi = _batch_mi(engine, rows, engine.score_critic).cpu().numpy().astype(float)
+    pairs = ((x, codes) for x, _, _, codes in _posterior_batches(engine, rows))
+    mi = _batch_mi(engine, pairs, engine.score_critic).cpu().numpy().astype(float)
     _check_finite(mi, "the MI bounds")
     sizes = _batch_sizes(engine, rows)
     return float(np.dot(mi, sizes) / sizes.sum()), mi
@@ -103,6 +105,13 @@ def marginal_tail(engine, X):
     return {"n_pairs": terms.numel(), "n_half": half, "max_output": 1.0 + float(terms[0].log())}
 
 
+def _posterior(engine, X):
+    """The frozen encoder's posterior for the rows of X (a tensor), at the engine's precision,
+    as held-out bounds compute it."""
+    with engine.autocast():
+        return CachedPosterior.of(engine.encoder, X, EVAL_CHUNK)
+
+
 def fresh_score_critic(engine, X, n_epochs):
     """``score``'s critic after a fit of ``n_epochs`` epochs over X: the fresh-critic protocol
     on at most ``SCORE_CRITIC_ROWS`` random rows, within ``SCORE_CRITIC_EPOCHS`` and a
@@ -113,10 +122,8 @@ def fresh_score_critic(engine, X, n_epochs):
     vae_steps = n_epochs * max(1, X.shape[0] // engine.config.batch_size)
     engine.set_train(False)
     X = engine.rows(X[chosen]).tensor
-    with engine.autocast():
-        source = CachedPosterior.of(engine.encoder, X, EVAL_CHUNK)
     return fresh_critic(
-        engine.critic, X, source, bound=engine.config.bound, batch_size=engine.config.batch_size,
+        engine.critic, X, _posterior(engine, X), bound=engine.config.bound, batch_size=engine.config.batch_size,
         learning_rate=engine.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
         max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
         verbose=engine.config.verbose)[0]
@@ -130,13 +137,12 @@ def refitted_mi(engine, X, max_iter, verbose=0):
     engine.set_train(False)
     X_rest, X_held_out = (engine.rows(X[rows]).tensor for rows in (rest, held_out))
     critic, batch_size = fresh_critic(
-        engine.critic, X_rest, CachedPosterior.of(engine.encoder, X_rest, EVAL_CHUNK),
+        engine.critic, X_rest, _posterior(engine, X_rest),
         bound=engine.config.bound, batch_size=min(engine.config.batch_size, len(held_out)),
         learning_rate=engine.config.critic_learning_rate, max_iter=max_iter, seed=seed,
         verbose=verbose)
-    posterior = CachedPosterior.of(engine.encoder, X_held_out, EVAL_CHUNK)
     values = batch_bounds(SingleCritic(critic), fixed_batches(
-        X_held_out, posterior, batch_size, named_seed(seed, "held out")),
+        X_held_out, _posterior(engine, X_held_out), batch_size, named_seed(seed, "held out")),
         replace(engine.config.bound, pairs="blocks"))
     return values.cpu().numpy().astype(float), held_out
 
