@@ -182,7 +182,8 @@ def mutual_information(
     device : str, default="cpu"
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
-        Torch CPU threads for the call; None keeps the current setting.
+        Torch CPU threads for the call; None: torch's setting, lowered to the cores other
+        processes leave idle (as the estimator's, :ref:`threads <threads>`).
     n_jobs : int or None, default=None
         Worker processes (joblib; CPU only) training groups of candidates, then of folds, each
         with ``cpu_count // n_jobs`` threads; None means 1, -1 all CPUs. The estimate changes

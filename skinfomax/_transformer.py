@@ -129,23 +129,31 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         other codes: :ref:`batch-size`); an int above a call's training samples is clipped to
         their number, with a UserWarning.
     max_iter : int, default=100
-        Number of epochs.
+        Most epochs a ``fit`` trains; the stopping rule (``tol``) usually ends it sooner.
     learning_rate : float, default=1e-3
         Adam learning rate of the encoder, decoder and likelihood.
     critic_learning_rate : float, default=1e-3
         Adam learning rate of the critic; a slower critic gives the encoder a weaker MI
         gradient (:doc:`Representation benchmark </science>`).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data and stop after ``n_iter_no_change`` epochs
-        without a validation loss improvement of ``tol`` nats per sample, keeping the best epoch.
+        Hold out ``validation_fraction`` of the data, apply the stopping rule to the validation
+        loss and keep the best epoch's weights.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=10
-    tol : float, default=1e-4
+    n_iter_no_change : int, default=5
+        Patience of the stopping rule, in epochs.
+    tol : float or None, default=2e-2
+        The stopping rule: ``fit`` ends after ``n_iter_no_change`` epochs in a row that do not
+        beat the best epoch loss (per sample; the validation loss with ``early_stopping``) by
+        ``tol`` times the best's drop below the first epoch's loss; on the training loss only
+        once the call has taken 5,000 optimiser steps (small data sets train ``max_iter``
+        epochs). None trains ``max_iter`` epochs. ``n_iter_`` says how many ran: :ref:`stopping`.
     device : str, default="auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     n_threads : int or None, default=None
-        Torch CPU threads during fit and transform, restored afterwards; None keeps the
-        current setting (capped inside joblib's workers).
+        Torch CPU threads in each call, restored afterwards. None: torch's setting (capped
+        inside joblib's workers), lowered to the cores other processes leave idle at the
+        call's start, which on MNIST-sized layers changes results in the last bits: set it
+        for bit-for-bit repeats on a shared machine (:ref:`threads <threads>`).
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Autocast dtype of the networks' matrix work; weights, losses and the likelihood stay
         float32. "bfloat16" pays on GPUs and CPUs with bf16 units, may be slower elsewhere.
@@ -193,6 +201,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
     :class:`~skinfomax.TrainingDiverged`, leaving the estimator as it was; other methods raise
     ValueError rather than return NaN; Ctrl-C keeps the completed epochs, warns and re-raises;
     an int ``random_state`` repeats results bit for bit on one machine and thread count.
+    ``fit`` stops by ``tol`` before ``max_iter`` epochs on data sets large enough (:ref:`stopping`).
 
     Examples
     --------
@@ -229,7 +238,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
         "device": "no_validation",  # checked by resolve_device in fit
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "precision": [StrOptions({"float32", "bfloat16", "float16"})],
@@ -245,7 +254,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                  encoder=None, decoder=None, critic=None, likelihood="gaussian",
                  mi_estimator="nwj", batch_size="auto", max_iter=100, learning_rate=1e-3,
                  critic_learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, tol=1e-4, device="auto", n_threads=None,
+                 n_iter_no_change=5, tol=2e-2, device="auto", n_threads=None,
                  precision="float32", compile=False, random_state=None, verbose=0,
                  warm_start=False):
         self.n_components = n_components
@@ -335,7 +344,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             alpha=float(self.alpha), beta=float(self.beta), bound=Bound(self.mi_estimator, cap),
             batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
-            n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
+            n_iter_no_change=self.n_iter_no_change, tol=None if self.tol is None else float(self.tol),
             precision=self.precision, compile=self.compile, verbose=self.verbose,
             critic_in_every_step=incremental)
 

@@ -4,6 +4,7 @@ seeds and streams, batches, early stopping, checks."""
 import contextlib
 import hashlib
 import math
+import os
 import signal
 import threading
 import types
@@ -72,10 +73,36 @@ def _torch_setting(get, set_, value):
 
 
 def torch_threads(n_threads):
-    """Use ``n_threads`` torch threads inside the block and restore the caller's setting."""
+    """Use ``n_threads`` torch threads inside the block (None: :func:`default_threads`) and
+    restore the caller's setting."""
     if n_threads is None:
-        return contextlib.nullcontext()
+        n_threads = default_threads()
     return _torch_setting(torch.get_num_threads, torch.set_num_threads, n_threads)
+
+
+def default_threads():
+    """``n_threads=None``: torch's setting, lowered to the cores that other processes leave
+    idle now. Beside a busy process a thread that waits for a descheduled partner at every
+    parallel region costs more than it gives (docs/performance.md, "Threads")."""
+    current, busy = torch.get_num_threads(), _running_elsewhere()
+    if busy is None:
+        return current
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(current, n_cpus - busy))
+
+
+def _running_elsewhere():
+    """Threads running or runnable now outside this process (Linux's ``/proc``), else None."""
+    try:
+        with open("/proc/loadavg") as loadavg:  # "0.50 0.40 0.30 running/total last-pid"
+            running = int(loadavg.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/stat") as stat:  # state follows "(name)"
+                own += stat.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
 
 
 @contextlib.contextmanager
@@ -248,13 +275,17 @@ def _non_numeric_columns(X):
 # -- early stopping ----------------------------------------------------------------
 class EarlyStopping:
     """Patience on a greater-is-better score, with a snapshot of the best weights; ``tensors``
-    have a leading member axis (one model: ``t.unsqueeze(0)`` views); it needs no host sync."""
+    have a leading member axis (one model: ``t.unsqueeze(0)`` views; none: no snapshot, one
+    member); it needs no host sync. An epoch improves when it beats the best by ``tol``, or
+    with ``relative`` by ``tol`` times the best's gain over the first epoch's score."""
 
-    def __init__(self, tensors, n_iter_no_change, tol):
+    def __init__(self, tensors, n_iter_no_change, tol, relative=False):
         self.tensors = list(tensors)
-        self.n_iter_no_change, self.tol = n_iter_no_change, tol
-        n_members, device = self.tensors[0].shape[0], self.tensors[0].device
+        self.n_iter_no_change, self.tol, self.relative = n_iter_no_change, tol, relative
+        n_members, device = ((self.tensors[0].shape[0], self.tensors[0].device) if self.tensors
+                             else (1, torch.device("cpu")))
         self.best = torch.full((n_members,), -math.inf, dtype=torch.float32, device=device)
+        self.first = torch.zeros_like(self.best)
         self.stale = torch.zeros(n_members, dtype=torch.long, device=device)
         self.best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
         with torch.no_grad():
@@ -267,16 +298,22 @@ class EarlyStopping:
         return self.stale >= self.n_iter_no_change
 
     @torch.no_grad()
-    def update(self, scores):
+    def update(self, scores, may_stop=True):
         """Record one epoch's scores ``(n_members,)``, snapshotting improved members' weights
-        (stopped ones no longer move); returns the improved mask."""
+        (stopped ones no longer move); returns the improved mask. Without ``may_stop`` the
+        patience count stays one short of stopping."""
         self._epoch += 1
         scores = torch.as_tensor(scores, dtype=self.best.dtype, device=self.best.device)
         scores = scores.reshape(self.best.shape)
-        improved = (scores > self.best + self.tol) & ~self.stopped
+        if self._epoch == 1:
+            self.first = scores.clone()
+        margin = self.tol * (self.best - self.first).clamp(min=0) if self.relative else self.tol
+        improved = (scores > self.best + margin) & ~self.stopped
         self.best = torch.where(improved, scores, self.best)
         self.best_epoch = torch.where(improved, self._epoch, self.best_epoch)
         self.stale = torch.where(improved, 0, self.stale + 1)
+        if not may_stop:
+            self.stale.clamp_(max=self.n_iter_no_change - 1)
         for best, current in zip(self.best_state, self.tensors):
             best.copy_(torch.where(_per_member(improved, current), current, best))
         return improved

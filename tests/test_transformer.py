@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
+import skinfomax._training
 from skinfomax import (InfoMaxVAETransformer, elbo_scorer, mi_scorer, mutual_information,
                        reconstruction_scorer)
 
@@ -97,12 +98,54 @@ def test_training_improves_reconstruction(digits):
     assert vae.history_[-1]["mi"] > vae.history_[0]["mi"]
 
 
+def _stop_epoch(losses, tol, patience, may_stop=lambda epoch: True):
+    """The stopping rule written out in plain Python: the epoch after which it ends the fit."""
+    best = first = None
+    stale, f32 = 0, np.float32  # the rule keeps its scores in float32
+    for epoch, loss in enumerate(map(f32, losses), 1):
+        first = loss if first is None else first
+        if best is None or loss < best - f32(tol) * max(first - best, f32(0)):
+            best, stale = loss, 0
+        else:
+            stale += 1
+        if not may_stop(epoch):
+            stale = min(stale, patience - 1)
+        if stale >= patience:
+            return epoch
+    return len(losses)
+
+
 def test_early_stopping_stops_and_keeps_validation_history(tiny_vae, digits):
     X, _ = digits
-    vae = tiny_vae(early_stopping=True, max_iter=200, n_iter_no_change=2, tol=1e3).fit(X)
-    # tol so large that no epoch after the first improves: 1 + patience epochs.
-    assert vae.n_iter_ == 3
+    vae = tiny_vae(early_stopping=True, max_iter=200, n_iter_no_change=2, tol=1.0).fit(X)
+    losses = [h["valid_loss"] for h in vae.history_]
+    assert vae.n_iter_ == _stop_epoch(losses, 1.0, 2) < 200
     assert {"valid_loss", "valid_mi", "valid_reconstruction", "valid_kl"} <= set(vae.history_[0])
+
+
+def test_training_loss_rule_stops_where_written_out(tiny_vae, digits, monkeypatch):
+    """The default rule on the training loss, with the step floor lowered to 30 steps (the
+    digits take 10 a batch-128 epoch; the real floor is for data sets with more rows)."""
+    X, _ = digits
+    monkeypatch.setattr(skinfomax._training, "MIN_STOPPING_STEPS", 30)
+    vae = tiny_vae(max_iter=300, batch_size=128, tol=0.05, n_iter_no_change=3).fit(X)
+    losses = [h["loss"] for h in vae.history_]
+    steps_per_epoch = X.shape[0] // 128
+    assert vae.n_iter_ == _stop_epoch(losses, 0.05, 3, lambda e: e * steps_per_epoch >= 30)
+    assert vae.n_iter_ < 300
+    # Stopped because the rule says so: the last epochs gained less than tol of the progress.
+    assert min(losses[-3:]) >= min(losses[:-3]) - 0.05 * (losses[0] - min(losses[:-3]))
+
+
+def test_rule_waits_for_the_step_floor_and_tol_none_turns_it_off(tiny_vae, digits):
+    X, _ = digits
+    # tol so large that no epoch after the second improves; digits at batch 128 take 10 steps
+    # an epoch, so the 5,000-step floor is out of reach: every epoch runs.
+    assert tiny_vae(max_iter=12, tol=1e3, n_iter_no_change=1).fit(X).n_iter_ == 12
+    assert tiny_vae(max_iter=12, tol=None, n_iter_no_change=1).fit(X).n_iter_ == 12
+    # With validation and tol=None: every epoch, the best one's weights kept.
+    vae = tiny_vae(max_iter=6, tol=None, early_stopping=True).fit(X)
+    assert vae.n_iter_ == 6
 
 
 def test_warm_start_continues(tiny_vae, digits):

@@ -1,6 +1,12 @@
 """The small mechanisms written once: seeds, row blocks, early stopping."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
+import pytest
 import torch
 
 from skinfomax import _utils as utils
@@ -43,3 +49,52 @@ def test_early_stopping_stop_holds_members_at_their_best():
     assert stopping.stopped.tolist() == [False, True, False]
     stopping.hold_stopped()
     np.testing.assert_array_equal(weights.numpy(), [[2, 2], [1, 1], [2, 2]])
+
+
+@pytest.mark.parametrize("busy, current, expected", [(0, 2, 2), (1, 2, 1), (5, 2, 1), (0, 1, 1)])
+def test_default_threads_leave_the_busy_cores(monkeypatch, busy, current, expected):
+    monkeypatch.setattr(utils, "_running_elsewhere", lambda: busy)
+    monkeypatch.setattr(utils.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    with utils.torch_threads(current):
+        assert utils.default_threads() == expected  # never above the caller's setting
+        with utils.torch_threads(None):
+            assert torch.get_num_threads() == expected
+        assert torch.get_num_threads() == current  # restored
+
+
+def test_default_threads_keep_torch_setting_where_load_is_unknown(monkeypatch):
+    monkeypatch.setattr(utils, "_running_elsewhere", lambda: None)
+    assert utils.default_threads() == torch.get_num_threads()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="reads Linux's /proc")
+def test_running_elsewhere_sees_a_busy_process_and_not_this_one():
+    idle = min(utils._running_elsewhere() for _ in range(5))
+    torch.randn(500, 500) @ torch.randn(500, 500)  # this process's own threads do not count
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        seen = [utils._running_elsewhere() for _ in range(20)]
+    finally:
+        busy.kill()
+    assert sum(s >= idle + 1 for s in seen) >= 15  # the loop runs nearly all the time
+
+
+def test_relative_early_stopping_measures_gains_against_the_first_epoch():
+    # Losses 10, 6, 5.95, 5.5, 5.45, 5.44: after epoch 2 the best has dropped 4 below the first,
+    # so an epoch improves only by beating the best by tol * 4 = 0.4 (then 0.45 after epoch 4).
+    stopping = utils.EarlyStopping([], n_iter_no_change=2, tol=0.1, relative=True)
+    improved = [bool(stopping.update(torch.tensor([-loss]))) for loss in
+                (10.0, 6.0, 5.95, 5.5, 5.45, 5.44)]
+    assert improved == [True, True, False, True, False, False]
+    assert bool(stopping.stopped) and int(stopping.best_epoch) == 4
+
+
+def test_an_epoch_that_may_not_stop_keeps_the_count_one_short():
+    stopping = utils.EarlyStopping([], n_iter_no_change=2, tol=0.0)
+    for score in (1.0, 0.0, 0.0, 0.0):
+        stopping.update(torch.tensor([score]), may_stop=False)
+    assert not bool(stopping.stopped) and int(stopping.stale) == 1
+    stopping.update(torch.tensor([0.0]))
+    assert bool(stopping.stopped)

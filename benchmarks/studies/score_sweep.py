@@ -9,7 +9,9 @@ whether ``score`` warned, the training MI curve's spikes (an epoch whose MI
 falls more than ``max(5 robust SDs, 1 nat)`` below the median of the 10
 epochs before it) and its minimum, the bound of a fresh critic on the frozen
 encoder (``mi_bounds(refit_critic=True)``) and the encoder's rate (the upper
-bound on I(x; z)). Prints one CSV row per fit; ``--summary`` tabulates CSVs.
+bound on I(x; z)). Epochs: fixed per data set (``EPOCHS``, ``tol=None``), or with
+``--default-max-iter`` as a user's fit runs (``max_iter`` and the stopping rule at their
+defaults). Prints one CSV row per fit; ``--summary`` tabulates CSVs.
 
     PYTHONPATH=. python benchmarks/studies/score_sweep.py --threads 1 --out s1.csv
     PYTHONPATH=. python benchmarks/studies/score_sweep.py --summary s1.csv
@@ -47,11 +49,12 @@ def spikes(mi, k=5.0, window=10, floor=1.0):
     return int(count)
 
 
-def fit_one(dataset, X_train, X_test, alpha, seed, threads):
+def fit_one(dataset, X_train, X_test, alpha, seed, threads, default_max_iter=False):
     beta, n_components = BETA_AND_SIZE[seed]
     vae = InfoMaxVAETransformer(
         n_components=n_components, alpha=alpha, beta=beta, n_threads=threads, random_state=seed,
-        max_iter=EPOCHS[dataset], **({"likelihood": "bernoulli"} if dataset == "mnist" else {}))
+        **({} if default_max_iter else {"max_iter": EPOCHS[dataset], "tol": None}),
+        **({"likelihood": "bernoulli"} if dataset == "mnist" else {}))
     seconds = timed(lambda: vae.fit(X_train))[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -88,6 +91,7 @@ def main():
     args = parse_args(__doc__, dict(datasets="wine", seeds="0", threads="1", alphas="1.0"),
                       datasets="digits,wine,breast_cancer,mnist", seeds="0,1,2,3,4",
                       threads="1,2", alphas="0.0,1.0,10.0", out=(None, "CSV to append rows to"),
+                      default_max_iter=(False, "max_iter and the stopping rule at their defaults"),
                       summary=([], "only summarise these CSVs"))
     if args.summary:
         return summary(args.summary)
@@ -97,7 +101,7 @@ def main():
     print(",".join(FIELDS))
     for dataset, alpha, seed, threads in itertools.product(
             data, numbers(args.alphas, float), numbers(args.seeds), numbers(args.threads)):
-        row = fit_one(dataset, *data[dataset][:2], alpha, seed, threads)
+        row = fit_one(dataset, *data[dataset][:2], alpha, seed, threads, args.default_max_iter)
         print(",".join(str(row[f]) for f in FIELDS), flush=True)
         if args.out:
             pd.DataFrame([row]).to_csv(args.out, mode="a", index=False,
