@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import threading
+import time
 import types
 import warnings
 from numbers import Integral
@@ -84,7 +85,7 @@ def default_threads():
     """``n_threads=None``: torch's setting, lowered to the cores that other processes leave
     idle now. Beside a busy process a thread that waits for a descheduled partner at every
     parallel region costs more than it gives (docs/performance.md, "Threads")."""
-    current, busy = torch.get_num_threads(), _running_elsewhere()
+    current, busy = torch.get_num_threads(), _busy_elsewhere()
     if busy is None:
         return current
     n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -103,6 +104,24 @@ def _running_elsewhere():
     except (OSError, ValueError, IndexError):
         return None
     return max(0, running - own)
+
+
+_LOAD_READ = {"at": -math.inf, "busy": None}  # the last reading, reused for a second
+
+
+def _busy_elsewhere(reads=5, interval=1e-3, reuse=1.0):
+    """Threads that ran in every one of ``reads`` looks ``interval`` s apart outside this
+    process (a busy process; not a short-lived one), or None where /proc cannot be read."""
+    now = time.monotonic()
+    if now - _LOAD_READ["at"] > reuse:
+        counts = []
+        for i in range(reads):
+            counts.append(_running_elsewhere())
+            if counts[-1] in (None, 0):
+                break
+            time.sleep(interval)
+        _LOAD_READ.update(at=now, busy=None if None in counts else min(counts))
+    return _LOAD_READ["busy"]
 
 
 @contextlib.contextmanager

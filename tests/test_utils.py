@@ -1,5 +1,6 @@
 """The small mechanisms written once: seeds, row blocks, early stopping."""
 
+import math
 import os
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_early_stopping_stop_holds_members_at_their_best():
 
 @pytest.mark.parametrize("busy, current, expected", [(0, 2, 2), (1, 2, 1), (5, 2, 1), (0, 1, 1)])
 def test_default_threads_leave_the_busy_cores(monkeypatch, busy, current, expected):
-    monkeypatch.setattr(utils, "_running_elsewhere", lambda: busy)
+    monkeypatch.setattr(utils, "_busy_elsewhere", lambda: busy)
     monkeypatch.setattr(utils.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     with utils.torch_threads(current):
         assert utils.default_threads() == expected  # never above the caller's setting
@@ -63,8 +64,18 @@ def test_default_threads_leave_the_busy_cores(monkeypatch, busy, current, expect
 
 
 def test_default_threads_keep_torch_setting_where_load_is_unknown(monkeypatch):
-    monkeypatch.setattr(utils, "_running_elsewhere", lambda: None)
+    monkeypatch.setattr(utils, "_busy_elsewhere", lambda: None)
     assert utils.default_threads() == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("reads, busy", [([1, 1, 1, 1, 1], 1), ([2, 1, 2, 2, 2], 1),
+                                         ([1, 1, 0, 1, 1], 0), ([None], None)])
+def test_busy_means_running_at_every_look_and_is_reused_for_a_second(monkeypatch, reads, busy):
+    looks = iter(reads)
+    monkeypatch.setattr(utils, "_running_elsewhere", lambda: next(looks))
+    monkeypatch.setattr(utils, "_LOAD_READ", {"at": -math.inf, "busy": None})
+    assert utils._busy_elsewhere(interval=0) == busy
+    assert utils._busy_elsewhere(interval=0) == busy  # not read again: the looks are used up
 
 
 @pytest.mark.slow
