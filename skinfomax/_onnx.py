@@ -183,7 +183,7 @@ def _converter(scope, operator, container):
     from skl2onnx.helpers.integration import add_onnx_graph
 
     vae = operator.raw_operator
-    if vae.precision != "float32":
+    if vae.precision in ("bfloat16", "float16"):
         warnings.warn(f"The transformer was fitted with precision={vae.precision!r}: its "
                       "transform rounds the encoder's matrix work to that precision, the ONNX "
                       "graph computes in float32, so their codes differ by that rounding.",

@@ -20,7 +20,7 @@ from ._likelihoods import build_likelihood
 from ._networks import build_networks, check_networks
 from ._objectives import codes_from_noise, derangement_shift, gaussian_kl, standard_normal
 from ._units import InputUnits, Rows
-from ._utils import EarlyStopping, default_dtype, deferred_interrupt, generators, seeded
+from ._utils import EarlyStopping, bf16_units, default_dtype, deferred_interrupt, generators, seeded
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The training-loss stopping rule acts only after this many steps of a call: on the measured
@@ -147,9 +147,14 @@ class Engine:
         for module in self.modules():
             module.train(mode)
 
-    def autocast(self):
-        """The ``precision`` context of the networks' matrix work."""
-        dtype = PRECISIONS[self.config.precision]
+    def autocast(self, training=False):
+        """The ``precision`` context of the networks' matrix work; "auto" is bfloat16 in
+        training steps on a device with bf16 units (:func:`~skinfomax._utils.bf16_units`) and
+        float32 everywhere else."""
+        precision = self.config.precision
+        if precision == "auto":
+            precision = "bfloat16" if training and bf16_units(self.device) else "float32"
+        dtype = PRECISIONS[precision]
         if dtype is None:
             return contextlib.nullcontext()
         # No cast cache under graph capture: cached casts would outlive the capture.
@@ -188,7 +193,7 @@ class Engine:
         """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32; the
         compiled unit); the detached ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
         Without the critic the MI sum is 0 (recorded as NaN: not estimated)."""
-        with self.autocast():
+        with self.autocast(training=True):
             mean, log_var, c = (t.float() for t in self.encoder(x))
             codes = codes_from_noise(mean, log_var, c, eps)
             recon = self.likelihood.nll(x, self.decoder(codes).float())

@@ -154,9 +154,12 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         inside joblib's workers), lowered to the cores other processes leave idle at the
         call's start, which on MNIST-sized layers changes results in the last bits: set it
         for bit-for-bit repeats on a shared machine (:ref:`threads <threads>`).
-    precision : {"float32", "bfloat16", "float16"}, default="float32"
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         Autocast dtype of the networks' matrix work; weights, losses and the likelihood stay
-        float32. "bfloat16" pays on GPUs and CPUs with bf16 units, may be slower elsewhere.
+        float32. "auto": bfloat16 in training steps where the device computes it natively
+        (CUDA with bf16; CPUs with AVX512-BF16 or AMX, detected), float32 elsewhere and in
+        every method that evaluates the fitted model (:ref:`precision`). "bfloat16" also
+        evaluates in bf16; on CPUs without bf16 units it may be slower than float32.
     compile : bool, default=False
         Compile the training loss with ``torch.compile``; on failure fit warns and trains eagerly.
     random_state : int, RandomState instance or None, default=None
@@ -241,7 +244,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "device": "no_validation",  # checked by resolve_device in fit
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
-        "precision": [StrOptions({"float32", "bfloat16", "float16"})],
+        "precision": [StrOptions({"auto", "float32", "bfloat16", "float16"})],
         "compile": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -255,7 +258,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                  mi_estimator="nwj", batch_size="auto", max_iter=100, learning_rate=1e-3,
                  critic_learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, tol=2e-2, device="auto", n_threads=None,
-                 precision="float32", compile=False, random_state=None, verbose=0,
+                 precision="auto", compile=False, random_state=None, verbose=0,
                  warm_start=False):
         self.n_components = n_components
         self.n_info_components = n_info_components

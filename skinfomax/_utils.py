@@ -2,6 +2,7 @@
 seeds and streams, batches, early stopping, checks."""
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -48,6 +49,20 @@ def resolve_device(device, fallback=False):
                       "loading it on the CPU.", UserWarning, stacklevel=4)
         return torch.device("cpu")
     raise ValueError(f"device={device!r} was requested but {missing}")
+
+
+@functools.cache
+def bf16_units(device):
+    """Whether ``device`` computes bfloat16 natively: CUDA with bf16 support, or a CPU with
+    AVX512-BF16 or AMX (torch's own checks); elsewhere bf16 is emulated and can be slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = [getattr(torch.cpu, name, None)
+                  for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(check() for check in checks if check is not None)
+    return False
 
 
 def _missing(device):
