@@ -151,12 +151,35 @@ def check_example(out, tmp):
 
 
 def check_umap(out, tmp):
-    models = ["PCA", "skinfomax alpha=0", "skinfomax alpha=1"] + (
+    models = ["PCA", r"skinfomax defaults \(\d+ ep\.\)", "skinfomax alpha=0",
+              "skinfomax alpha=1"] + (
         [] if missing("umap") else ["UMAP", "UMAP, new process"])
     for model in models:  # fit s, transform s, 5-NN, probe, trustworthiness
         fit, transform, *scores = row(out, rf"\s+2 {model}\s", 5)[:5]
         assert fit > 0 and transform > 0 and all(0 <= v <= 1 for v in scores)
     assert (tmp / "cmp.png").stat().st_size > 1000
+
+
+def check_threads(out, tmp):
+    for case in ("fit digits", "fit MNIST", "transform", "mutual_information"):
+        assert all(s > 0 for s in row(out, rf"\| {case} \| 0 \|", 3)[:3])  # 1, 2, None
+
+
+def check_learning_curves(out, tmp):
+    epoch = row(out, r"wine 2 0 ", 5, times=2)[0]  # epoch, seconds, probe, 5-NN, trust
+    assert epoch == 4  # the last checkpoint: --epochs 4, every 2
+
+
+def check_curves_summary(out, tmp):
+    # The committed 50,000-digit curves (float32, seeds 0 and 1): where the rule stops.
+    stops = row(out, r"\s+mnist50k\s+d=10\s+float32\s+390 steps/epoch\s+stops at", 2)[:2]
+    assert all(10 < s < 30 for s in stops)
+
+
+def check_quickstart_seeds(out, tmp):
+    for precision in ("float32", "auto"):
+        seconds, _, score, _, probe = row(out, rf"{precision}\s+seconds", 5)[:5]  # mean, SE
+        assert seconds > 0 and 0 <= probe <= 1
 
 
 def check_batch_size(out, tmp):
@@ -192,6 +215,14 @@ RUNS = {
     "score_sweep": ("benchmarks/studies/score_sweep.py --quick", check_score_sweep, []),
     "bench_batch_size": ("benchmarks/speed/bench_batch_size.py --quick", check_batch_size,
                          [no_mnist]),
+    "bench_threads": ("benchmarks/speed/bench_threads.py --quick", check_threads, [no_mnist]),
+    "learning_curves": ("benchmarks/studies/learning_curves.py --quick", check_learning_curves,
+                        []),
+    "learning_curves_summary": (
+        "benchmarks/studies/learning_curves.py --summary "
+        "benchmarks/studies/results/learning_curves_mnist50k.jsonl", check_curves_summary, []),
+    "quickstart_seeds": ("benchmarks/studies/quickstart_seeds.py --quick", check_quickstart_seeds,
+                         []),
     "compare_umap": ("benchmarks/studies/compare_umap.py --quick --figure {tmp}/cmp.png",
                      check_umap, [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (

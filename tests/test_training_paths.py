@@ -17,7 +17,8 @@ def float32_reference(digits):
     from .conftest import TINY
 
     X, _ = digits
-    return InfoMaxVAETransformer(**{**TINY, "max_iter": 2}).fit(X.astype(np.float32))
+    return InfoMaxVAETransformer(**{**TINY, "max_iter": 2, "precision": "float32"}).fit(
+        X.astype(np.float32))
 
 
 def test_bfloat16_precision_trains_like_float32_and_keeps_float32_outputs(
@@ -33,6 +34,30 @@ def test_bfloat16_precision_trains_like_float32_and_keeps_float32_outputs(
     Z = vae.transform(X)
     assert Z.dtype == np.float32
     np.testing.assert_allclose(Z, float32_reference.transform(X), atol=1e-2)
+
+
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_bf16_units(
+    tiny_vae, digits, float32_reference, monkeypatch
+):
+    from skinfomax import _utils
+
+    X = digits[0].astype(np.float32)
+    for has_units in (False, True):
+        _utils.bf16_units.cache_clear()
+        for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            monkeypatch.setattr(torch.cpu, check, lambda has_units=has_units: has_units)
+        vae = tiny_vae(precision="auto", max_iter=2, device="cpu").fit(X)
+        same = vae.history_ == float32_reference.history_
+        assert same is (not has_units)  # without bf16 units, float32 bit for bit
+    _utils.bf16_units.cache_clear()
+    bf16 = tiny_vae(precision="bfloat16", max_iter=2, device="cpu").fit(X)
+    assert vae.history_ == bf16.history_  # with units: bfloat16's training, bit for bit
+    # Evaluation runs in float32: the codes are those of the same weights in float32.
+    Z = vae.transform(X)
+    with torch.no_grad():  # the encoder by hand, outside any autocast
+        by_hand = vae.encoder_(vae._engine.rows(X).tensor)[0].numpy()
+    np.testing.assert_allclose(Z, by_hand, rtol=1e-6, atol=1e-6)
+    assert np.abs(Z - bf16.transform(X)).max() > 1e-4  # bfloat16 evaluation rounds
 
 
 def test_float16_precision_uses_a_grad_scaler(tiny_vae, digits, float32_reference):

@@ -50,30 +50,29 @@ def curve(name, d, seed, args):
         Z, Z_new = vae.transform(X), vae.transform(X_new)
         scores = probes(Z, y, Z_new, y_new)
         checks.append(dict(epoch=vae.n_iter_, seconds=round(seconds, 1), probe=scores["probe"],
-                           knn=scores["knn5"], trust=trustworthiness(
-                               X_new[:10_000], Z_new[:10_000], n_neighbors=5)))
+                           knn=scores["knn5"], trust=float(trustworthiness(
+                               X_new[:10_000], Z_new[:10_000], n_neighbors=5))))
         print(name, d, seed, checks[-1], flush=True)
     return dict(dataset=name, d=d, seed=seed, precision=args.precision,
                 steps_per_epoch=max(1, len(X) // vae.batch_size_),
                 losses=[h["loss"] for h in vae.history_], checks=checks)
 
 
-def stop_epoch(record, tol, patience):
-    """Where the rule (``EarlyStopping``, relative, after the step floor) ends the fit."""
+def stop_epoch(record, tol, patience, floor):
+    """Where the rule (``EarlyStopping``, relative, after ``floor`` steps) ends the fit."""
     rule = EarlyStopping([], patience, tol, relative=True)
     for epoch, loss in enumerate(record["losses"], 1):
-        rule.update(torch.tensor([-loss]),
-                    may_stop=epoch * record["steps_per_epoch"] >= MIN_STOPPING_STEPS)
+        rule.update(torch.tensor([-loss]), may_stop=epoch * record["steps_per_epoch"] >= floor)
         if bool(rule.stopped):
             return epoch
     return len(record["losses"])
 
 
-def summary(paths, tols, patiences):
+def summary(paths, tols, patiences, floor):
     records = [json.loads(line) for path in paths for line in open(path)]
     print("Rule replayed on the recorded curves: the stop epoch, and the change in probe,"
           " 5-NN and trustworthiness from the last epoch's codes at the last checkpoint"
-          " before it (mean over seeds).")
+          f" before it (mean over seeds); no stop before {floor} steps.")
     for tol in tols:
         for patience in patiences:
             print(f"tol={tol:g}, n_iter_no_change={patience}:")
@@ -81,7 +80,7 @@ def summary(paths, tols, patiences):
             for r in records:
                 groups.setdefault((r["dataset"], r["d"], r["precision"]), []).append(r)
             for (name, d, precision), group in sorted(groups.items()):
-                stops = [stop_epoch(r, tol, patience) for r in group]
+                stops = [stop_epoch(r, tol, patience, floor) for r in group]
                 at = [[c for c in r["checks"] if c["epoch"] <= e][-1] for r, e in
                       zip(group, stops)]
                 delta = {k: np.mean([a[k] - r["checks"][-1][k] for a, r in zip(at, group)])
@@ -98,10 +97,11 @@ def main():
                       epochs=100, every=5, n_mnist=3000, precision="float32",
                       out="learning_curves.jsonl", summary=([], "only replay the rule on these"),
                       tols=([0.02], "rule thresholds to replay"),
-                      patiences=([5], "rule patiences to replay"))
+                      patiences=([5], "rule patiences to replay"),
+                      floor=(MIN_STOPPING_STEPS, "steps before which the rule may not stop"))
     if args.summary:
         return summary(args.summary, [float(t) for t in args.tols],
-                       [int(p) for p in args.patiences])
+                       [int(p) for p in args.patiences], args.floor)
     header()
     with open(args.out, "a") as out, quiet():
         for name in args.datasets.split(","):
