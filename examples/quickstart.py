@@ -4,7 +4,8 @@ Fits on 70% of the 1,797 bundled 8x8 digits and reports, on the held-out 30%:
 the MI lower bound I(x; z), the reconstruction error, and the accuracy of a
 linear probe (logistic regression) trained on the codes. Runs offline in under
 half a minute on a 2-core CPU. The second line of the output names the machine
-and its load before and after the fit, the third torch's build and threads.
+and its load before and after the fit, the third torch's build and the threads
+the fit used.
 
     python examples/quickstart.py
 """
@@ -85,7 +86,7 @@ def main():
         f"{cpu_model()}, {os.cpu_count()} cores, load average "
         f"{load_before:.2f} before the fit, {load_after:.2f} after"
     )
-    threads = torch.get_num_threads()
+    threads = vae.n_threads_  # n_threads=None: the cores other processes left idle
     print(
         f"torch {torch.__version__}, {threads} thread{'s' if threads != 1 else ''}, "
         f"{platform.machine()}"

@@ -24,8 +24,8 @@ from ._utils import EarlyStopping, bf16_units, default_dtype, deferred_interrupt
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The training-loss stopping rule acts only after this many steps of a call: on the measured
-# curves, held-out codes still improved at 1,000-1,700 steps while the loss had flattened by the
-# rule's measure; by 5,000 they had converged (docs/performance.md, "When fit stops").
+# curves, held-out codes still improved at up to 1,600 steps while the loss had flattened by the
+# rule's measure, and changed little after 4,000-8,000 (docs/performance.md, "When fit stops").
 MIN_STOPPING_STEPS = 5_000
 
 

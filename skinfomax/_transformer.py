@@ -183,6 +183,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Number of epochs trained in total.
     batch_size_ : int
         The batch size used last.
+    n_threads_ : int
+        The torch threads the last training call used (``n_threads``, or what None chose).
     device_ : torch.device
         Where the networks live.
     n_features_in_ : int
@@ -347,8 +349,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             alpha=float(self.alpha), beta=float(self.beta), bound=Bound(self.mi_estimator, cap),
             batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
-            n_iter_no_change=self.n_iter_no_change, tol=None if self.tol is None else float(self.tol),
-            precision=self.precision, compile=self.compile, verbose=self.verbose,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=None if self.tol is None else float(self.tol), precision=self.precision, compile=self.compile, verbose=self.verbose,
             critic_in_every_step=incremental)
 
     # -- fitting -----------------------------------------------------------------
@@ -431,7 +433,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
                                   config=config, encoder=self.encoder, decoder=self.decoder,
                                   critic=self.critic)
         n_epochs_before = len(engine.history)
-        with torch_threads(self.n_threads):
+        with torch_threads(self.n_threads) as threads:
             try:
                 engine.train(X_train, 1 if incremental else self.max_iter, X_valid=X_valid,
                              stream=isinstance(X, np.memmap) and X_valid is None,
@@ -441,13 +443,13 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             except BaseException as exc:
                 # Ctrl-C keeps the completed epochs; any other failure leaves the engine as it was.
                 if isinstance(exc, KeyboardInterrupt) and len(engine.history) > n_epochs_before:
-                    self._set_fitted(engine, X, X_train, continuing)
+                    self._set_fitted(engine, X, X_train, continuing, threads)
                 elif continuing:
                     engine.config = previous_config
                 raise
-            return self._set_fitted(engine, X, X_train, continuing)
+            return self._set_fitted(engine, X, X_train, continuing, threads)
 
-    def _set_fitted(self, engine, X, X_train, continuing):
+    def _set_fitted(self, engine, X, X_train, continuing, threads):
         info_mean = np.zeros(0)
         if engine.spec.n_info_components > 0:
             info_mean = _evaluation.encode(engine, X_train)[2].mean(axis=0, dtype=np.float64)
@@ -455,6 +457,7 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             validate_data(self, X, reset=True, skip_check_array=True)
         self.history_, self.n_iter_ = list(engine.history), len(engine.history)
         self.info_mean_, self.batch_size_ = info_mean, engine.config.batch_size
+        self.n_threads_ = threads
         return self._with_engine(engine)
 
     def _with_engine(self, engine):

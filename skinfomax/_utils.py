@@ -83,14 +83,14 @@ def _torch_setting(get, set_, value):
     previous = get()
     set_(value)
     try:
-        yield
+        yield value
     finally:
         set_(previous)
 
 
 def torch_threads(n_threads):
-    """Use ``n_threads`` torch threads inside the block (None: :func:`default_threads`) and
-    restore the caller's setting."""
+    """Use ``n_threads`` torch threads inside the block (None: :func:`default_threads`; the
+    block gets the count) and restore the caller's setting."""
     if n_threads is None:
         n_threads = default_threads()
     return _torch_setting(torch.get_num_threads, torch.set_num_threads, n_threads)
@@ -124,9 +124,10 @@ def _running_elsewhere():
 _LOAD_READ = {"at": -math.inf, "busy": None}  # the last reading, reused for a second
 
 
-def _busy_elsewhere(reads=5, interval=1e-3, reuse=1.0):
+def _busy_elsewhere(reads=5, interval=0.01, reuse=1.0):
     """Threads that ran in every one of ``reads`` looks ``interval`` s apart outside this
-    process (a busy process; not a short-lived one), or None where /proc cannot be read."""
+    process (a busy process, not a burst of kernel work), or None where /proc cannot be read;
+    an idle machine answers at the first look."""
     now = time.monotonic()
     if now - _LOAD_READ["at"] > reuse:
         counts = []

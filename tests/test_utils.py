@@ -109,3 +109,9 @@ def test_an_epoch_that_may_not_stop_keeps_the_count_one_short():
     assert not bool(stopping.stopped) and int(stopping.stale) == 1
     stopping.update(torch.tensor([0.0]))
     assert bool(stopping.stopped)
+
+
+def test_torch_threads_gives_the_block_its_count(monkeypatch):
+    monkeypatch.setattr(utils, "_busy_elsewhere", lambda: 5)  # every core busy: 1 thread
+    with utils.torch_threads(None) as threads:
+        assert threads == torch.get_num_threads() == 1
