@@ -158,8 +158,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
         Autocast dtype of the networks' matrix work; weights, losses and the likelihood stay
         float32. "auto": bfloat16 in training steps where the device computes it natively
         (CUDA with bf16; CPUs with AVX512-BF16 or AMX, detected), float32 elsewhere and in
-        every method that evaluates the fitted model (:ref:`precision`). "bfloat16" also
-        evaluates in bf16; on CPUs without bf16 units it may be slower than float32.
+        every method that evaluates the fitted model (:ref:`precision <precision>`).
+        "bfloat16" also evaluates in bf16; on CPUs without bf16 units it may be slower.
     compile : bool, default=False
         Compile the training loss with ``torch.compile``; on failure fit warns and trains eagerly.
     random_state : int, RandomState instance or None, default=None
