@@ -350,8 +350,8 @@ class InfoMaxVAETransformer(TransformerMixin, BaseEstimator):
             batch_size=batch_size, learning_rate=float(self.learning_rate),
             critic_learning_rate=float(self.critic_learning_rate),
             n_iter_no_change=self.n_iter_no_change,
-            tol=None if self.tol is None else float(self.tol), precision=self.precision, compile=self.compile, verbose=self.verbose,
-            critic_in_every_step=incremental)
+            tol=None if self.tol is None else float(self.tol), precision=self.precision,
+            compile=self.compile, verbose=self.verbose, critic_in_every_step=incremental)
 
     # -- fitting -----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
