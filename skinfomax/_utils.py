@@ -100,7 +100,8 @@ def default_threads():
     """``n_threads=None``: torch's setting, lowered to the cores that other processes leave
     idle now. Beside a busy process a thread that waits for a descheduled partner at every
     parallel region costs more than it gives (docs/performance.md, "Threads")."""
-    current, busy = torch.get_num_threads(), _busy_elsewhere()
+    current = torch.get_num_threads()
+    busy = _busy_elsewhere() if current > 1 else None  # one thread: nothing to lower
     if busy is None:
         return current
     n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -130,12 +131,10 @@ def _busy_elsewhere(reads=5, interval=0.01, reuse=1.0):
     an idle machine answers at the first look."""
     now = time.monotonic()
     if now - _LOAD_READ["at"] > reuse:
-        counts = []
-        for i in range(reads):
-            counts.append(_running_elsewhere())
-            if counts[-1] in (None, 0):
-                break
+        counts = [_running_elsewhere()]
+        while len(counts) < reads and counts[-1] not in (None, 0):
             time.sleep(interval)
+            counts.append(_running_elsewhere())
         _LOAD_READ.update(at=now, busy=None if None in counts else min(counts))
     return _LOAD_READ["busy"]
 
