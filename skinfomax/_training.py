@@ -285,12 +285,12 @@ class Engine:
         del self.history[checkpoint["n_epochs"]:]
 
     def train(self, X, n_epochs, X_valid=None, stream=False, cover=False):
-        """Train up to ``n_epochs`` epochs, going on where the last call stopped; appends to and
-        returns :attr:`history`. ``X_valid`` early-stops and restores the best epoch; ``cover``
-        widens the units to X (:meth:`InputUnits.covering`). Divergence raises
-        :class:`TrainingDiverged` with the engine as before the call, unless ``X_valid`` has a
-        finite best epoch, kept with a RuntimeWarning. Ctrl-C is re-raised after the step,
-        completed epochs kept (none: the engine as before the call)."""
+        """Train up to ``n_epochs`` epochs from where the last call stopped (the stopping rule
+        may end it sooner; with ``X_valid`` on its loss, restoring the best epoch); returns
+        :attr:`history`. ``cover`` widens the units to X (:meth:`InputUnits.covering`).
+        Divergence raises :class:`TrainingDiverged`, the engine as before the call, unless
+        ``X_valid`` has a finite best epoch, kept with a RuntimeWarning. Ctrl-C is re-raised
+        after the step, completed epochs kept (none: the engine as before the call)."""
         units = self.units.covering(X) if cover and self.units is not None else self.units
         rows = Rows(X, self.device, stream, units)  # input errors first, before any change
         valid = None if X_valid is None else Rows(X_valid, self.device, stream, units, "X_valid")
