@@ -192,17 +192,17 @@ class Engine:
     def _step_loss(self, x, eps, shift, bound, alpha, beta, with_critic=True):
         """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32; the
         compiled unit); the detached ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
-        Without the critic the MI sum is 0 (recorded as NaN: not estimated)."""
-        with self.autocast(training=True):
-            mean, log_var, c = (t.float() for t in self.encoder(x))
-            codes = codes_from_noise(mean, log_var, c, eps)
-            recon = self.likelihood.nll(x, self.decoder(codes).float())
-            kl = gaussian_kl(mean, log_var)
-            if with_critic:
-                scaled = _ScaleGradient.apply(codes, alpha)
-                mi = bound(SingleCritic(self.critic), x[None], scaled[None], (shift,))[0]
-            else:
-                mi = recon.new_zeros(())
+        Without the critic the MI sum is 0 (NaN in the record). The caller enters autocast:
+        inside, it would break a compiled graph at every step."""
+        mean, log_var, c = (t.float() for t in self.encoder(x))
+        codes = codes_from_noise(mean, log_var, c, eps)
+        recon = self.likelihood.nll(x, self.decoder(codes).float())
+        kl = gaussian_kl(mean, log_var)
+        if with_critic:
+            scaled = _ScaleGradient.apply(codes, alpha)
+            mi = bound(SingleCritic(self.critic), x[None], scaled[None], (shift,))[0]
+        else:
+            mi = recon.new_zeros(())
         objective = recon.mean() + beta * kl.mean() - mi + (1.0 - alpha) * mi.detach()
         sums = torch.stack([recon.sum(), kl.sum(), mi * x.shape[0]]).detach()
         return objective, sums
@@ -229,7 +229,8 @@ class Engine:
             try:
                 if not capturing:  # first: a compiled backward that failed half-way leaves no trace
                     self._clear_grads()
-                objective, sums = loss_function(*args)
+                with self.autocast(training=True):
+                    objective, sums = loss_function(*args)
                 if self.scaler is None:
                     objective.backward()
                     for optimizer in optimizers:
