@@ -191,9 +191,8 @@ class Engine:
     # -- one step -----------------------------------------------------------
     def _step_loss(self, x, eps, shift, bound, alpha, beta, with_critic=True):
         """The objective ``recon + beta * KL - alpha * I`` and the batch's loss sums (float32; the
-        compiled unit); the detached ``(1 - alpha) * I`` leaves the critic the gradient of ``-I``.
-        Without the critic the MI sum is 0 (NaN in the record). The caller enters autocast:
-        inside, it would break a compiled graph at every step."""
+        compiled unit, under the caller's autocast, which inside would break the graph); the
+        detached ``(1 - alpha) * I`` leaves the critic ``-I``'s gradient; no critic: MI sum 0."""
         mean, log_var, c = (t.float() for t in self.encoder(x))
         codes = codes_from_noise(mean, log_var, c, eps)
         recon = self.likelihood.nll(x, self.decoder(codes).float())

@@ -182,6 +182,19 @@ def check_quickstart_seeds(out, tmp):
         assert seconds > 0 and 0 <= probe <= 1
 
 
+def check_fewer_steps(out, tmp):
+    for variant in ("default", "plateau"):  # epochs, seconds, time / default, probe, 5-NN, trust
+        epochs, seconds, ratio, probe = row(out, rf"\| {variant} \|", 4)[:4]
+        assert epochs == 100 and seconds > 0 and ratio > 0 and 0 <= probe <= 1
+
+
+def check_score_ranking(out, tmp):
+    for alpha in (0, 1):
+        for d in (2, 3):  # score, its standard error, rate, seconds
+            score, se, rate, seconds = row(out, rf"\| {alpha}\.0 \| {d} \|", 4)[:4]
+            assert se >= 0 and seconds > 0 and rate > 0
+
+
 def check_batch_size(out, tmp):
     for alpha in (0, 1):
         for batch_size in (256, 128):  # median and best seconds
@@ -223,6 +236,8 @@ RUNS = {
         "benchmarks/studies/results/learning_curves_mnist50k.jsonl", check_curves_summary, []),
     "quickstart_seeds": ("benchmarks/studies/quickstart_seeds.py --quick", check_quickstart_seeds,
                          []),
+    "fewer_steps": ("benchmarks/studies/fewer_steps.py --quick", check_fewer_steps, []),
+    "score_ranking": ("benchmarks/studies/score_ranking.py --quick", check_score_ranking, []),
     "compare_umap": ("benchmarks/studies/compare_umap.py --quick --figure {tmp}/cmp.png",
                      check_umap, [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (

@@ -45,7 +45,7 @@ def digits_grid(epochs, latents, args):
         md_row(params["alpha"], params["n_components"],
                f"{np.mean(scores):.2f} ({np.std(scores, ddof=1) / np.sqrt(3):.2f})",
                f"{results['mean_test_rate'][i]:.1f}",
-               f"{results['mean_fit_time'][i]:.1f}")
+               f"{results['mean_fit_time'][i]:.2f}")
 
 
 def mnist_sizes(latents, args):
