@@ -195,6 +195,13 @@ def check_score_ranking(out, tmp):
             assert se >= 0 and seconds > 0 and rate > 0
 
 
+def check_mi_term(out, tmp):
+    for variant in ("plain", "alpha10_info2"):
+        values = row(out, rf"\| wine \| 10 \| 1 \| {variant} \| 1 \|", 12)  # rate: inf
+        probe, active = values[0], values[6]
+        assert 0 <= probe <= 1 and 0 <= active <= 10
+
+
 def check_batch_size(out, tmp):
     for alpha in (0, 1):
         for batch_size in (256, 128):  # median and best seconds
@@ -238,6 +245,7 @@ RUNS = {
                          []),
     "fewer_steps": ("benchmarks/studies/fewer_steps.py --quick", check_fewer_steps, []),
     "score_ranking": ("benchmarks/studies/score_ranking.py --quick", check_score_ranking, []),
+    "mi_term": ("benchmarks/studies/mi_term.py --quick", check_mi_term, []),
     "compare_umap": ("benchmarks/studies/compare_umap.py --quick --figure {tmp}/cmp.png",
                      check_umap, [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (
