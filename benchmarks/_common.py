@@ -114,12 +114,16 @@ def load_data(n_samples):
 def load_split(name, n_mnist, scaler=None):
     """(X_train, X_test, y_train, y_test): the stratified 70/30 split (seed 0) of MNIST
     (``n_mnist`` digits), digits, wine or breast_cancer in float64; ``scaler`` fitted on the
-    train part."""
+    train part. ``mnist50k``: 50,000 fitted and 10,000 new MNIST digits as loaded (as in
+    compare_umap)."""
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
 
     from skinfomax import load_mnist
 
+    if name == "mnist50k":
+        X, y = load_mnist(60_000, random_state=0)
+        return X[:50_000], X[50_000:], y[:50_000], y[50_000:]
     if name == "mnist":
         X, y = load_mnist(n_mnist, random_state=0)
         X = X.astype(np.float64)

@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
 from _common import header, load_after, load_split, md_head, md_row, numbers, parse_args, probes
 from _common import quiet, timed
-from skinfomax import InfoMaxVAETransformer, load_mnist
+from skinfomax import InfoMaxVAETransformer
 from skinfomax import _training
 
 VARIANTS = {
@@ -45,13 +45,6 @@ VARIANTS = {
     "b32_sqrt": dict(batch_size=32, learning_rate=5e-4),
     "compiled": dict(compile=True),
 }
-
-
-def data(name, n_mnist):
-    if name == "mnist50k":
-        X, y = load_mnist(60_000, random_state=0)
-        return X[:50_000], X[50_000:], y[:50_000], y[50_000:]
-    return load_split(name, n_mnist, None if name == "mnist" else StandardScaler)
 
 
 def continue_on_plateau(vae, X):
@@ -94,7 +87,7 @@ def main():
     header()
     variants = args.variants.split(",")
     for name in args.datasets.split(","):
-        split = data(name, args.n_mnist)
+        split = load_split(name, args.n_mnist, None if name.startswith("mnist") else StandardScaler)
         results = {v: [] for v in variants}
         with quiet():
             InfoMaxVAETransformer(max_iter=1).fit(split[0][:256])  # the process's first-fit costs

@@ -24,17 +24,14 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
 from _common import header, load_split, numbers, parse_args, probes, quiet, timed
-from skinfomax import InfoMaxVAETransformer, load_mnist
+from skinfomax import InfoMaxVAETransformer
 from skinfomax._training import MIN_STOPPING_STEPS
 from skinfomax._utils import EarlyStopping
 
 
 def data(name, n_mnist):
-    if name == "mnist50k":
-        X, y = load_mnist(60_000, random_state=0)
-        return X[:50_000], X[50_000:], y[:50_000], y[50_000:]
     name = "mnist" if name == "conv" else name
-    return load_split(name, n_mnist, None if name == "mnist" else StandardScaler)
+    return load_split(name, n_mnist, None if name.startswith("mnist") else StandardScaler)
 
 
 def curve(name, d, seed, args):
