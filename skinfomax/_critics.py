@@ -34,6 +34,10 @@ VALIDATION_PAIRS = 4096
 SCORE_CRITIC_ROWS = 65_536
 SCORE_CRITIC_EPOCHS = 100
 SCORE_CRITIC_STEP_SHARE = 0.25
+# The learning rate of every fresh critic (score's, mi_bounds' refitted one), whatever
+# critic_learning_rate is: a slow training critic (the paper's 1e-5) would otherwise leave the
+# fresh one near its initialisation, scoring near 0 nats an encoder that keeps 17.
+FRESH_CRITIC_LEARNING_RATE = 1e-3
 
 
 # -- code sources ----------------------------------------------------------------------
@@ -504,13 +508,13 @@ def _warn_diverged(states):
 
 
 # -- the fresh critic on a frozen encoder ------------------------------------------------
-def fresh_critic(critic, X, source, *, bound, batch_size, learning_rate, max_iter, seed,
-                 max_steps=None, verbose=0):
+def fresh_critic(critic, X, source, *, bound, batch_size, max_iter, seed, max_steps=None,
+                 verbose=0):
     """The fresh-critic protocol of ``score`` after ``fit`` and ``mi_bounds(refit_critic=True)``:
-    a re-initialised copy of ``critic`` trained on ``source``, a :class:`CachedPosterior` of X's
-    rows in random order. The first fifth (2 to :data:`VALIDATION_PAIRS`) early-stops, the rest
-    trains (all rows if under 2 are left), for at most ``max_iter`` epochs and the whole epochs
-    that fit in ``max_steps`` (at least one). Streams "init", "train" and "member" of ``seed``;
+    a re-initialised copy of ``critic`` trained at :data:`FRESH_CRITIC_LEARNING_RATE` on
+    ``source``, a :class:`CachedPosterior` of X's rows in random order. The first fifth (2 to
+    :data:`VALIDATION_PAIRS`) early-stops, the rest trains (all rows if under 2 are left), for
+    at most ``max_iter`` epochs and the whole epochs that fit in ``max_steps`` (at least one). Streams "init", "train" and "member" of ``seed``;
     modules without ``reset_parameters`` keep their weights. Returns it and its batch size."""
     fresh = copy.deepcopy(critic)
     with seeded(named_seed(seed, "init")):
@@ -522,7 +526,7 @@ def fresh_critic(critic, X, source, *, bound, batch_size, learning_rate, max_ite
     valid_rows, train_rows = rows[:n_valid], rows[n_valid:]
     if len(train_rows) < 2:  # a handful of rows: train on them all
         train_rows = rows
-    config = CriticConfig(bound=bound, max_iter=max_iter, learning_rate=learning_rate,
+    config = CriticConfig(bound=bound, max_iter=max_iter, learning_rate=FRESH_CRITIC_LEARNING_RATE,
                           batch_size=max(2, min(batch_size, len(train_rows), len(valid_rows))))
     if max_steps is not None:
         whole_epochs = max(1, max_steps // epoch_steps(len(train_rows), config))

@@ -124,7 +124,7 @@ def fresh_score_critic(engine, X, n_epochs):
     X = engine.rows(X[chosen]).tensor
     return fresh_critic(
         engine.critic, X, _posterior(engine, X), bound=engine.config.bound, batch_size=engine.config.batch_size,
-        learning_rate=engine.config.critic_learning_rate, max_iter=SCORE_CRITIC_EPOCHS,
+        max_iter=SCORE_CRITIC_EPOCHS,
         max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
         verbose=engine.config.verbose)[0]
 
@@ -139,8 +139,7 @@ def refitted_mi(engine, X, max_iter, verbose=0):
     critic, batch_size = fresh_critic(
         engine.critic, X_rest, _posterior(engine, X_rest),
         bound=engine.config.bound, batch_size=min(engine.config.batch_size, len(held_out)),
-        learning_rate=engine.config.critic_learning_rate, max_iter=max_iter, seed=seed,
-        verbose=verbose)
+        max_iter=max_iter, seed=seed, verbose=verbose)
     values = batch_bounds(SingleCritic(critic), fixed_batches(
         X_held_out, _posterior(engine, X_held_out), batch_size, named_seed(seed, "held out")),
         replace(engine.config.bound, pairs="blocks"))

