@@ -157,6 +157,13 @@ def timed(function):
     return time.perf_counter() - start, result
 
 
+def mean_se(values):
+    """The mean of ``values`` (over seeds) and its standard error (nan from one value)."""
+    values = np.asarray(values, dtype=float)
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+    return float(values.mean()), float(se)
+
+
 def median(values):
     return float(np.median(values))
 

@@ -31,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
 from _common import header, load_split, md_head, md_row, numbers, parse_args, probes, quiet
-from _common import timed
+from _common import mean_se, timed
 from skinfomax import InfoMaxVAETransformer, active_units
 from skinfomax._evaluation import encode
 
@@ -76,9 +76,8 @@ def summary(rows):
     for (dataset, d, beta, variant), g in groups:
         cells = []
         for m in METRICS:
-            values = g[m].to_numpy(float)
-            se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
-            cells.append(f"{values.mean():.3g} ({se:.2g})")
+            mean, se = mean_se(g[m])
+            cells.append(f"{mean:.3g} ({0.0 if np.isnan(se) else se:.2g})")
         md_row(dataset, d, f"{beta:g}", variant, len(g), *cells)
 
 

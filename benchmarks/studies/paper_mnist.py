@@ -36,7 +36,8 @@ from sklearn.manifold import trustworthiness
 from sklearn.neural_network import MLPClassifier
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
-from _common import header, load_after, md_head, md_row, numbers, parse_args, probes, quiet
+from _common import (header, load_after, md_head, md_row, mean_se, numbers, parse_args, probes,
+                     quiet)
 from skinfomax import Critic, InfoMaxVAETransformer, active_units
 
 # (estimator parameters, MI weight) of each setting; the models differ only in alpha.
@@ -112,10 +113,8 @@ def report(rows):
 
 
 def _mean_se(values):
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return f"{values.mean():.3f}"
-    return f"{values.mean():.3f} ({values.std(ddof=1) / np.sqrt(len(values)):.3f})"
+    mean, se = mean_se(values)
+    return f"{mean:.3f}" if np.isnan(se) else f"{mean:.3f} ({se:.3f})"
 
 
 def main():

@@ -23,7 +23,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # for _common
-from _common import header, load_split, md_head, md_row, numbers, parse_args, probes
+from _common import header, load_split, md_head, md_row, mean_se, numbers, parse_args, probes
 from skinfomax import InfoMaxVAETransformer, active_units
 
 
@@ -101,12 +101,11 @@ def acceptance(df, metrics=("linear_probe", "knn5", "active_units")):
             seeds = runs.index.intersection(plain.index)
             cells, verdict = [], []
             for metric in metrics:
-                diff = (runs.loc[seeds, metric] - plain.loc[seeds, metric]).to_numpy(float)
-                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
-                cells.append(f"{diff.mean():+.3f} ({se:.3f})")
-                if diff.mean() < -se:
+                diff, se = mean_se(runs.loc[seeds, metric] - plain.loc[seeds, metric])
+                cells.append(f"{diff:+.3f} ({se:.3f})")
+                if diff < -se:
                     verdict.append(f"worse {metric}")
-                if collapsed and not diff.mean() > 2 * se:
+                if collapsed and not diff > 2 * se:
                     verdict.append(f"not ahead {metric}")
             md_row(dataset, d, beta, model, len(seeds), *cells, "yes" if collapsed else "no",
                    ", ".join(verdict) or "ok")
