@@ -342,6 +342,8 @@ def test_infonce_score_is_capped_by_the_evaluated_batch_size(digits):
     A near-perfect critic on one held-out batch of 7 rows (batch_size=4:
     7 // 4 = 1 batch) passes log 4 and reaches the value computed from its
     known score matrix, under log 7 (1.83 nats against log 4 = 1.39 and log 7 = 1.95).
+    After partial_fit, score reads the critic trained alongside, here frozen by its
+    learning rate (fit's fresh critic trains at its own).
     """
     X, _ = digits
     w = torch.as_tensor(np.random.RandomState(0).randn(64, 1), dtype=torch.float32)
@@ -351,7 +353,7 @@ def test_infonce_score_is_capped_by_the_evaluated_batch_size(digits):
         encoder=ProjectionEncoder(w), critic=DistanceCritic(w, k), hidden_layer_sizes=(8,),
         learning_rate=1e-12, critic_learning_rate=1e-12, random_state=0, n_threads=1,
         likelihood="bernoulli",  # X as it is: the encoder projects the raw pixels
-    ).fit(X[:40])
+    ).partial_fit(X[:40])
     held_out = X[200:207]
     u = held_out @ w.numpy()[:, 0].astype(np.float64)
     scores = -k * np.abs(u[:, None] - u[None, :])

@@ -33,15 +33,15 @@ CONV = dict(architecture="conv", image_shape=(1, 28, 28))
 
 def fit_params(dataset, args):
     """The estimator's parameters beside n_components, alpha and beta: Bernoulli for MNIST
-    (``mnist_conv``: conv networks), Gaussian for the rest; ``--defaults`` leaves batch size,
-    epochs, stopping rule and critic learning rate at the estimator's defaults."""
+    (``mnist_conv``: conv networks), Gaussian for the rest, ``--critic-lr``; ``--defaults``
+    leaves batch size, epochs and stopping rule at the estimator's defaults."""
     mnist = dataset.startswith("mnist")
     params = dict(likelihood="bernoulli" if mnist else "gaussian",
+                  critic_learning_rate=args.critic_lr,
                   **(CONV if dataset == "mnist_conv" else {}))
     if not args.defaults:
         params.update(batch_size=128 if mnist else 64,
-                      max_iter=args.mnist_epochs if mnist else args.tabular_epochs,
-                      critic_learning_rate=args.critic_lr)
+                      max_iter=args.mnist_epochs if mnist else args.tabular_epochs)
     return params
 
 
@@ -118,8 +118,8 @@ def main():
                       alphas="0,1,10", seeds="0,1,2", n_mnist=3000, mnist_epochs=20,
                       tabular_epochs=100, critic_lr=1e-3,
                       refit=(False, "also a fresh critic on the frozen encoder"),
-                      defaults=(False, "batch size, epochs, stopping rule and critic "
-                                       "learning rate at the estimator's defaults"),
+                      defaults=(False, "batch size, epochs and stopping rule at the "
+                                       "estimator's defaults"),
                       part=("0/1", "i/k: run every k-th job starting at i"),
                       out="representation.csv", summary=([], "only summarise these CSVs"))
     if args.summary:
