@@ -123,8 +123,8 @@ def fresh_score_critic(engine, X, n_epochs):
     engine.set_train(False)
     X = engine.rows(X[chosen]).tensor
     return fresh_critic(
-        engine.critic, X, _posterior(engine, X), bound=engine.config.bound, batch_size=engine.config.batch_size,
-        max_iter=SCORE_CRITIC_EPOCHS,
+        engine.critic, X, _posterior(engine, X), bound=engine.config.bound,
+        batch_size=engine.config.batch_size, max_iter=SCORE_CRITIC_EPOCHS,
         max_steps=int(SCORE_CRITIC_STEP_SHARE * vae_steps), seed=seed,
         verbose=engine.config.verbose)[0]
 
